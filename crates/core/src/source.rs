@@ -1,0 +1,114 @@
+use crate::{Checkpoint, ConnectorError, LoadMode, Record, StreamSpec};
+
+/// A configured connection to an outside system.
+///
+/// A source only turns the outside system into batches and checkpoints. The
+/// runtime owns everything else: scheduling, retries, publishing, committing.
+/// Implementations are shared across the connector's stream tasks, hence `&self`
+/// and `Sync`; per-stream state lives in the [`StreamReader`] they open.
+#[async_trait::async_trait]
+pub trait Source: Send + Sync {
+    /// Verifies configuration and connectivity without reading data
+    /// (`tributary check`). Must not change anything outside.
+    async fn check(&self) -> Result<(), ConnectorError>;
+
+    /// The streams this source offers, with keys, cursors and schemas.
+    async fn discover(&self) -> Result<Vec<StreamSpec>, ConnectorError>;
+
+    /// Opens a reader positioned just after `checkpoint` (`None`: from the
+    /// beginning). The runtime calls this at every scheduled run and after
+    /// every retryable error, so it must be cheap to call again.
+    async fn open(
+        &self,
+        stream: &StreamSpec,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<Box<dyn StreamReader>, ConnectorError>;
+
+    /// A cheap, non-blocking view of the source's condition for health endpoints.
+    fn health(&self) -> Health {
+        Health::Healthy
+    }
+
+    /// Releases shared resources (connection pools, sessions).
+    async fn close(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+}
+
+/// Reads one stream from a position, one batch at a time.
+#[async_trait::async_trait]
+pub trait StreamReader: Send {
+    /// The next batch and the checkpoint just after it.
+    ///
+    /// Cancel-safe by contract: the runtime may drop this future at any await
+    /// point (shutdown). Nothing is lost because nothing counts as read until
+    /// the checkpoint of a returned batch is committed. Push sources should
+    /// return [`Poll::Idle`] at least every second so commit notifications and
+    /// shutdown are handled promptly.
+    async fn poll(&mut self) -> Result<Poll, ConnectorError>;
+
+    /// Told after `checkpoint` (one this reader returned) was committed, i.e.
+    /// every record before it is durable. Push sources acknowledge upstream here
+    /// (an MQTT PUBACK, a Kafka consumer offset commit).
+    async fn committed(&mut self, _checkpoint: &Checkpoint) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    /// Releases the reader's resources; called once, after the last poll.
+    async fn close(&mut self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+}
+
+/// The outcome of one [`StreamReader::poll`].
+#[derive(Debug)]
+pub enum Poll {
+    /// Records (possibly none) and the position after them.
+    Batch(Batch),
+    /// Nothing right now, more may come (a tailed file, a quiet socket):
+    /// the runtime polls again after the connector's poll interval.
+    Idle,
+    /// Caught up: this run of the stream is over until its next scheduled run.
+    End,
+}
+
+/// Records read together and the checkpoint that follows the last of them.
+#[derive(Debug)]
+pub struct Batch {
+    pub records: Vec<Record>,
+    /// Input that could not be turned into records; the runtime applies the
+    /// bad-record policy (`fail` | `skip` | `dead_letter`) and counts them.
+    pub bad_records: Vec<BadRecord>,
+    pub checkpoint: Checkpoint,
+    pub load_mode: LoadMode,
+}
+
+impl Batch {
+    pub fn new(records: Vec<Record>, checkpoint: Checkpoint, load_mode: LoadMode) -> Self {
+        Batch {
+            records,
+            bad_records: Vec::new(),
+            checkpoint,
+            load_mode,
+        }
+    }
+}
+
+/// Input that could not become a record, with enough context for a person to find it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadRecord {
+    /// Where it came from, e.g. `data/orders.csv:17`.
+    pub location: String,
+    /// Why it was rejected.
+    pub error: String,
+    /// The raw input, as text (lossy for binary input).
+    pub raw: String,
+}
+
+/// What a source reports to health endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Healthy,
+    Degraded(String),
+    Unhealthy(String),
+}
