@@ -1,1 +1,17 @@
-//! placeholder
+//! Connector configuration: one TOML file per connector.
+//!
+//! The envelope (name, schedule, routing, state, runtime, metadata, bad-record
+//! policy, per-stream overrides) is typed here. The `[source]` and `[sink]`
+//! tables are kept raw ([`SectionConfig`]) and typed by the connector that
+//! owns them (`crates/sources/src/<type>/config.rs`), through
+//! [`SectionConfig::parse`], so every connector's errors still name the file,
+//! the key and the line, with a did-you-mean suggestion.
+
+mod error;
+mod load;
+mod model;
+pub mod units;
+
+pub use error::ConfigError;
+pub use load::{load_file, load_str};
+pub use model::*;

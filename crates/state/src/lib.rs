@@ -1,1 +1,64 @@
-//! placeholder
+//! Where checkpoints live.
+//!
+//! A store is opened for one connector; keys are that connector's stream
+//! names. Every backend commits atomically: after a crash at any instant a
+//! stream has its old checkpoint or its new one, never a torn mix, and a
+//! multi-stream commit lands whole or not at all.
+
+mod embedded;
+
+pub use embedded::EmbeddedStore;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tributary_core::Checkpoint;
+
+/// A checkpoint as stored, with the times operators ask about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredCheckpoint {
+    pub stream: String,
+    pub checkpoint: Checkpoint,
+    /// When a commit last wrote this stream (even with an unchanged value).
+    pub committed_at: DateTime<Utc>,
+    /// When the checkpoint value last changed: the age seed 004 needed to
+    /// notice a stream stuck in the past.
+    pub advanced_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Another process holds the store (a running connector). Stop it first.
+    #[error("state store {path} is in use by another tributary process (is the connector running?)")]
+    Locked { path: String },
+    /// The store could not be read or written; retrying may help.
+    #[error("state store {path}: {message}")]
+    Storage { path: String, message: String },
+    /// A stored value is not valid JSON, or the store is not a tributary store.
+    #[error("state store {path}: corrupt entry for stream `{stream}`: {message}")]
+    Corrupt {
+        path: String,
+        stream: String,
+        message: String,
+    },
+}
+
+/// Checkpoints of one connector.
+#[async_trait::async_trait]
+pub trait StateStore: Send + Sync {
+    /// The committed checkpoint of `stream`, if any.
+    async fn load(&self, stream: &str) -> Result<Option<StoredCheckpoint>, StateError>;
+
+    /// Every stream's committed checkpoint, ordered by stream name.
+    async fn load_all(&self) -> Result<Vec<StoredCheckpoint>, StateError>;
+
+    /// Commits several streams' checkpoints atomically and durably (fsynced
+    /// before returning): all of them or, after a crash, none.
+    async fn commit(&self, checkpoints: &[(String, Checkpoint)]) -> Result<(), StateError>;
+
+    /// Removes the checkpoint of `stream`, or of every stream when `None`;
+    /// the stream then starts from the beginning. Returns how many were removed.
+    async fn reset(&self, stream: Option<&str>) -> Result<usize, StateError>;
+
+    /// A human-readable location for messages (`/path/to/state/billing.redb`).
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,207 @@
+use crate::units::{de_duration, de_opt_duration};
+use crate::ConfigError;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tributary_core::Schedule;
+
+/// The text of one config file, kept so that any key path can be turned
+/// into a line number long after parsing.
+#[derive(Debug)]
+pub struct ConfigDocument {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// One connector: a source, a sink, and how the runtime drives them.
+#[derive(Debug, Clone)]
+pub struct ConnectorConfig {
+    pub name: String,
+    /// Prefix of default targets: `{topic_prefix}.{stream}`. Defaults to `name`.
+    pub topic_prefix: String,
+    /// Default schedule of every stream; `Schedule::Once` when absent.
+    pub schedule: Schedule,
+    pub source: SectionConfig,
+    pub sink: SectionConfig,
+    pub state: StateConfig,
+    pub runtime: RuntimeConfig,
+    pub metadata: MetadataConfig,
+    pub bad_records: BadRecordConfig,
+    /// Per-stream overrides, by stream name.
+    pub streams: BTreeMap<String, StreamOverride>,
+    /// The directory of the config file: relative paths resolve against it.
+    pub base_dir: PathBuf,
+    pub document: Arc<ConfigDocument>,
+}
+
+impl ConnectorConfig {
+    /// The target of a stream's records when the source does not route them.
+    pub fn target_for(&self, stream: &str) -> String {
+        self.streams
+            .get(stream)
+            .and_then(|o| o.target.clone())
+            .unwrap_or_else(|| format!("{}.{}", self.topic_prefix, stream))
+    }
+
+    /// The schedule of a stream: its override, else the connector's.
+    pub fn schedule_for(&self, stream: &str) -> &Schedule {
+        self.streams
+            .get(stream)
+            .and_then(|o| o.schedule.as_ref())
+            .unwrap_or(&self.schedule)
+    }
+
+    pub fn resolve_path(&self, path: &Path) -> PathBuf {
+        resolve(&self.base_dir, path)
+    }
+}
+
+pub(crate) fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+/// A `[source]` or `[sink]` table: its `type`, and the rest kept raw for the
+/// connector to type with [`SectionConfig::parse`].
+#[derive(Debug, Clone)]
+pub struct SectionConfig {
+    /// The `type` key, e.g. `file`, `generator`, `kafka`.
+    pub kind: String,
+    /// `source` or `sink`: the key path prefix used in error messages.
+    pub key: String,
+    /// The table without `type`, `${ENV}` already substituted.
+    pub table: toml::Table,
+    pub base_dir: PathBuf,
+    pub document: Arc<ConfigDocument>,
+}
+
+impl SectionConfig {
+    /// Types the table as the connector's own config struct (which should use
+    /// `#[serde(deny_unknown_fields)]`). Errors carry file, key path, line and
+    /// a did-you-mean suggestion for unknown keys.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        crate::load::parse_section(self)
+    }
+
+    pub fn resolve_path(&self, path: &Path) -> PathBuf {
+        resolve(&self.base_dir, path)
+    }
+
+    /// An error about a key of this section, located in the file.
+    pub fn error(&self, key_path: &str, message: impl Into<String>) -> ConfigError {
+        crate::load::locate_error(&self.document, &format!("{}.{key_path}", self.key), message.into(), None)
+    }
+}
+
+/// Where checkpoints live.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateConfig {
+    /// The embedded store in a local directory (the default, `.tributary/state`
+    /// next to the config file).
+    Embedded { dir: PathBuf },
+    /// Another backend, selected by URL scheme (`kafka://`, `postgres://`).
+    Url(String),
+}
+
+/// How the runtime drives the connector. Every field has a default.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Records a source returns per poll, at most.
+    pub batch_size: usize,
+    /// Batches in flight between sources and the sink (backpressure).
+    pub channel_capacity: usize,
+    /// Flush the sink (and commit) after this many records...
+    pub flush_records: usize,
+    /// ...or this long after the first unflushed write, whichever first.
+    #[serde(deserialize_with = "de_duration")]
+    pub flush_interval: Duration,
+    /// How long an idle stream (tailed file, quiet socket) waits before polling again.
+    #[serde(deserialize_with = "de_duration")]
+    pub poll_interval: Duration,
+    /// Consecutive retryable errors tolerated before the connector stops.
+    pub max_retries: u32,
+    #[serde(deserialize_with = "de_duration")]
+    pub backoff_initial: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    pub backoff_max: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            batch_size: 1000,
+            channel_capacity: 16,
+            flush_records: 50_000,
+            flush_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(500),
+            max_retries: 10,
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Seed 000's metadata fields, added to every object record.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetadataConfig {
+    pub enabled: bool,
+    /// Field names; an empty string leaves that field out.
+    pub stream_field: String,
+    pub ingested_at_field: String,
+    pub load_mode_field: String,
+}
+
+impl Default for MetadataConfig {
+    fn default() -> Self {
+        MetadataConfig {
+            enabled: true,
+            stream_field: "_stream".into(),
+            ingested_at_field: "_ingested_at".into(),
+            load_mode_field: "_load_mode".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BadRecordPolicy {
+    /// Stop the connector; nothing after the bad record is committed.
+    #[default]
+    Fail,
+    /// Count it, log it, go on.
+    Skip,
+    /// Count it and append it, with its error, to the dead-letter file.
+    DeadLetter,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadRecordConfig {
+    pub policy: BadRecordPolicy,
+    /// Where `dead_letter` writes (NDJSON); defaults to
+    /// `.tributary/dead_letter/{connector}.ndjson` next to the config file.
+    pub dead_letter_path: PathBuf,
+}
+
+/// Settings for one stream, under `[streams.NAME]`.
+#[derive(Debug, Clone, Default)]
+pub struct StreamOverride {
+    pub target: Option<String>,
+    pub schedule: Option<Schedule>,
+}
+
+/// `schedule = { interval = "30s" }` or `{ cron = "0 0 2 * * ?", timezone = "America/New_York" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScheduleToml {
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub interval: Option<Duration>,
+    pub cron: Option<String>,
+    pub timezone: Option<String>,
+}

@@ -1,0 +1,2 @@
+//! PLACEHOLDER: the redb-backed embedded store is being written.
+pub struct EmbeddedStore;
