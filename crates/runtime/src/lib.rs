@@ -1,1 +1,16 @@
-//! placeholder
+//! The tributary runtime: it owns scheduling, the poll loop, retries with
+//! backoff, the bad-record policy, publishing to the sink and committing
+//! checkpoints after the sink acknowledged, and graceful shutdown. Connectors
+//! only turn an outside system into batches and checkpoints.
+
+mod backoff;
+pub mod clock;
+mod connector;
+mod dead_letter;
+mod error;
+mod transform;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use connector::{run_connector, ConnectorParts, RunSummary, RuntimeEnv};
+pub use error::RuntimeError;
+pub use transform::Transform;

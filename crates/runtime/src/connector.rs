@@ -1,0 +1,658 @@
+//! Running one connector: a task per stream feeding one sink task through a
+//! bounded channel.
+//!
+//! ```text
+//! stream task (per stream) ──batch──► bounded channel ──► sink task
+//!   schedule, open, poll,                                  write, flush (= ack),
+//!   retry, bad-record policy,                              then state.commit(checkpoints)
+//!   transform                     ◄── committed checkpoint ─┘ (reader.committed)
+//! ```
+//!
+//! Checkpoints travel only with their batches and are committed only by the
+//! sink task after `sink.flush()` returned: invariant 1 holds by construction.
+
+use crate::clock::Clock;
+use crate::dead_letter::DeadLetterFile;
+use crate::transform::Transform;
+use crate::{backoff, RuntimeError};
+use chrono::{DateTime, SecondsFormat, Utc};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tributary_config::{BadRecordPolicy, ConnectorConfig};
+use tributary_core::{
+    BadRecord, Checkpoint, ConnectorError, Poll, Record, Schedule, Sink, Source, StreamReader,
+    StreamSpec,
+};
+use tributary_metrics::{Registry, StreamEvent, StreamStats, StreamStatus};
+use tributary_state::StateStore;
+use tracing::{info, warn};
+
+/// What a connector is made of; built by the CLI from a [`ConnectorConfig`].
+pub struct ConnectorParts {
+    pub config: ConnectorConfig,
+    pub source: Arc<dyn Source>,
+    pub sink: Box<dyn Sink>,
+    pub state: Arc<dyn StateStore>,
+}
+
+/// What the runtime shares across connectors.
+#[derive(Clone)]
+pub struct RuntimeEnv {
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Registry,
+    /// Cancelled on SIGINT/SIGTERM: streams stop polling, the sink drains.
+    pub shutdown: CancellationToken,
+}
+
+/// How a finished connector ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    pub connector: String,
+    /// Records acknowledged by the sink and covered by a commit, per stream.
+    pub committed: BTreeMap<String, u64>,
+    /// True when the run ended because shutdown was requested.
+    pub interrupted: bool,
+}
+
+/// A batch on its way from a stream task to the sink task.
+struct Envelope {
+    stream: usize,
+    records: Vec<Record>,
+    dead_letters: Vec<BadRecord>,
+    checkpoint: Checkpoint,
+}
+
+enum StreamEnd {
+    Finished,
+    Cancelled,
+}
+
+/// Runs a connector until every stream finished (run-once schedules), a
+/// fatal error, or shutdown. Committed progress is never lost in any case.
+pub async fn run_connector(parts: ConnectorParts, env: RuntimeEnv) -> Result<RunSummary, RuntimeError> {
+    let ConnectorParts {
+        config,
+        source,
+        sink,
+        state,
+    } = parts;
+    let name = config.name.clone();
+    let config = Arc::new(config);
+    let stop = env.shutdown.child_token();
+
+    let streams = discover_with_retries(&config, source.as_ref(), &stop).await?;
+    let Some(streams) = streams else {
+        return Ok(RunSummary {
+            connector: name,
+            committed: BTreeMap::new(),
+            interrupted: true,
+        });
+    };
+    for configured in config.streams.keys() {
+        if !streams.iter().any(|s| &s.name == configured) {
+            let offered: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
+            return Err(RuntimeError::Config {
+                connector: name,
+                message: format!(
+                    "[streams.{configured}] names no stream of this source; it offers: {}",
+                    offered.join(", ")
+                ),
+            });
+        }
+    }
+
+    let (tx, rx) = mpsc::channel::<Envelope>(config.runtime.channel_capacity.max(1));
+    let mut commit_watchers = Vec::new();
+    let mut stream_tasks = JoinSet::new();
+    let mut stats = Vec::new();
+    for (index, spec) in streams.into_iter().enumerate() {
+        let committed = state
+            .load(&spec.name)
+            .await
+            .map_err(|source| RuntimeError::State {
+                connector: name.clone(),
+                source,
+            })?;
+        let st = env.metrics.stream(&name, &spec.name);
+        stats.push((spec.name.clone(), st.clone()));
+        let (commit_tx, commit_rx) = watch::channel(None);
+        commit_watchers.push(commit_tx);
+        let task = StreamTask {
+            index,
+            transform: Transform::new(&spec.name, config.target_for(&spec.name), &config.metadata),
+            schedule: config.schedule_for(&spec.name).clone(),
+            spec,
+            position: committed.map(|c| c.checkpoint),
+            config: config.clone(),
+            source: source.clone(),
+            tx: tx.clone(),
+            commits: commit_rx,
+            clock: env.clock.clone(),
+            stats: st,
+            stop: stop.clone(),
+        };
+        stream_tasks.spawn(task.run());
+    }
+    drop(tx);
+
+    let sink_task = tokio::spawn(
+        SinkTask {
+            connector: name.clone(),
+            config: config.clone(),
+            sink,
+            state,
+            dead_letters: DeadLetterFile::new(config.bad_records.dead_letter_path.clone()),
+            commit_watchers,
+            stats: stats.iter().map(|(_, s)| s.clone()).collect(),
+            names: stats.iter().map(|(n, _)| n.clone()).collect(),
+            stop: stop.clone(),
+            clock: env.clock.clone(),
+        }
+        .run(rx),
+    );
+
+    let mut first_error = None;
+    while let Some(joined) = stream_tasks.join_next().await {
+        let result = joined.unwrap_or_else(|e| {
+            Err(RuntimeError::Config {
+                connector: name.clone(),
+                message: format!("stream task panicked: {e}"),
+            })
+        });
+        if let Err(e) = result {
+            if first_error.is_none() {
+                // Stop the other streams; the sink still drains and commits
+                // everything that was read before the failure.
+                stop.cancel();
+                first_error = Some(e);
+            }
+        }
+    }
+    let sink_result = sink_task.await.unwrap_or_else(|e| {
+        Err(RuntimeError::Config {
+            connector: name.clone(),
+            message: format!("sink task panicked: {e}"),
+        })
+    });
+    if let Err(e) = source.close().await {
+        warn!(connector = %name, error = %e, "closing the source failed");
+    }
+    let committed = sink_result?;
+    if let Some(e) = first_error {
+        for (_, s) in &stats {
+            if !matches!(s.status(), StreamStatus::Failed { .. }) {
+                s.record(StreamEvent::Status(StreamStatus::Failed {
+                    reason: "stopped: another stream of the connector failed".into(),
+                }));
+            }
+        }
+        return Err(e);
+    }
+    Ok(RunSummary {
+        connector: name,
+        committed: stats
+            .iter()
+            .zip(committed)
+            .map(|((n, _), c)| (n.clone(), c))
+            .collect(),
+        interrupted: env.shutdown.is_cancelled(),
+    })
+}
+
+/// Streams of the source; `None` if shutdown came first.
+async fn discover_with_retries(
+    config: &ConnectorConfig,
+    source: &dyn Source,
+    stop: &CancellationToken,
+) -> Result<Option<Vec<StreamSpec>>, RuntimeError> {
+    let mut attempt = 0;
+    loop {
+        match source.discover().await {
+            Ok(s) => return Ok(Some(s)),
+            Err(e @ ConnectorError::Retryable { .. }) if attempt < config.runtime.max_retries => {
+                attempt += 1;
+                let wait = retry_wait(&e, attempt, config);
+                warn!(connector = %config.name, error = %e, ?wait, "discovering streams failed; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            Err(e) => {
+                return Err(RuntimeError::Source {
+                    connector: config.name.clone(),
+                    stream: "*".into(),
+                    source: e,
+                })
+            }
+        }
+    }
+}
+
+fn retry_wait(e: &ConnectorError, attempt: u32, config: &ConnectorConfig) -> Duration {
+    match e {
+        ConnectorError::Retryable {
+            retry_after: Some(d),
+            ..
+        } => *d,
+        _ => backoff::delay(attempt, config.runtime.backoff_initial, config.runtime.backoff_max),
+    }
+}
+
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+struct StreamTask {
+    index: usize,
+    spec: StreamSpec,
+    transform: Transform,
+    schedule: Schedule,
+    /// The checkpoint after the last batch handed to the sink: where the next
+    /// read starts. Equal to the committed checkpoint at start-up.
+    position: Option<Checkpoint>,
+    config: Arc<ConnectorConfig>,
+    source: Arc<dyn Source>,
+    tx: mpsc::Sender<Envelope>,
+    commits: watch::Receiver<Option<Checkpoint>>,
+    clock: Arc<dyn Clock>,
+    stats: Arc<StreamStats>,
+    stop: CancellationToken,
+}
+
+impl StreamTask {
+    async fn run(mut self) -> Result<(), RuntimeError> {
+        let result = self.run_schedule().await;
+        let status = match &result {
+            Ok(StreamEnd::Finished) => StreamStatus::Finished,
+            Ok(StreamEnd::Cancelled) => match self.stats.status() {
+                s @ StreamStatus::Scheduled { .. } => s,
+                _ => StreamStatus::Idle,
+            },
+            Err(e) => StreamStatus::Failed {
+                reason: e.to_string(),
+            },
+        };
+        self.stats.record(StreamEvent::Status(status));
+        result.map(|_| ())
+    }
+
+    async fn run_schedule(&mut self) -> Result<StreamEnd, RuntimeError> {
+        let mut next_run = match &self.schedule {
+            Schedule::Cron(_) => self.schedule.next_after(self.clock.now()),
+            Schedule::Once | Schedule::Interval(_) => Some(self.clock.now()),
+        };
+        while let Some(at) = next_run {
+            if at > self.clock.now() {
+                self.stats
+                    .record(StreamEvent::Status(StreamStatus::Scheduled { next_run: at }));
+                tokio::select! {
+                    _ = self.stop.cancelled() => return Ok(StreamEnd::Cancelled),
+                    _ = self.clock.sleep_until(at) => {}
+                }
+            }
+            let started = self.clock.now();
+            info!(connector = %self.config.name, stream = %self.spec.name, "run started");
+            if let StreamEnd::Cancelled = self.run_once().await? {
+                return Ok(StreamEnd::Cancelled);
+            }
+            next_run = match &self.schedule {
+                Schedule::Once => None,
+                // An overrunning interval starts the next run right away.
+                Schedule::Interval(_) => self.schedule.next_after(started).map(|t| t.max(self.clock.now())),
+                Schedule::Cron(_) => self.schedule.next_after(self.clock.now().max(started)),
+            };
+        }
+        Ok(StreamEnd::Finished)
+    }
+
+    /// One run: read until the source says it is caught up, reopening the
+    /// reader from the last handed-off position after retryable errors.
+    async fn run_once(&mut self) -> Result<StreamEnd, RuntimeError> {
+        let mut attempt = 0u32;
+        loop {
+            self.stats.record(StreamEvent::Status(StreamStatus::Running));
+            let opened = tokio::select! {
+                _ = self.stop.cancelled() => return Ok(StreamEnd::Cancelled),
+                r = self.source.open(&self.spec, self.position.clone()) => r,
+            };
+            let outcome = match opened {
+                Ok(mut reader) => {
+                    let r = self.read(reader.as_mut(), &mut attempt).await;
+                    if let Err(e) = reader.close().await {
+                        warn!(connector = %self.config.name, stream = %self.spec.name, error = %e, "closing the reader failed");
+                    }
+                    r
+                }
+                Err(e) => Err(e),
+            };
+            let error = match outcome {
+                Ok(end) => return Ok(end),
+                Err(e) => e,
+            };
+            match error {
+                ConnectorError::Retryable { .. } if attempt < self.config.runtime.max_retries => {
+                    attempt += 1;
+                    let wait = retry_wait(&error, attempt, &self.config);
+                    warn!(connector = %self.config.name, stream = %self.spec.name, attempt, error = %error, ?wait, "retryable error; reopening from the last position");
+                    self.stats.record(StreamEvent::Retry {
+                        reason: error.to_string(),
+                    });
+                    self.stats.record(StreamEvent::Status(StreamStatus::Retrying {
+                        attempt,
+                        reason: error.to_string(),
+                    }));
+                    tokio::select! {
+                        _ = self.stop.cancelled() => return Ok(StreamEnd::Cancelled),
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+                ConnectorError::Retryable { .. } => {
+                    return Err(RuntimeError::RetriesExhausted {
+                        connector: self.config.name.clone(),
+                        stream: self.spec.name.clone(),
+                        attempts: attempt,
+                        last: error,
+                    })
+                }
+                other => {
+                    return Err(RuntimeError::Source {
+                        connector: self.config.name.clone(),
+                        stream: self.spec.name.clone(),
+                        source: other,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Polls one reader until End, an error, or shutdown. Source errors are
+    /// returned as `Err(ConnectorError)` for `run_once` to classify; the
+    /// bad-record policy `fail` is turned into a fatal error here.
+    async fn read(
+        &mut self,
+        reader: &mut dyn StreamReader,
+        attempt: &mut u32,
+    ) -> Result<StreamEnd, ConnectorError> {
+        loop {
+            self.deliver_commits(reader).await?;
+            let polled = tokio::select! {
+                _ = self.stop.cancelled() => return Ok(StreamEnd::Cancelled),
+                p = reader.poll() => p?,
+            };
+            match polled {
+                Poll::Batch(mut batch) => {
+                    *attempt = 0;
+                    let dead_letters = self.apply_policy(&mut batch.bad_records)?;
+                    let now = timestamp(self.clock.now());
+                    self.transform.apply(&mut batch.records, batch.load_mode, &now);
+                    self.stats.record(StreamEvent::BatchRead {
+                        records: batch.records.len() as u64,
+                    });
+                    let envelope = Envelope {
+                        stream: self.index,
+                        records: batch.records,
+                        dead_letters,
+                        checkpoint: batch.checkpoint.clone(),
+                    };
+                    tokio::select! {
+                        _ = self.stop.cancelled() => return Ok(StreamEnd::Cancelled),
+                        sent = self.tx.send(envelope) => {
+                            if sent.is_err() {
+                                // The sink task is gone: it failed and will report why.
+                                return Ok(StreamEnd::Cancelled);
+                            }
+                        }
+                    }
+                    self.position = Some(batch.checkpoint);
+                }
+                Poll::Idle => {
+                    self.stats.record(StreamEvent::Status(StreamStatus::Idle));
+                    let wait = self.config.runtime.poll_interval;
+                    tokio::select! {
+                        _ = self.stop.cancelled() => return Ok(StreamEnd::Cancelled),
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.commits.changed() => {}
+                    }
+                    self.stats.record(StreamEvent::Status(StreamStatus::Running));
+                }
+                Poll::End => {
+                    self.deliver_commits(reader).await?;
+                    return Ok(StreamEnd::Finished);
+                }
+            }
+        }
+    }
+
+    async fn deliver_commits(&mut self, reader: &mut dyn StreamReader) -> Result<(), ConnectorError> {
+        if self.commits.has_changed().unwrap_or(false) {
+            let committed = self.commits.borrow_and_update().clone();
+            if let Some(cp) = committed {
+                reader.committed(&cp).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the bad-record policy; returns the records to dead-letter.
+    fn apply_policy(&self, bad: &mut Vec<BadRecord>) -> Result<Vec<BadRecord>, ConnectorError> {
+        if bad.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.config.bad_records.policy {
+            BadRecordPolicy::Fail => {
+                self.stats.record(StreamEvent::BadRecord { policy: "fail" });
+                let b = &bad[0];
+                Err(ConnectorError::fatal(format!(
+                    "bad record at {}: {} (bad-record policy is `fail`; set [bad_records] policy = \"skip\" or \"dead_letter\" to continue past it)",
+                    b.location, b.error
+                )))
+            }
+            BadRecordPolicy::Skip => {
+                for b in bad.iter() {
+                    warn!(connector = %self.config.name, stream = %self.spec.name, location = %b.location, error = %b.error, "skipped bad record");
+                    self.stats.record(StreamEvent::BadRecord { policy: "skip" });
+                }
+                Ok(Vec::new())
+            }
+            BadRecordPolicy::DeadLetter => {
+                for _ in bad.iter() {
+                    self.stats.record(StreamEvent::BadRecord { policy: "dead_letter" });
+                }
+                Ok(std::mem::take(bad))
+            }
+        }
+    }
+}
+
+struct SinkTask {
+    connector: String,
+    config: Arc<ConnectorConfig>,
+    sink: Box<dyn Sink>,
+    state: Arc<dyn StateStore>,
+    dead_letters: DeadLetterFile,
+    commit_watchers: Vec<watch::Sender<Option<Checkpoint>>>,
+    stats: Vec<Arc<StreamStats>>,
+    /// Stream names by index, for state keys and dead-letter entries.
+    names: Vec<String>,
+    stop: CancellationToken,
+    clock: Arc<dyn Clock>,
+}
+
+/// Checkpoints handed over since the last commit, per stream.
+#[derive(Default)]
+struct Pending {
+    checkpoints: BTreeMap<usize, (Checkpoint, u64)>,
+    records: usize,
+}
+
+impl SinkTask {
+    /// Returns the number of committed records per stream (by stream index).
+    async fn run(mut self, mut rx: mpsc::Receiver<Envelope>) -> Result<Vec<u64>, RuntimeError> {
+        let result = self.drive(&mut rx).await;
+        if result.is_err() {
+            // Stop the streams; nothing more will be acknowledged.
+            self.stop.cancel();
+            rx.close();
+        } else if let Err(e) = self.sink.close().await {
+            return Err(RuntimeError::Sink {
+                connector: self.connector.clone(),
+                source: e,
+            });
+        }
+        result
+    }
+
+    async fn drive(&mut self, rx: &mut mpsc::Receiver<Envelope>) -> Result<Vec<u64>, RuntimeError> {
+        let mut committed = vec![0u64; self.stats.len()];
+        let mut pending = Pending::default();
+        let mut flush_deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let received = match flush_deadline {
+                Some(deadline) => tokio::select! {
+                    m = rx.recv() => Some(m),
+                    _ = tokio::time::sleep_until(deadline) => None,
+                },
+                None => Some(rx.recv().await),
+            };
+            match received {
+                // The flush interval passed.
+                None => {
+                    self.flush_and_commit(&mut pending, &mut committed).await?;
+                    flush_deadline = None;
+                }
+                // Every stream task ended: drain done.
+                Some(None) => {
+                    self.flush_and_commit(&mut pending, &mut committed).await?;
+                    return Ok(committed);
+                }
+                Some(Some(envelope)) => {
+                    self.write(&envelope).await?;
+                    let n = envelope.records.len();
+                    let entry = pending
+                        .checkpoints
+                        .entry(envelope.stream)
+                        .or_insert_with(|| (envelope.checkpoint.clone(), 0));
+                    entry.0 = envelope.checkpoint;
+                    entry.1 += n as u64;
+                    pending.records += n;
+                    if pending.records >= self.config.runtime.flush_records {
+                        self.flush_and_commit(&mut pending, &mut committed).await?;
+                        flush_deadline = None;
+                    } else if flush_deadline.is_none() {
+                        flush_deadline = Some(tokio::time::Instant::now() + self.config.runtime.flush_interval);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn write(&mut self, envelope: &Envelope) -> Result<(), RuntimeError> {
+        if !envelope.dead_letters.is_empty() {
+            let at = timestamp(self.clock.now());
+            let stream_name = self.stream_name(envelope.stream);
+            self.dead_letters
+                .append(&self.connector, &stream_name, &envelope.dead_letters, &at)
+                .map_err(|e| self.dead_letter_error(e))?;
+        }
+        if envelope.records.is_empty() {
+            return Ok(());
+        }
+        let mut attempt = 0;
+        loop {
+            match self.sink.write(&envelope.records).await {
+                Ok(()) => break,
+                Err(e) => self.retry_or_fail(e, &mut attempt, envelope.stream).await?,
+            }
+        }
+        self.stats[envelope.stream].record(StreamEvent::RecordsWritten {
+            records: envelope.records.len() as u64,
+        });
+        Ok(())
+    }
+
+    fn stream_name(&self, index: usize) -> String {
+        self.names.get(index).cloned().unwrap_or_default()
+    }
+
+    fn dead_letter_error(&self, e: std::io::Error) -> RuntimeError {
+        RuntimeError::DeadLetter {
+            connector: self.connector.clone(),
+            path: self.dead_letters.path().display().to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    async fn retry_or_fail(&mut self, e: ConnectorError, attempt: &mut u32, stream: usize) -> Result<(), RuntimeError> {
+        if matches!(e, ConnectorError::Retryable { .. }) && *attempt < self.config.runtime.max_retries {
+            *attempt += 1;
+            let wait = retry_wait(&e, *attempt, &self.config);
+            warn!(connector = %self.connector, error = %e, attempt = *attempt, ?wait, "sink error; retrying");
+            if let Some(s) = self.stats.get(stream) {
+                s.record(StreamEvent::Retry { reason: e.to_string() });
+            }
+            tokio::time::sleep(wait).await;
+            return Ok(());
+        }
+        Err(RuntimeError::Sink {
+            connector: self.connector.clone(),
+            source: e,
+        })
+    }
+
+    /// The acknowledgement point: flush the sink (durable delivery), make the
+    /// dead letters durable, then commit every stream's latest checkpoint in
+    /// one atomic state write.
+    async fn flush_and_commit(&mut self, pending: &mut Pending, committed: &mut [u64]) -> Result<(), RuntimeError> {
+        if pending.checkpoints.is_empty() {
+            return Ok(());
+        }
+        let mut attempt = 0;
+        loop {
+            match self.sink.flush().await {
+                Ok(()) => break,
+                Err(e) => self.retry_or_fail(e, &mut attempt, usize::MAX).await?,
+            }
+        }
+        self.dead_letters.sync().map_err(|e| self.dead_letter_error(e))?;
+        let names: Vec<String> = pending
+            .checkpoints
+            .keys()
+            .map(|i| self.stream_name(*i))
+            .collect();
+        let batch: Vec<(String, Checkpoint)> = names
+            .into_iter()
+            .zip(pending.checkpoints.values())
+            .map(|(n, (c, _))| (n, c.clone()))
+            .collect();
+        let mut attempt = 0;
+        loop {
+            match self.state.commit(&batch).await {
+                Ok(()) => break,
+                Err(e) if attempt < self.config.runtime.max_retries => {
+                    attempt += 1;
+                    warn!(connector = %self.connector, error = %e, "committing checkpoints failed; retrying");
+                    tokio::time::sleep(backoff::delay(attempt, self.config.runtime.backoff_initial, self.config.runtime.backoff_max)).await;
+                }
+                Err(source) => {
+                    return Err(RuntimeError::State {
+                        connector: self.connector.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+        let now = self.clock.now();
+        for (index, (checkpoint, records)) in std::mem::take(&mut pending.checkpoints) {
+            committed[index] += records;
+            self.stats[index].record(StreamEvent::Committed { records, at: now });
+            self.commit_watchers[index].send_replace(Some(checkpoint));
+        }
+        pending.records = 0;
+        Ok(())
+    }
+}
