@@ -1,0 +1,89 @@
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Move data from APIs, files and databases into streams and tables, with
+/// exact, durable progress tracking.
+#[derive(Debug, Parser)]
+#[command(name = "tributary", version, about)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. `info`, `debug`, `tributary_runtime=debug` (also RUST_LOG).
+    #[arg(long, global = true, env = "TRIBUTARY_LOG", default_value = "info")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one or more connectors until they finish or are interrupted.
+    Run(RunArgs),
+    /// Validate a config and test connectivity to its source and sink.
+    Check { config: PathBuf },
+    /// List the streams a connector's source offers, with keys and schemas (JSON).
+    Discover { config: PathBuf },
+    /// Preview records of a stream on stdout; commits nothing.
+    Read(ReadArgs),
+    /// Inspect or change committed checkpoints.
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Connector config files (TOML), all run in this process.
+    #[arg(required = true)]
+    pub configs: Vec<PathBuf>,
+    /// Never draw the live progress lines, even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    pub config: PathBuf,
+    /// The stream to read.
+    #[arg(long)]
+    pub stream: String,
+    /// Stop after this many records.
+    #[arg(long, default_value_t = 10)]
+    pub limit: usize,
+    /// Read from the beginning instead of from the committed checkpoint.
+    #[arg(long)]
+    pub from_start: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Every stream's checkpoint, commit time and age.
+    List {
+        config: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print committed checkpoints as JSON (one stream, or all).
+    Get {
+        config: PathBuf,
+        #[arg(long)]
+        stream: Option<String>,
+    },
+    /// Remove checkpoints so streams start from the beginning. Refused while the connector runs.
+    Reset {
+        config: PathBuf,
+        /// The stream to reset.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        stream: Option<String>,
+        /// Reset every stream of the connector.
+        #[arg(long)]
+        all: bool,
+    },
+}

@@ -1,0 +1,43 @@
+//! Exit codes, documented in docs/cli.md; scripts and supervisors rely on them.
+
+use std::process::ExitCode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// Everything finished (or was interrupted once and drained cleanly).
+    Success = 0,
+    /// A connector stopped with an error while running.
+    Failure = 1,
+    /// Bad command line or configuration: nothing was started.
+    Config = 2,
+    /// `check` or `discover` could not reach or use the source or sink.
+    CheckFailed = 3,
+    /// The state store is in use by another process (the connector is running).
+    StateLocked = 4,
+    /// A second interrupt forced an immediate stop; uncommitted work is re-read next run.
+    Forced = 130,
+}
+
+impl From<Code> for ExitCode {
+    fn from(c: Code) -> ExitCode {
+        ExitCode::from(c as u8)
+    }
+}
+
+/// An error to report and the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: Code,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn new(code: Code, error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code,
+            error: error.into(),
+        }
+    }
+}
+
+pub type CmdResult = Result<Code, Failure>;
