@@ -13,5 +13,7 @@ mod model;
 pub mod units;
 
 pub use error::ConfigError;
-pub use load::{load_file, load_str};
+pub use load::{
+    did_you_mean, load_file, load_file_with_env, load_str, load_str_with_env, EnvLookup,
+};
 pub use model::*;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tributary_core::secret::Secret;
 use tributary_core::Schedule;
 
 /// The text of one config file, kept so that any key path can be turned
@@ -13,6 +14,34 @@ use tributary_core::Schedule;
 pub struct ConfigDocument {
     pub path: PathBuf,
     pub text: String,
+    /// Every value that came from `${ENV}`, by key path, so that errors and
+    /// `Debug` output about those keys can mask it.
+    pub substitutions: Vec<Substitution>,
+}
+
+impl ConfigDocument {
+    /// An error about any key of the file (e.g. `streams.orders.target`,
+    /// `source.brokers[1]`), located at that key's line, or at its nearest
+    /// existing ancestor's. Values from `${ENV}` are masked in `message`.
+    pub fn error(&self, key_path: &str, message: impl Into<String>) -> ConfigError {
+        crate::load::error_at_path(self, key_path, message.into(), None)
+    }
+
+    /// The 1-based line of a key path, or of its nearest existing ancestor.
+    pub fn line_of(&self, key_path: &str) -> Option<usize> {
+        crate::load::line_of_path(self, key_path)
+    }
+}
+
+/// One `${VAR}` replaced by its value. The value is a [`Secret`] because it
+/// may be a credential: it must not reach an error message, a log or `Debug`.
+#[derive(Debug, Clone)]
+pub struct Substitution {
+    /// Dotted key path of the string that contained `${VAR}`.
+    pub key: String,
+    /// The variable's name (not secret, useful in messages).
+    pub variable: String,
+    pub value: Secret,
 }
 
 /// One connector: a source, a sink, and how the runtime drives them.
@@ -68,7 +97,10 @@ pub(crate) fn resolve(base: &Path, path: &Path) -> PathBuf {
 
 /// A `[source]` or `[sink]` table: its `type`, and the rest kept raw for the
 /// connector to type with [`SectionConfig::parse`].
-#[derive(Debug, Clone)]
+///
+/// `Debug` is written by hand: the raw table holds `${ENV}` values, which
+/// may be credentials, and derived `Debug` would print them.
+#[derive(Clone)]
 pub struct SectionConfig {
     /// The `type` key, e.g. `file`, `generator`, `kafka`.
     pub kind: String,
@@ -92,9 +124,30 @@ impl SectionConfig {
         resolve(&self.base_dir, path)
     }
 
-    /// An error about a key of this section, located in the file.
+    /// An error about a key of this section, located in the file. `key_path`
+    /// is relative to the section (`streams.orders.delimiter`, `brokers[1]`);
+    /// an empty path means the section itself.
     pub fn error(&self, key_path: &str, message: impl Into<String>) -> ConfigError {
-        crate::load::locate_error(&self.document, &format!("{}.{key_path}", self.key), message.into(), None)
+        let full = if key_path.is_empty() {
+            self.key.clone()
+        } else if key_path.starts_with('[') {
+            format!("{}{key_path}", self.key)
+        } else {
+            format!("{}.{key_path}", self.key)
+        };
+        crate::load::locate_error(&self.document, &full, message.into(), None)
+    }
+}
+
+impl std::fmt::Debug for SectionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SectionConfig")
+            .field("kind", &self.kind)
+            .field("key", &self.key)
+            .field("table", &crate::load::masked_table(self))
+            .field("base_dir", &self.base_dir)
+            .field("document", &self.document.path)
+            .finish()
     }
 }
 

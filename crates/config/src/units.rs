@@ -6,8 +6,11 @@ use std::time::Duration;
 
 pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
-    humantime::parse_duration(&s)
-        .map_err(|e| serde::de::Error::custom(format!("invalid duration `{s}` ({e}); use e.g. \"500ms\", \"30s\", \"5m\", \"1h\"")))
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid duration `{s}` ({e}); use e.g. \"500ms\", \"30s\", \"5m\", \"1h\""
+        ))
+    })
 }
 
 pub fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -21,11 +24,13 @@ pub struct ByteSize(pub u64);
 impl ByteSize {
     pub fn parse(s: &str) -> Result<ByteSize, String> {
         let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+        let split = t
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("invalid size `{s}`; use e.g. \"64MiB\", \"100MB\" or a number of bytes"))?;
+        let n: f64 = num.parse().map_err(|_| {
+            format!("invalid size `{s}`; use e.g. \"64MiB\", \"100MB\" or a number of bytes")
+        })?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "kb" => 1_000,
@@ -34,7 +39,11 @@ impl ByteSize {
             "mib" | "m" => 1 << 20,
             "gb" => 1_000_000_000,
             "gib" | "g" => 1 << 30,
-            other => return Err(format!("unknown size unit `{other}` in `{s}`; use B, KB, KiB, MB, MiB, GB or GiB")),
+            other => {
+                return Err(format!(
+                    "unknown size unit `{other}` in `{s}`; use B, KB, KiB, MB, MiB, GB or GiB"
+                ))
+            }
         };
         Ok(ByteSize((n * mult as f64) as u64))
     }

@@ -18,7 +18,7 @@ pub enum Schedule {
     Interval(Duration),
     /// Start runs at the times the expression matches in `timezone`; the first
     /// run waits for the first match.
-    Cron(CronSchedule),
+    Cron(Box<CronSchedule>),
 }
 
 #[derive(Debug, Clone)]
@@ -64,11 +64,11 @@ impl Schedule {
                 expression: expression.to_string(),
                 reason: e.to_string(),
             })?;
-        Ok(Schedule::Cron(CronSchedule {
+        Ok(Schedule::Cron(Box::new(CronSchedule {
             expression: expression.to_string(),
             cron,
             timezone: tz,
-        }))
+        })))
     }
 
     /// The first start strictly after `after`, or `None` when the schedule has
