@@ -151,10 +151,13 @@ impl StreamStats {
     }
 }
 
+/// Stats by (connector, stream).
+type StreamMap = BTreeMap<(String, String), Arc<StreamStats>>;
+
 /// All streams of all connectors in this process.
 #[derive(Debug, Default, Clone)]
 pub struct Registry {
-    streams: Arc<RwLock<BTreeMap<(String, String), Arc<StreamStats>>>>,
+    streams: Arc<RwLock<StreamMap>>,
 }
 
 impl Registry {
@@ -172,7 +175,7 @@ impl Registry {
         map.entry(key).or_default().clone()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<(String, String), Arc<StreamStats>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, StreamMap> {
         self.streams.read().unwrap_or_else(|e| e.into_inner())
     }
 
