@@ -62,7 +62,7 @@ impl Schedule {
             .parse(expression.trim())
             .map_err(|e| ScheduleError::Cron {
                 expression: expression.to_string(),
-                reason: e.to_string(),
+                reason: e.to_string().trim_end_matches('.').to_string(),
             })?;
         Ok(Schedule::Cron(Box::new(CronSchedule {
             expression: expression.to_string(),
