@@ -1,1 +1,142 @@
-//! placeholder
+//! Sources: each turns one kind of outside system into batches of records and
+//! checkpoints. One folder per source (`config.rs` types the `[source]` table,
+//! `source.rs` implements [`Source`]); this file is the registry the CLI and
+//! runtime use to build a source from a config section.
+//!
+//! | `type` | what it reads |
+//! |---|---|
+//! | `file` | CSV, NDJSON and text files named by a path or glob, optionally tailed ([`file`]) |
+//! | `generator` | deterministic sample users, events, orders or sensor readings ([`generator`]) |
+
+pub mod file;
+pub mod generator;
+
+use tributary_config::{ConfigError, SectionConfig};
+use tributary_core::Source;
+
+/// What every source may need from the connector around it.
+#[derive(Debug, Clone)]
+pub struct SourceContext {
+    /// The connector's name, for log messages.
+    pub connector: String,
+    /// The connector's `runtime.batch_size`: records per batch, at most,
+    /// unless a stream overrides it.
+    pub batch_size: usize,
+}
+
+impl SourceContext {
+    pub fn new(connector: impl Into<String>, batch_size: usize) -> Self {
+        SourceContext {
+            connector: connector.into(),
+            batch_size,
+        }
+    }
+}
+
+/// Every value `[source] type` accepts.
+pub const SOURCE_TYPES: &[&str] = &["file", "generator"];
+
+/// Builds the source a `[source]` section describes.
+///
+/// Only configuration is validated here (no I/O), so `tributary check` can
+/// report every config error before touching the outside world; connectivity
+/// is [`Source::check`]'s job.
+pub fn build(section: &SectionConfig, ctx: &SourceContext) -> Result<Box<dyn Source>, ConfigError> {
+    match section.kind.as_str() {
+        "file" => Ok(Box::new(file::FileSource::from_section(section, ctx)?)),
+        "generator" => Ok(Box::new(generator::GeneratorSource::from_section(
+            section, ctx,
+        )?)),
+        other => {
+            let mut err = section.error(
+                "type",
+                format!(
+                    "unknown source type `{other}`; known types: {}",
+                    SOURCE_TYPES.join(", ")
+                ),
+            );
+            err.suggestion = closest(other, SOURCE_TYPES);
+            Err(err)
+        }
+    }
+}
+
+/// The known name closest to a typo, if it is close enough to be a plausible
+/// intent (so `fiel` suggests `file` but `kafka` suggests nothing yet).
+pub(crate) fn closest(input: &str, candidates: &[&str]) -> Option<String> {
+    let input = input.to_ascii_lowercase();
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(&input, c), *c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c.to_string())
+}
+
+/// Checks shared by every source's stream settings.
+pub(crate) fn check_batch_size(
+    section: &SectionConfig,
+    key: &str,
+    batch_size: Option<usize>,
+) -> Result<(), ConfigError> {
+    match batch_size {
+        Some(0) => Err(section.error(key, "batch_size must be at least 1")),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::path::Path;
+    use std::sync::Arc;
+    use tributary_config::{ConfigDocument, SectionConfig};
+
+    /// A `SectionConfig` for the `[source]` table of `text`, as the loader
+    /// would build it for a config file in `base_dir`.
+    pub fn section(text: &str, base_dir: &Path) -> SectionConfig {
+        let doc: toml::Table = text.parse().expect("test config is valid TOML");
+        let mut table = doc
+            .get("source")
+            .and_then(|v| v.as_table())
+            .cloned()
+            .expect("test config has [source]");
+        let kind = table
+            .remove("type")
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        SectionConfig {
+            kind,
+            key: "source".into(),
+            table,
+            base_dir: base_dir.to_path_buf(),
+            document: Arc::new(ConfigDocument {
+                path: base_dir.join("connector.toml"),
+                text: text.to_string(),
+                substitutions: Vec::new(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_type_suggests_the_closest_name() {
+        let dir = std::path::Path::new("/tmp");
+        let s = test_support::section("[source]\ntype = \"fiel\"\n", dir);
+        let err = build(&s, &SourceContext::new("c", 10)).err().unwrap();
+        assert_eq!(err.suggestion.as_deref(), Some("file"));
+        assert_eq!(err.key.as_deref(), Some("source.type"));
+        assert!(err.message.contains("unknown source type `fiel`"), "{err}");
+
+        let s = test_support::section("[source]\ntype = \"generatr\"\n", dir);
+        let err = build(&s, &SourceContext::new("c", 10)).err().unwrap();
+        assert_eq!(err.suggestion.as_deref(), Some("generator"));
+
+        let s = test_support::section("[source]\ntype = \"zzz\"\n", dir);
+        let err = build(&s, &SourceContext::new("c", 10)).err().unwrap();
+        assert_eq!(err.suggestion, None);
+    }
+}

@@ -1,0 +1,836 @@
+//! Reading one file stream: passes over the matching files, per-format record
+//! parsing, and the checkpoint that records where each file is.
+//!
+//! All of this is blocking I/O; [`super::source::FileReader`] runs it on
+//! tokio's blocking pool, one batch at a time.
+
+use super::config::{Format, StreamSettings};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tributary_core::{BadRecord, Batch, Checkpoint, ConnectorError, LoadMode, Poll, Record};
+
+/// Read buffer per open file: large enough that a 100-byte-record NDJSON
+/// file costs one `read` syscall per ~2,500 records.
+const READ_BUFFER: usize = 256 * 1024;
+/// Raw input kept in a bad record, at most (the rest is cut, with a marker).
+const MAX_RAW: usize = 64 * 1024;
+
+/// The checkpoint of a file stream.
+///
+/// ```json
+/// {"files": {"data/orders-1.csv": {"offset": 1234, "line": 57}}, "initial_done": false}
+/// ```
+///
+/// * `files`: one entry per file read so far, keyed by its path relative to
+///   the config file's directory (absolute when the configured `path` is).
+///   `offset` is the byte just after the last record returned; `line` is the
+///   number of lines before `offset` (the next record starts on line
+///   `line + 1`). For a CSV file with a header, the header line is before
+///   the first offset ever stored, and is re-read on resume.
+/// * `initial_done`: the stream caught up once; later records are
+///   [`LoadMode::Incremental`].
+///
+/// A file shorter than its stored offset was truncated or replaced: it is
+/// read again from the start, with a warning. Entries are never removed,
+/// so a file deleted and re-created with more data than before is read from
+/// the old offset on: rotate into new names, not the same name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCheckpoint {
+    #[serde(default)]
+    pub files: BTreeMap<String, FilePosition>,
+    #[serde(default)]
+    pub initial_done: bool,
+}
+
+/// Where reading of one file resumes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePosition {
+    pub offset: u64,
+    pub line: u64,
+}
+
+/// Records and bad records of the batch being built.
+struct Output {
+    records: Vec<Record>,
+    bad: Vec<BadRecord>,
+}
+
+impl Output {
+    fn len(&self) -> usize {
+        self.records.len() + self.bad.len()
+    }
+}
+
+/// A `Read` that stops at a byte limit and remembers whether it was asked
+/// for more: in follow mode, that is how a CSV record still being written
+/// (an open quote running into the end of the data) is told apart from a
+/// complete one, whose final newline ends the parse without reading further.
+struct Limited<R> {
+    inner: R,
+    remaining: u64,
+    hit_end: bool,
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 || buf.is_empty() {
+            self.hit_end |= self.remaining == 0;
+            return Ok(0);
+        }
+        let max = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        if n == 0 {
+            self.hit_end = true;
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+enum Body {
+    Lines(BufReader<Limited<File>>),
+    Csv {
+        reader: csv::Reader<Limited<File>>,
+        /// Position of the reader's byte 0 (csv positions are relative).
+        base: FilePosition,
+        /// Field names from this file's header line; `None` without header.
+        header: Option<Vec<String>>,
+    },
+}
+
+impl Body {
+    fn limited(&mut self) -> &mut Limited<File> {
+        match self {
+            Body::Lines(r) => r.get_mut(),
+            Body::Csv { reader, .. } => reader.get_mut(),
+        }
+    }
+}
+
+/// The file being read.
+struct OpenFile {
+    key: String,
+    path: PathBuf,
+    /// Absolute offset reading stops at: in follow mode the end of the last
+    /// complete line seen, otherwise `u64::MAX` (read to end of file).
+    limit: u64,
+    body: Body,
+}
+
+/// The files of one pass, in name order, and the next to look at.
+struct Pass {
+    files: Vec<(String, PathBuf)>,
+    next: usize,
+}
+
+/// The whole state of one open stream.
+pub(crate) struct ReaderState {
+    stream: Arc<StreamSettings>,
+    checkpoint: FileCheckpoint,
+    /// `None`: list the files again before reading (start, and after `Idle`).
+    pass: Option<Pass>,
+    current: Option<OpenFile>,
+    /// Reused across records so reading a line allocates nothing.
+    line: Vec<u8>,
+    record: csv::ByteRecord,
+    /// `field0`, `field1`, ... for header-less CSV, built once.
+    field_names: Vec<String>,
+}
+
+impl ReaderState {
+    pub(crate) fn new(stream: Arc<StreamSettings>, checkpoint: FileCheckpoint) -> Self {
+        ReaderState {
+            stream,
+            checkpoint,
+            pass: None,
+            current: None,
+            line: Vec::with_capacity(1024),
+            record: csv::ByteRecord::new(),
+            field_names: Vec::new(),
+        }
+    }
+
+    /// Reads the next batch: up to `batch_size` records and bad records,
+    /// across file boundaries, and the checkpoint after them.
+    pub(crate) fn read_batch(&mut self) -> Result<Poll, ConnectorError> {
+        let budget = self.stream.batch_size;
+        let mut out = Output {
+            records: Vec::with_capacity(budget.min(8192)),
+            bad: Vec::new(),
+        };
+        let mut caught_up = false;
+        while out.len() < budget {
+            match self.step(&mut out, budget) {
+                Ok(true) => {}
+                Ok(false) => {
+                    caught_up = true;
+                    break;
+                }
+                Err(e) => {
+                    // Forget the open file and the listing: the next poll
+                    // starts over from the positions of what was returned,
+                    // so nothing is skipped whichever way the runtime goes.
+                    self.current = None;
+                    self.pass = None;
+                    if out.len() == 0 {
+                        return Err(e);
+                    }
+                    tracing::warn!(stream = %self.stream.name, error = %e, "file read failed; returning the records read before it");
+                    break;
+                }
+            }
+        }
+
+        if out.len() == 0 && caught_up {
+            if !self.checkpoint.initial_done {
+                // Persist "caught up once" with an empty batch, so a later
+                // run (or a restart) reads new data as incremental.
+                self.checkpoint.initial_done = true;
+                return Ok(Poll::Batch(Batch::new(
+                    Vec::new(),
+                    Checkpoint::from_state(&self.checkpoint),
+                    LoadMode::Initial,
+                )));
+            }
+            if self.stream.follow {
+                // List again on the next poll: new files, grown files.
+                self.pass = None;
+                return Ok(Poll::Idle);
+            }
+            return Ok(Poll::End);
+        }
+        let load_mode = if self.checkpoint.initial_done {
+            LoadMode::Incremental
+        } else {
+            LoadMode::Initial
+        };
+        Ok(Poll::Batch(Batch {
+            records: out.records,
+            bad_records: out.bad,
+            checkpoint: Checkpoint::from_state(&self.checkpoint),
+            load_mode,
+        }))
+    }
+
+    /// Makes progress on the current file, opening the next one when needed.
+    /// `Ok(false)`: every file of the pass is read (caught up).
+    fn step(&mut self, out: &mut Output, budget: usize) -> Result<bool, ConnectorError> {
+        if self.current.is_none() {
+            match self.open_next()? {
+                Some(f) => self.current = Some(f),
+                None => return Ok(false),
+            }
+        }
+        let Some(file) = self.current.as_mut() else {
+            return Ok(false);
+        };
+        let pos = self.checkpoint.files.entry(file.key.clone()).or_default();
+        let stream = &*self.stream;
+        let result = match &mut file.body {
+            Body::Lines(_) => read_lines(stream, file, pos, out, budget, &mut self.line),
+            Body::Csv { .. } => read_csv(
+                stream,
+                file,
+                pos,
+                out,
+                budget,
+                &mut self.record,
+                &mut self.field_names,
+            ),
+        };
+        match result {
+            Ok(FileStatus::More) => {}
+            Ok(FileStatus::Done) => self.current = None,
+            Err(e) => {
+                return Err(ConnectorError::from_io(
+                    &format!("stream `{}`: reading {}", stream.name, file.key),
+                    &e,
+                ))
+            }
+        }
+        Ok(true)
+    }
+
+    /// Opens the next file of the pass with something to read, listing the
+    /// files first if no pass is under way.
+    fn open_next(&mut self) -> Result<Option<OpenFile>, ConnectorError> {
+        if self.pass.is_none() {
+            let files = list_files(&self.stream)?;
+            if files.is_empty() && !self.stream.follow && self.checkpoint.files.is_empty() {
+                // Never read anything and nothing to read: almost certainly
+                // a wrong path. (Once files were read, an empty listing is
+                // normal: they may have been archived.)
+                return Err(ConnectorError::config(format!(
+                    "stream `{}`: no file matches `{}`",
+                    self.stream.name, self.stream.configured
+                )));
+            }
+            self.pass = Some(Pass { files, next: 0 });
+        }
+        let Some(pass) = self.pass.as_mut() else {
+            return Ok(None);
+        };
+        while let Some((key, path)) = pass.files.get(pass.next).cloned() {
+            pass.next += 1;
+            let context = format!("stream `{}`: opening {key}", self.stream.name);
+            let pos = self.checkpoint.files.entry(key.clone()).or_default();
+            match open_file(&self.stream, key, path, pos) {
+                Ok(Some(f)) => return Ok(Some(f)),
+                Ok(None) => {}
+                // Deleted between listing and opening: nothing to read.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ConnectorError::from_io(&context, &e)),
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The files matching the stream's pattern, sorted by key. Dot-files are
+/// skipped (editor swap files, partial downloads) unless named literally.
+pub(crate) fn list_files(
+    stream: &StreamSettings,
+) -> Result<Vec<(String, PathBuf)>, ConnectorError> {
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: true,
+    };
+    let paths = glob::glob_with(&stream.pattern, options).map_err(|e| {
+        ConnectorError::config(format!(
+            "stream `{}`: invalid glob pattern `{}`: {e}",
+            stream.name, stream.configured
+        ))
+    })?;
+    let mut files = Vec::new();
+    for entry in paths {
+        match entry {
+            Ok(path) if path.is_file() => files.push((stream.key_of(&path), path)),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(stream = %stream.name, error = %e, "cannot list part of the path")
+            }
+        }
+    }
+    files.sort();
+    files.dedup_by(|a, b| a.0 == b.0);
+    Ok(files)
+}
+
+/// Opens `path` at `pos`, or `None` when it has nothing to read yet.
+/// Detects truncation, finds the follow-mode limit, reads the CSV header.
+fn open_file(
+    stream: &StreamSettings,
+    key: String,
+    path: PathBuf,
+    pos: &mut FilePosition,
+) -> io::Result<Option<OpenFile>> {
+    let len = fs::metadata(&path)?.len();
+    if len < pos.offset {
+        tracing::warn!(
+            stream = %stream.name,
+            file = %key,
+            size = len,
+            offset = pos.offset,
+            "file is shorter than the checkpoint: truncated or replaced; reading it again from the start"
+        );
+        *pos = FilePosition::default();
+    }
+    if len == pos.offset {
+        return Ok(None);
+    }
+    let mut file = File::open(&path)?;
+    let limit = if stream.follow {
+        last_line_end(&file, pos.offset, len)?
+    } else {
+        u64::MAX
+    };
+    if limit <= pos.offset {
+        return Ok(None);
+    }
+    let body = match stream.format {
+        Format::Csv => {
+            let header = if stream.header {
+                let Some((names, after_header)) = read_header(stream, &file, limit)? else {
+                    return Ok(None);
+                };
+                if pos.offset < after_header.offset {
+                    *pos = after_header;
+                }
+                Some(names)
+            } else {
+                None
+            };
+            if pos.offset >= limit {
+                return Ok(None);
+            }
+            file.seek(SeekFrom::Start(pos.offset))?;
+            let reader = csv_builder(stream)
+                .buffer_capacity(READ_BUFFER)
+                .from_reader(limited(file, pos.offset, limit));
+            Body::Csv {
+                reader,
+                base: *pos,
+                header,
+            }
+        }
+        Format::Ndjson | Format::Text => {
+            file.seek(SeekFrom::Start(pos.offset))?;
+            Body::Lines(BufReader::with_capacity(
+                READ_BUFFER,
+                limited(file, pos.offset, limit),
+            ))
+        }
+    };
+    Ok(Some(OpenFile {
+        key,
+        path,
+        limit,
+        body,
+    }))
+}
+
+fn limited(file: File, offset: u64, limit: u64) -> Limited<File> {
+    Limited {
+        inner: file,
+        remaining: limit.saturating_sub(offset),
+        hit_end: false,
+    }
+}
+
+pub(crate) fn csv_builder(stream: &StreamSettings) -> csv::ReaderBuilder {
+    let mut b = csv::ReaderBuilder::new();
+    // Headers, field counts and `\r` are handled here, not by the csv crate:
+    // a wrong field count is a bad record, not an error that ends the read,
+    // and only `\n` ends a record so that every position is just after a
+    // newline and line numbers stay exact (`\r\n` files: the `\r` is
+    // stripped from the last field).
+    b.has_headers(false)
+        .flexible(true)
+        .delimiter(stream.delimiter)
+        .quote(stream.quote)
+        .terminator(csv::Terminator::Any(b'\n'));
+    b
+}
+
+/// The header of a CSV file and the position just after it; `None` when
+/// the file has no complete header line yet.
+pub(crate) fn read_header(
+    stream: &StreamSettings,
+    file: &File,
+    limit: u64,
+) -> io::Result<Option<(Vec<String>, FilePosition)>> {
+    let mut file = file;
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = csv_builder(stream)
+        .buffer_capacity(8 * 1024)
+        .from_reader(Limited {
+            inner: file,
+            remaining: limit,
+            hit_end: false,
+        });
+    let mut record = csv::ByteRecord::new();
+    let found = reader.read_byte_record(&mut record).map_err(csv_io_error)?;
+    if !found || (stream.follow && reader.get_ref().hit_end) {
+        return Ok(None);
+    }
+    let last = record.len().saturating_sub(1);
+    let names = record
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let f = if i == last { strip_cr(f) } else { f };
+            String::from_utf8_lossy(f).into_owned()
+        })
+        .collect();
+    let end = reader.position();
+    Ok(Some((
+        names,
+        FilePosition {
+            offset: end.byte(),
+            line: end.line().saturating_sub(1),
+        },
+    )))
+}
+
+fn csv_io_error(e: csv::Error) -> io::Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => e,
+        other => io::Error::other(format!("{other:?}")),
+    }
+}
+
+enum FileStatus {
+    /// The batch is full; the file has more.
+    More,
+    /// Read to the end (or to the last complete line, following).
+    Done,
+}
+
+/// Follow mode, at the limit: takes in lines appended since, if any.
+fn extend(file: &mut OpenFile) -> io::Result<bool> {
+    let len = match fs::metadata(&file.path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if len <= file.limit {
+        // Not grown (or truncated: the next pass sees it and restarts).
+        return Ok(false);
+    }
+    let new_limit = last_line_end(&File::open(&file.path)?, file.limit, len)?;
+    if new_limit <= file.limit {
+        return Ok(false);
+    }
+    let limited = file.body.limited();
+    limited.remaining += new_limit - file.limit;
+    limited.hit_end = false;
+    file.limit = new_limit;
+    Ok(true)
+}
+
+/// The offset just after the last `\n` in `[from, len)`, or `from` if none.
+fn last_line_end(mut file: &File, from: u64, len: u64) -> io::Result<u64> {
+    const CHUNK: u64 = 16 * 1024;
+    let mut buf = vec![0u8; CHUNK as usize];
+    let mut end = len;
+    while end > from {
+        let start = end.saturating_sub(CHUNK).max(from);
+        let n = (end - start) as usize;
+        file.seek(SeekFrom::Start(start))?;
+        match file.read_exact(&mut buf[..n]) {
+            Ok(()) => {}
+            // Truncated while we looked: nothing complete to read.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(from),
+            Err(e) => return Err(e),
+        }
+        if let Some(i) = buf[..n].iter().rposition(|&b| b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(from)
+}
+
+/// Reads one line into `buf` (terminator included), at most `max` bytes of
+/// it. Returns the bytes consumed and whether the line was longer than
+/// `max`, in which case the rest of it was skipped and `buf` holds a prefix.
+fn read_line_capped<R: BufRead>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<(usize, bool)> {
+    let cap = (max as u64).saturating_add(1);
+    let n = r.by_ref().take(cap).read_until(b'\n', buf)?;
+    if n <= max || buf.last() == Some(&b'\n') {
+        return Ok((n, false));
+    }
+    let mut total = n;
+    loop {
+        let available = r.fill_buf()?;
+        if available.is_empty() {
+            break;
+        }
+        match available.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                r.consume(i + 1);
+                total += i + 1;
+                break;
+            }
+            None => {
+                let l = available.len();
+                r.consume(l);
+                total += l;
+            }
+        }
+    }
+    Ok((total, true))
+}
+
+fn strip_cr(b: &[u8]) -> &[u8] {
+    b.strip_suffix(b"\r").unwrap_or(b)
+}
+
+fn lossy(b: &[u8]) -> String {
+    if b.len() > MAX_RAW {
+        let mut s = String::from_utf8_lossy(&b[..MAX_RAW]).into_owned();
+        s.push_str("...");
+        s
+    } else {
+        String::from_utf8_lossy(b).into_owned()
+    }
+}
+
+fn record(stream: &StreamSettings, value: Value) -> Record {
+    Record {
+        key: Record::key_from_fields(&value, &stream.primary_key),
+        value,
+        ..Record::default()
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// NDJSON and text: one record per line.
+fn read_lines(
+    stream: &StreamSettings,
+    file: &mut OpenFile,
+    pos: &mut FilePosition,
+    out: &mut Output,
+    budget: usize,
+    buf: &mut Vec<u8>,
+) -> io::Result<FileStatus> {
+    loop {
+        if out.len() >= budget {
+            return Ok(FileStatus::More);
+        }
+        if pos.offset >= file.limit && !extend(file)? {
+            return Ok(FileStatus::Done);
+        }
+        let Body::Lines(reader) = &mut file.body else {
+            return Ok(FileStatus::Done);
+        };
+        buf.clear();
+        let (n, too_long) = read_line_capped(reader, buf, stream.max_line_bytes)?;
+        if n == 0 {
+            return Ok(FileStatus::Done);
+        }
+        let line_no = pos.line + 1;
+        pos.offset += n as u64;
+        pos.line += 1;
+        if too_long {
+            out.bad.push(BadRecord {
+                location: format!("{}:{line_no}", file.key),
+                error: format!(
+                    "line longer than max_line_bytes ({} bytes)",
+                    stream.max_line_bytes
+                ),
+                raw: lossy(&buf[..buf.len().min(1024)]),
+            });
+            continue;
+        }
+        let mut line: &[u8] = buf.strip_suffix(b"\n").unwrap_or(buf);
+        line = strip_cr(line);
+        if line_no == 1 {
+            line = line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line);
+        }
+        let bad = |error: String| BadRecord {
+            location: format!("{}:{line_no}", file.key),
+            error,
+            raw: lossy(line),
+        };
+        match stream.format {
+            Format::Ndjson => {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                match serde_json::from_slice::<Value>(line) {
+                    Ok(v @ Value::Object(_)) => out.records.push(record(stream, v)),
+                    Ok(v) => out.bad.push(bad(format!(
+                        "expected a JSON object, found {}",
+                        json_kind(&v)
+                    ))),
+                    Err(e) => out.bad.push(bad(e.to_string())),
+                }
+            }
+            _ => match std::str::from_utf8(line) {
+                Ok(s) => {
+                    let mut m = Map::with_capacity(1);
+                    m.insert("line".to_string(), Value::String(s.to_string()));
+                    out.records.push(record(stream, Value::Object(m)));
+                }
+                Err(e) => out.bad.push(bad(format!("invalid UTF-8: {e}"))),
+            },
+        }
+    }
+}
+
+/// CSV: one record per CSV row; a quoted field may span lines.
+fn read_csv(
+    stream: &StreamSettings,
+    file: &mut OpenFile,
+    pos: &mut FilePosition,
+    out: &mut Output,
+    budget: usize,
+    rec: &mut csv::ByteRecord,
+    field_names: &mut Vec<String>,
+) -> io::Result<FileStatus> {
+    loop {
+        if out.len() >= budget {
+            return Ok(FileStatus::More);
+        }
+        if pos.offset >= file.limit && !extend(file)? {
+            return Ok(FileStatus::Done);
+        }
+        let Body::Csv {
+            reader,
+            base,
+            header,
+        } = &mut file.body
+        else {
+            return Ok(FileStatus::Done);
+        };
+        if !reader.read_byte_record(rec).map_err(csv_io_error)? {
+            return Ok(FileStatus::Done);
+        }
+        let start = rec.position().cloned().unwrap_or_else(csv::Position::new);
+        let end = reader.position();
+        let line_no = base.line + start.line();
+        let start_offset = base.offset + start.byte();
+        if stream.follow && reader.get_ref().hit_end {
+            // The parse ran into the end of the data inside an open quote:
+            // the record is still being written. Leave it for a later pass
+            // (this reader is dropped; the next opens at `pos`)...
+            if end.byte() - start.byte() <= stream.max_line_bytes as u64 {
+                return Ok(FileStatus::Done);
+            }
+            // ...unless it is already longer than any sane record: then the
+            // quote is a mistake that would otherwise swallow the rest of the
+            // file and wedge the stream. Give it up as a bad record.
+            pos.offset = base.offset + end.byte();
+            pos.line = base.line + end.line().saturating_sub(1);
+            let (raw, _) = raw_range(&file.path, start_offset, pos.offset)
+                .unwrap_or_else(|_| (lossy(rec.as_slice()), 0));
+            out.bad.push(BadRecord {
+                location: format!("{}:{line_no}", file.key),
+                error: format!(
+                    "unterminated quoted field: the record runs over max_line_bytes ({} bytes) without a closing quote",
+                    stream.max_line_bytes
+                ),
+                raw,
+            });
+            return Ok(FileStatus::Done);
+        }
+        pos.offset = base.offset + end.byte();
+        pos.line = base.line + end.line().saturating_sub(1);
+
+        let n = rec.len();
+        let last = n.saturating_sub(1);
+        let field = |i: usize| -> &[u8] {
+            let f = rec.get(i).unwrap_or_default();
+            if i == last {
+                strip_cr(f)
+            } else {
+                f
+            }
+        };
+        if n == 0 || (n == 1 && field(0).is_empty()) {
+            continue; // a blank line
+        }
+        let bad = |error: String| {
+            // The csv crate skips blank lines before a record without
+            // reporting them; the raw bytes tell how many there were.
+            let (raw, blank_lines) = raw_range(&file.path, start_offset, pos.offset)
+                .unwrap_or_else(|_| (lossy(rec.as_slice()), 0));
+            BadRecord {
+                location: format!("{}:{}", file.key, line_no + blank_lines),
+                error,
+                raw,
+            }
+        };
+        let names: &[String] = match header {
+            Some(h) => {
+                if h.len() != n {
+                    out.bad.push(bad(format!(
+                        "expected {} fields (as in the header), found {n}",
+                        h.len()
+                    )));
+                    continue;
+                }
+                h
+            }
+            None => {
+                while field_names.len() < n {
+                    field_names.push(format!("field{}", field_names.len()));
+                }
+                &field_names[..n]
+            }
+        };
+        let mut map = Map::with_capacity(n);
+        let mut error = None;
+        for (i, name) in names.iter().enumerate() {
+            match std::str::from_utf8(field(i)) {
+                Ok(s) => {
+                    map.insert(name.clone(), Value::String(s.to_string()));
+                }
+                Err(e) => {
+                    error = Some(format!("invalid UTF-8 in field `{name}`: {e}"));
+                    break;
+                }
+            }
+        }
+        match error {
+            Some(e) => out.bad.push(bad(e)),
+            None => out.records.push(record(stream, Value::Object(map))),
+        }
+    }
+}
+
+/// The raw bytes of a bad CSV record, read back from the file (rare, so a
+/// fresh handle is cheaper than keeping every record's bytes around).
+fn raw_range(path: &Path, start: u64, end: u64) -> io::Result<(String, u64)> {
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(start))?;
+    let want = end.saturating_sub(start).min(MAX_RAW as u64 + 1);
+    let mut buf = Vec::with_capacity(want as usize);
+    f.take(want).read_to_end(&mut buf)?;
+    let mut raw: &[u8] = &buf;
+    let mut blank_lines = 0;
+    while let Some(rest) = raw
+        .strip_prefix(b"\n")
+        .or_else(|| raw.strip_prefix(b"\r\n"))
+    {
+        raw = rest;
+        blank_lines += 1;
+    }
+    let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+    Ok((lossy(strip_cr(raw)), blank_lines))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capped_lines() {
+        let mut r = io::Cursor::new(b"short\nthis is far too long\nok".to_vec());
+        let mut buf = Vec::new();
+        assert_eq!(read_line_capped(&mut r, &mut buf, 8).unwrap(), (6, false));
+        buf.clear();
+        assert_eq!(read_line_capped(&mut r, &mut buf, 8).unwrap(), (21, true));
+        assert_eq!(buf, b"this is f");
+        buf.clear();
+        assert_eq!(read_line_capped(&mut r, &mut buf, 8).unwrap(), (2, false));
+        assert_eq!(buf, b"ok");
+    }
+
+    #[test]
+    fn last_line_end_scans_backwards_across_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let mut data = b"a\n".to_vec();
+        data.extend(std::iter::repeat_n(b'x', 40_000));
+        fs::write(&p, &data).unwrap();
+        let f = File::open(&p).unwrap();
+        assert_eq!(last_line_end(&f, 0, data.len() as u64).unwrap(), 2);
+        assert_eq!(last_line_end(&f, 2, data.len() as u64).unwrap(), 2);
+        assert_eq!(last_line_end(&f, 0, 2).unwrap(), 2);
+        assert_eq!(last_line_end(&f, 0, 1).unwrap(), 0);
+    }
+}
