@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tributary_metrics::{Registry, StreamStatus};
 
-pub fn spawn(multi: MultiProgress, metrics: Registry, done: CancellationToken) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    multi: MultiProgress,
+    metrics: Registry,
+    done: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let style = ProgressStyle::with_template("{spinner} {prefix:.bold} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
@@ -31,13 +35,22 @@ pub fn spawn(multi: MultiProgress, metrics: Registry, done: CancellationToken) -
                 entry.1 = s.records_written;
                 entry.2 = Instant::now();
                 let status = match &s.status {
-                    StreamStatus::Scheduled { next_run } => format!("next run {}", next_run.format("%Y-%m-%d %H:%M:%S UTC")),
-                    StreamStatus::Retrying { attempt, reason } => format!("retry #{attempt}: {reason}"),
+                    StreamStatus::Scheduled { next_run } => {
+                        format!("next run {}", next_run.format("%Y-%m-%d %H:%M:%S UTC"))
+                    }
+                    StreamStatus::Retrying { attempt, reason } => {
+                        format!("retry #{attempt}: {reason}")
+                    }
                     StreamStatus::Failed { reason } => format!("failed: {reason}"),
                     other => format!("{other:?}").to_lowercase(),
                 };
-                let bad = s.bad_records_skipped + s.bad_records_dead_lettered + s.bad_records_failed;
-                let bad = if bad > 0 { format!(", {bad} bad") } else { String::new() };
+                let bad =
+                    s.bad_records_skipped + s.bad_records_dead_lettered + s.bad_records_failed;
+                let bad = if bad > 0 {
+                    format!(", {bad} bad")
+                } else {
+                    String::new()
+                };
                 entry.0.set_message(format!(
                     "{} records ({} committed{bad}), {:.0}/s, {status}",
                     s.records_written, s.records_committed, rate

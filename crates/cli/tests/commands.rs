@@ -32,7 +32,11 @@ fn check_reports_each_part() {
     assert_exit(&o, 0);
     let out = stdout(&o);
     assert!(out.contains("config   ok: connector `demo`"), "{out}");
-    assert!(out.contains("with 2 stream(s): users, readings") || out.contains("with 2 stream(s): readings, users"), "{out}");
+    assert!(
+        out.contains("with 2 stream(s): users, readings")
+            || out.contains("with 2 stream(s): readings, users"),
+        "{out}"
+    );
     assert!(out.contains("sink     ok: type `file`"), "{out}");
 }
 
@@ -52,7 +56,10 @@ fn discover_lists_streams_with_keys_schema_target_and_schedule() {
     assert!(users["json_schema"]["properties"]["email"].is_object());
     let readings = streams.iter().find(|s| s["name"] == "readings").unwrap();
     assert_eq!(readings["target"], "iot.readings");
-    assert_eq!(readings["schedule"], serde_json::json!({"cron": "0 0 2 * * ?", "timezone": "America/New_York"}));
+    assert_eq!(
+        readings["schedule"],
+        serde_json::json!({"cron": "0 0 2 * * ?", "timezone": "America/New_York"})
+    );
 }
 
 #[test]
@@ -62,24 +69,47 @@ fn read_previews_and_commits_nothing() {
     let cfg = cfg.to_str().unwrap();
     let o = ws.run(&["read", cfg, "--stream", "users", "--limit", "3"]);
     assert_exit(&o, 0);
-    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.iter().map(|v| v["id"].as_i64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3]);
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines
+            .iter()
+            .map(|v| v["id"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
     assert_eq!(lines[0]["_stream"], "users");
     let o = ws.run(&["state", "list", cfg]);
     assert_exit(&o, 0);
-    assert!(stdout(&o).contains("no checkpoints committed yet"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("no checkpoints committed yet"),
+        "{}",
+        stdout(&o)
+    );
     assert!(!ws.path("out").exists());
 
     let o = ws.run(&["read", cfg, "--stream", "usres"]);
     assert_exit(&o, 2);
-    assert!(stderr(&o).contains("no stream `usres` in connector `demo` (did you mean `users`?)"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no stream `usres` in connector `demo` (did you mean `users`?)"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn state_list_get_and_reset() {
     let ws = Workspace::new();
     // Only the run-once stream: drop the cron override.
-    let cfg = ws.write("demo.toml", &CFG.replace("schedule = { cron = \"0 0 2 * * ?\", timezone = \"America/New_York\" }", ""));
+    let cfg = ws.write(
+        "demo.toml",
+        &CFG.replace(
+            "schedule = { cron = \"0 0 2 * * ?\", timezone = \"America/New_York\" }",
+            "",
+        ),
+    );
     let cfg = cfg.to_str().unwrap();
     let o = ws.run(&["run", cfg, "--no-progress"]);
     assert_exit(&o, 0);
@@ -87,15 +117,28 @@ fn state_list_get_and_reset() {
     let o = ws.run(&["state", "list", cfg]);
     assert_exit(&o, 0);
     let out = stdout(&o);
-    assert!(out.contains("users") && out.contains("{\"next\":25}"), "{out}");
-    assert!(out.contains("readings") && out.contains("{\"next\":5}"), "{out}");
+    assert!(
+        out.contains("users") && out.contains("{\"next\":25}"),
+        "{out}"
+    );
+    assert!(
+        out.contains("readings") && out.contains("{\"next\":5}"),
+        "{out}"
+    );
 
     let o = ws.run(&["state", "get", cfg, "--stream", "users"]);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap(), serde_json::json!({"next": 25}));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap(),
+        serde_json::json!({"next": 25})
+    );
 
     let o = ws.run(&["state", "reset", cfg, "--stream", "users"]);
     assert_exit(&o, 0);
-    assert!(stdout(&o).contains("reset stream `users` of connector `demo`"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("reset stream `users` of connector `demo`"),
+        "{}",
+        stdout(&o)
+    );
     let o = ws.run(&["state", "get", cfg, "--stream", "users"]);
     assert_exit(&o, 1);
     assert!(stderr(&o).contains("no checkpoint committed for stream `users`"));
@@ -113,9 +156,23 @@ fn state_list_get_and_reset() {
 #[test]
 fn json_logs_on_request() {
     let ws = Workspace::new();
-    let cfg = ws.write("demo.toml", &CFG.replace("schedule = { cron = \"0 0 2 * * ?\", timezone = \"America/New_York\" }", ""));
+    let cfg = ws.write(
+        "demo.toml",
+        &CFG.replace(
+            "schedule = { cron = \"0 0 2 * * ?\", timezone = \"America/New_York\" }",
+            "",
+        ),
+    );
     let o = ws.run(&["--log-format", "json", "run", cfg.to_str().unwrap()]);
     assert_exit(&o, 0);
-    let lines: Vec<serde_json::Value> = stderr(&o).lines().map(|l| serde_json::from_str(l).expect("json log line")).collect();
-    assert!(lines.iter().any(|l| l["message"] == "connector stopped" && l["committed"] == 30), "{lines:?}");
+    let lines: Vec<serde_json::Value> = stderr(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json log line"))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "connector stopped" && l["committed"] == 30),
+        "{lines:?}"
+    );
 }

@@ -71,7 +71,13 @@ fn env_values_are_substituted_and_secret_values_never_printed() {
         "name = \"g\"\n[source]\ntype = \"file\"\n[source.streams.s]\npath = \"${DATA_DIR}/x.ndjson\"\nformat = \"${FORMAT_NAME}\"\n[sink]\ntype = \"stdout\"\n",
     );
     let o = ws
-        .cmd(&["read", cfg.to_str().unwrap(), "--stream", "s", "--from-start"])
+        .cmd(&[
+            "read",
+            cfg.to_str().unwrap(),
+            "--stream",
+            "s",
+            "--from-start",
+        ])
         .env("DATA_DIR", ws.path("data"))
         .env("FORMAT_NAME", "ndjson")
         .output()
@@ -87,8 +93,16 @@ fn env_values_are_substituted_and_secret_values_never_printed() {
         .output()
         .unwrap();
     assert_exit(&o, 2);
-    assert!(!stderr(&o).contains("s3cr3t-format-value"), "{}", stderr(&o));
-    assert!(stderr(&o).contains(":6: source.streams.s.format:"), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("s3cr3t-format-value"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains(":6: source.streams.s.format:"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -108,7 +122,10 @@ fn missing_config_file() {
     let ws = Workspace::new();
     let o = ws.run(&["run", "nope.toml"]);
     assert_exit(&o, 2);
-    assert_eq!(stderr(&o), "error: nope.toml: cannot read config file: No such file or directory (os error 2)\n");
+    assert_eq!(
+        stderr(&o),
+        "error: nope.toml: cannot read config file: No such file or directory (os error 2)\n"
+    );
 }
 
 fn bad_input_config(ws: &Workspace, policy: &str) -> std::path::PathBuf {
@@ -116,7 +133,10 @@ fn bad_input_config(ws: &Workspace, policy: &str) -> std::path::PathBuf {
         "data/orders.csv",
         "id,item\n1,apple\n2,pear,EXTRA\n3,plum\n",
     );
-    ws.write("data/events.ndjson", "{\"id\": 1}\n{\"id\": 2\n{\"id\": 3}\n");
+    ws.write(
+        "data/events.ndjson",
+        "{\"id\": 1}\n{\"id\": 2\n{\"id\": 3}\n",
+    );
     ws.write(
         "bad.toml",
         &format!(
@@ -167,7 +187,11 @@ fn bad_records_policy_skip_counts_and_continues() {
     let cfg = bad_input_config(&ws, "skip");
     let o = ws.run(&["run", cfg.to_str().unwrap(), "--no-progress"]);
     assert_exit(&o, 0);
-    let ids = |t: &str| counts(&ws.output("out", t), "id").into_keys().collect::<Vec<_>>();
+    let ids = |t: &str| {
+        counts(&ws.output("out", t), "id")
+            .into_keys()
+            .collect::<Vec<_>>()
+    };
     assert_eq!(ids("bad.orders"), vec![1, 3]);
     assert_eq!(ids("bad.events"), vec![1, 3]);
     assert!(stderr(&o).contains("skipped bad record"), "{}", stderr(&o));
@@ -186,9 +210,15 @@ fn bad_records_policy_dead_letter_keeps_them_with_their_error() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(dlq.len(), 2);
-    let mut locations: Vec<String> = dlq.iter().map(|d| d["location"].as_str().unwrap().to_string()).collect();
+    let mut locations: Vec<String> = dlq
+        .iter()
+        .map(|d| d["location"].as_str().unwrap().to_string())
+        .collect();
     locations.sort();
-    let expected = vec!["data/events.ndjson:2".to_string(), "data/orders.csv:3".to_string()];
+    let expected = vec![
+        "data/events.ndjson:2".to_string(),
+        "data/orders.csv:3".to_string(),
+    ];
     assert_eq!(locations, expected);
     for d in &dlq {
         assert_eq!(d["connector"], "bad");

@@ -22,20 +22,32 @@ fn quickstart_runs_and_a_second_run_adds_nothing() {
     let users = ws.output("out/quickstart", "quickstart.users");
     let orders = ws.output("out/quickstart", "quickstart.orders");
     assert_eq!(counts(&users, "id"), (1..=10_000).map(|i| (i, 1)).collect());
-    assert_eq!(counts(&orders, "order_id"), (1..=10_000).map(|i| (i, 1)).collect());
+    assert_eq!(
+        counts(&orders, "order_id"),
+        (1..=10_000).map(|i| (i, 1)).collect()
+    );
     assert_eq!(users[0]["_stream"], "users");
     assert_eq!(users[0]["_load_mode"], "INITIAL_LOAD");
     assert!(users[0]["_ingested_at"].is_string());
 
     let o = ws.run(&["run", cfg.to_str().unwrap()]);
     assert_exit(&o, 0);
-    assert_eq!(ws.output("out/quickstart", "quickstart.users").len(), 10_000);
-    assert_eq!(ws.output("out/quickstart", "quickstart.orders").len(), 10_000);
+    assert_eq!(
+        ws.output("out/quickstart", "quickstart.users").len(),
+        10_000
+    );
+    assert_eq!(
+        ws.output("out/quickstart", "quickstart.orders").len(),
+        10_000
+    );
 
     let o = ws.run(&["state", "get", cfg.to_str().unwrap()]);
     assert_exit(&o, 0);
     let state: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(state, serde_json::json!({"orders": {"next": 10000}, "users": {"next": 10000}}));
+    assert_eq!(
+        state,
+        serde_json::json!({"orders": {"next": 10000}, "users": {"next": 10000}})
+    );
 }
 
 fn generator_config(total: Option<u64>, rate: u64) -> String {
@@ -75,7 +87,10 @@ fn kill_9_at_several_points_loses_nothing_and_duplicates_only_the_uncommitted_ta
     assert_exit(&o, 0);
     let seen = counts(&ws.output("out", "gen.users"), "id");
     // Nothing lost.
-    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), (1..=total as i64).collect::<Vec<_>>());
+    assert_eq!(
+        seen.keys().copied().collect::<Vec<_>>(),
+        (1..=total as i64).collect::<Vec<_>>()
+    );
     // Duplicates only from the uncommitted tail of each crashed run:
     // at most flush_records (+ one batch in flight) per kill.
     let duplicates: usize = seen.values().map(|c| c - 1).sum();
@@ -85,7 +100,10 @@ fn kill_9_at_several_points_loses_nothing_and_duplicates_only_the_uncommitted_ta
         kills.len()
     );
     let o = ws.run(&["state", "get", cfg, "--stream", "users"]);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap(), serde_json::json!({"next": total}));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap(),
+        serde_json::json!({"next": total})
+    );
 }
 
 #[test]
@@ -129,7 +147,10 @@ flush_interval = "20ms"
     assert_eq!(*seen.keys().next().unwrap(), 1);
     assert_eq!(*seen.keys().last().unwrap(), lines as i64);
     let duplicates: usize = seen.values().map(|c| c - 1).sum();
-    assert!(duplicates <= kills.len() * (2000 + 500), "{duplicates} duplicates");
+    assert!(
+        duplicates <= kills.len() * (2000 + 500),
+        "{duplicates} duplicates"
+    );
 }
 
 #[test]
@@ -138,7 +159,9 @@ fn sigterm_drains_commits_and_exits_zero() {
     let cfg = ws.write("gen.toml", &generator_config(None, 5_000));
     let cfg = cfg.to_str().unwrap();
     let child = ws.spawn(&["run", cfg, "--no-progress"]);
-    wait_until(Duration::from_secs(30), "some output", || ws.output("out", "gen.users").len() > 1000);
+    wait_until(Duration::from_secs(30), "some output", || {
+        ws.output("out", "gen.users").len() > 1000
+    });
     sigterm(&child);
     let o = wait_output(child, Duration::from_secs(30));
     assert_exit(&o, 0);
@@ -174,20 +197,31 @@ flush_interval = "50ms"
     );
     let cfg = cfg.to_str().unwrap();
     let child = ws.spawn(&["run", cfg, "--no-progress"]);
-    wait_until(Duration::from_secs(30), "first lines", || ws.output("out", "tail.logs").len() == 2);
+    wait_until(Duration::from_secs(30), "first lines", || {
+        ws.output("out", "tail.logs").len() == 2
+    });
     ws.append("logs/a.ndjson", "{\"n\": 3}\n");
     ws.write("logs/b.ndjson", "{\"n\": 4}\n{\"n\": 5}\n");
-    wait_until(Duration::from_secs(30), "appended and new file", || ws.output("out", "tail.logs").len() == 5);
+    wait_until(Duration::from_secs(30), "appended and new file", || {
+        ws.output("out", "tail.logs").len() == 5
+    });
     // A reset is refused while the connector runs (the store is locked).
     let o = ws.run(&["state", "reset", cfg, "--all"]);
     assert_exit(&o, 4);
-    assert!(stderr(&o).contains("in use by another tributary process"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("in use by another tributary process"),
+        "{}",
+        stderr(&o)
+    );
     sigterm(&child);
     let o = wait_output(child, Duration::from_secs(30));
     assert_exit(&o, 0);
     let seen = counts(&ws.output("out", "tail.logs"), "n");
     assert_eq!(seen, (1..=5).map(|i| (i, 1)).collect());
-    assert!(ws.output("out", "tail.logs").iter().all(|v| v["_load_mode"].is_string()));
+    assert!(ws
+        .output("out", "tail.logs")
+        .iter()
+        .all(|v| v["_load_mode"].is_string()));
 }
 
 #[test]
@@ -208,5 +242,9 @@ fn several_connectors_run_in_one_process() {
     // The same name twice is refused before anything starts.
     let o = ws.run(&["run", a.to_str().unwrap(), a.to_str().unwrap()]);
     assert_exit(&o, 2);
-    assert!(stderr(&o).contains("connector name `a` is also used by"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("connector name `a` is also used by"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -236,7 +236,9 @@ mod tests {
     #[test]
     fn bad_expressions_and_zones_are_explained() {
         let err = Schedule::cron("0 0 25 * * ?", "UTC").unwrap_err();
-        assert!(err.to_string().contains("invalid cron expression `0 0 25 * * ?`"));
+        assert!(err
+            .to_string()
+            .contains("invalid cron expression `0 0 25 * * ?`"));
         // Five fields: Quartz requires seconds.
         assert!(Schedule::cron("0 2 * * *", "UTC").is_err());
         let err = Schedule::cron("0 0 2 * * ?", "America/New_Yrok").unwrap_err();

@@ -16,15 +16,26 @@ use std::sync::{Arc, Mutex, RwLock};
 #[derive(Debug, Clone)]
 pub enum StreamEvent {
     /// A batch of `records` left the source (after the bad-record policy).
-    BatchRead { records: u64 },
+    BatchRead {
+        records: u64,
+    },
     /// Records were handed to the sink.
-    RecordsWritten { records: u64 },
+    RecordsWritten {
+        records: u64,
+    },
     /// A checkpoint covering `records` more records was committed.
-    Committed { records: u64, at: DateTime<Utc> },
+    Committed {
+        records: u64,
+        at: DateTime<Utc>,
+    },
     /// A malformed input was handled under `policy` (`skip`, `dead_letter`, `fail`).
-    BadRecord { policy: &'static str },
+    BadRecord {
+        policy: &'static str,
+    },
     /// A retryable error; the operation will be tried again.
-    Retry { reason: String },
+    Retry {
+        reason: String,
+    },
     Status(StreamStatus),
 }
 
@@ -199,18 +210,38 @@ mod tests {
         s.record(StreamEvent::BatchRead { records: 10 });
         s.record(StreamEvent::RecordsWritten { records: 10 });
         s.record(StreamEvent::BadRecord { policy: "skip" });
-        s.record(StreamEvent::BadRecord { policy: "dead_letter" });
-        s.record(StreamEvent::Retry { reason: "timeout".into() });
+        s.record(StreamEvent::BadRecord {
+            policy: "dead_letter",
+        });
+        s.record(StreamEvent::Retry {
+            reason: "timeout".into(),
+        });
         s.record(StreamEvent::Status(StreamStatus::Running));
         let at = Utc::now();
         s.record(StreamEvent::Committed { records: 10, at });
         // Same stream again returns the same counters.
-        reg.stream("c", "users").record(StreamEvent::BatchRead { records: 5 });
+        reg.stream("c", "users")
+            .record(StreamEvent::BatchRead { records: 5 });
         let snap = reg.snapshot();
         assert_eq!(snap.len(), 1);
         let u = &snap[0];
-        assert_eq!((u.records_read, u.batches, u.records_written, u.records_committed), (15, 2, 10, 10));
-        assert_eq!((u.bad_records_skipped, u.bad_records_dead_lettered, u.retries), (1, 1, 1));
+        assert_eq!(
+            (
+                u.records_read,
+                u.batches,
+                u.records_written,
+                u.records_committed
+            ),
+            (15, 2, 10, 10)
+        );
+        assert_eq!(
+            (
+                u.bad_records_skipped,
+                u.bad_records_dead_lettered,
+                u.retries
+            ),
+            (1, 1, 1)
+        );
         assert_eq!(u.status, StreamStatus::Running);
         assert_eq!(u.last_commit_at, Some(at));
         assert_eq!(u.last_retry_reason.as_deref(), Some("timeout"));

@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 use tributary_config::{BadRecordPolicy, ConnectorConfig};
 use tributary_core::{
     BadRecord, Checkpoint, ConnectorError, Poll, Record, Schedule, Sink, Source, StreamReader,
@@ -29,7 +30,6 @@ use tributary_core::{
 };
 use tributary_metrics::{Registry, StreamEvent, StreamStats, StreamStatus};
 use tributary_state::StateStore;
-use tracing::{info, warn};
 
 /// What a connector is made of; built by the CLI from a [`ConnectorConfig`].
 pub struct ConnectorParts {
@@ -73,7 +73,10 @@ enum StreamEnd {
 
 /// Runs a connector until every stream finished (run-once schedules), a
 /// fatal error, or shutdown. Committed progress is never lost in any case.
-pub async fn run_connector(parts: ConnectorParts, env: RuntimeEnv) -> Result<RunSummary, RuntimeError> {
+pub async fn run_connector(
+    parts: ConnectorParts,
+    env: RuntimeEnv,
+) -> Result<RunSummary, RuntimeError> {
     let ConnectorParts {
         config,
         source,
@@ -239,7 +242,11 @@ fn retry_wait(e: &ConnectorError, attempt: u32, config: &ConnectorConfig) -> Dur
             retry_after: Some(d),
             ..
         } => *d,
-        _ => backoff::delay(attempt, config.runtime.backoff_initial, config.runtime.backoff_max),
+        _ => backoff::delay(
+            attempt,
+            config.runtime.backoff_initial,
+            config.runtime.backoff_max,
+        ),
     }
 }
 
@@ -289,7 +296,9 @@ impl StreamTask {
         while let Some(at) = next_run {
             if at > self.clock.now() {
                 self.stats
-                    .record(StreamEvent::Status(StreamStatus::Scheduled { next_run: at }));
+                    .record(StreamEvent::Status(StreamStatus::Scheduled {
+                        next_run: at,
+                    }));
                 tokio::select! {
                     _ = self.stop.cancelled() => return Ok(StreamEnd::Cancelled),
                     _ = self.clock.sleep_until(at) => {}
@@ -303,7 +312,10 @@ impl StreamTask {
             next_run = match &self.schedule {
                 Schedule::Once => None,
                 // An overrunning interval starts the next run right away.
-                Schedule::Interval(_) => self.schedule.next_after(started).map(|t| t.max(self.clock.now())),
+                Schedule::Interval(_) => self
+                    .schedule
+                    .next_after(started)
+                    .map(|t| t.max(self.clock.now())),
                 Schedule::Cron(_) => self.schedule.next_after(self.clock.now().max(started)),
             };
         }
@@ -315,7 +327,8 @@ impl StreamTask {
     async fn run_once(&mut self) -> Result<StreamEnd, RuntimeError> {
         let mut attempt = 0u32;
         loop {
-            self.stats.record(StreamEvent::Status(StreamStatus::Running));
+            self.stats
+                .record(StreamEvent::Status(StreamStatus::Running));
             let opened = tokio::select! {
                 _ = self.stop.cancelled() => return Ok(StreamEnd::Cancelled),
                 r = self.source.open(&self.spec, self.position.clone()) => r,
@@ -342,10 +355,11 @@ impl StreamTask {
                     self.stats.record(StreamEvent::Retry {
                         reason: error.to_string(),
                     });
-                    self.stats.record(StreamEvent::Status(StreamStatus::Retrying {
-                        attempt,
-                        reason: error.to_string(),
-                    }));
+                    self.stats
+                        .record(StreamEvent::Status(StreamStatus::Retrying {
+                            attempt,
+                            reason: error.to_string(),
+                        }));
                     tokio::select! {
                         _ = self.stop.cancelled() => return Ok(StreamEnd::Cancelled),
                         _ = tokio::time::sleep(wait) => {}
@@ -389,7 +403,8 @@ impl StreamTask {
                     *attempt = 0;
                     let dead_letters = self.apply_policy(&mut batch.bad_records)?;
                     let now = timestamp(self.clock.now());
-                    self.transform.apply(&mut batch.records, batch.load_mode, &now);
+                    self.transform
+                        .apply(&mut batch.records, batch.load_mode, &now);
                     self.stats.record(StreamEvent::BatchRead {
                         records: batch.records.len() as u64,
                     });
@@ -418,7 +433,8 @@ impl StreamTask {
                         _ = tokio::time::sleep(wait) => {}
                         _ = self.commits.changed() => {}
                     }
-                    self.stats.record(StreamEvent::Status(StreamStatus::Running));
+                    self.stats
+                        .record(StreamEvent::Status(StreamStatus::Running));
                 }
                 Poll::End => {
                     self.deliver_commits(reader).await?;
@@ -428,7 +444,10 @@ impl StreamTask {
         }
     }
 
-    async fn deliver_commits(&mut self, reader: &mut dyn StreamReader) -> Result<(), ConnectorError> {
+    async fn deliver_commits(
+        &mut self,
+        reader: &mut dyn StreamReader,
+    ) -> Result<(), ConnectorError> {
         if self.commits.has_changed().unwrap_or(false) {
             let committed = self.commits.borrow_and_update().clone();
             if let Some(cp) = committed {
@@ -461,7 +480,9 @@ impl StreamTask {
             }
             BadRecordPolicy::DeadLetter => {
                 for _ in bad.iter() {
-                    self.stats.record(StreamEvent::BadRecord { policy: "dead_letter" });
+                    self.stats.record(StreamEvent::BadRecord {
+                        policy: "dead_letter",
+                    });
                 }
                 Ok(std::mem::take(bad))
             }
@@ -544,7 +565,8 @@ impl SinkTask {
                         self.flush_and_commit(&mut pending, &mut committed).await?;
                         flush_deadline = None;
                     } else if flush_deadline.is_none() {
-                        flush_deadline = Some(tokio::time::Instant::now() + self.config.runtime.flush_interval);
+                        flush_deadline =
+                            Some(tokio::time::Instant::now() + self.config.runtime.flush_interval);
                     }
                 }
             }
@@ -587,13 +609,22 @@ impl SinkTask {
         }
     }
 
-    async fn retry_or_fail(&mut self, e: ConnectorError, attempt: &mut u32, stream: usize) -> Result<(), RuntimeError> {
-        if matches!(e, ConnectorError::Retryable { .. }) && *attempt < self.config.runtime.max_retries {
+    async fn retry_or_fail(
+        &mut self,
+        e: ConnectorError,
+        attempt: &mut u32,
+        stream: usize,
+    ) -> Result<(), RuntimeError> {
+        if matches!(e, ConnectorError::Retryable { .. })
+            && *attempt < self.config.runtime.max_retries
+        {
             *attempt += 1;
             let wait = retry_wait(&e, *attempt, &self.config);
             warn!(connector = %self.connector, error = %e, attempt = *attempt, ?wait, "sink error; retrying");
             if let Some(s) = self.stats.get(stream) {
-                s.record(StreamEvent::Retry { reason: e.to_string() });
+                s.record(StreamEvent::Retry {
+                    reason: e.to_string(),
+                });
             }
             tokio::time::sleep(wait).await;
             return Ok(());
@@ -607,7 +638,11 @@ impl SinkTask {
     /// The acknowledgement point: flush the sink (durable delivery), make the
     /// dead letters durable, then commit every stream's latest checkpoint in
     /// one atomic state write.
-    async fn flush_and_commit(&mut self, pending: &mut Pending, committed: &mut [u64]) -> Result<(), RuntimeError> {
+    async fn flush_and_commit(
+        &mut self,
+        pending: &mut Pending,
+        committed: &mut [u64],
+    ) -> Result<(), RuntimeError> {
         if pending.checkpoints.is_empty() {
             return Ok(());
         }
@@ -618,7 +653,9 @@ impl SinkTask {
                 Err(e) => self.retry_or_fail(e, &mut attempt, usize::MAX).await?,
             }
         }
-        self.dead_letters.sync().map_err(|e| self.dead_letter_error(e))?;
+        self.dead_letters
+            .sync()
+            .map_err(|e| self.dead_letter_error(e))?;
         let names: Vec<String> = pending
             .checkpoints
             .keys()
@@ -636,7 +673,12 @@ impl SinkTask {
                 Err(e) if attempt < self.config.runtime.max_retries => {
                     attempt += 1;
                     warn!(connector = %self.connector, error = %e, "committing checkpoints failed; retrying");
-                    tokio::time::sleep(backoff::delay(attempt, self.config.runtime.backoff_initial, self.config.runtime.backoff_max)).await;
+                    tokio::time::sleep(backoff::delay(
+                        attempt,
+                        self.config.runtime.backoff_initial,
+                        self.config.runtime.backoff_max,
+                    ))
+                    .await;
                 }
                 Err(source) => {
                     return Err(RuntimeError::State {

@@ -37,7 +37,13 @@ impl DeadLetterFile {
         &self.path
     }
 
-    pub fn append(&mut self, connector: &str, stream: &str, bad: &[BadRecord], at: &str) -> std::io::Result<()> {
+    pub fn append(
+        &mut self,
+        connector: &str,
+        stream: &str,
+        bad: &[BadRecord],
+        at: &str,
+    ) -> std::io::Result<()> {
         if bad.is_empty() {
             return Ok(());
         }
@@ -45,7 +51,10 @@ impl DeadLetterFile {
             if let Some(dir) = self.path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let f = OpenOptions::new().create(true).append(true).open(&self.path)?;
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
             self.writer = Some(BufWriter::new(f));
         }
         let Some(w) = self.writer.as_mut() else {

@@ -36,10 +36,16 @@ impl Transform {
                 map.insert(m.stream_field.clone(), Value::String(self.stream.clone()));
             }
             if !m.ingested_at_field.is_empty() {
-                map.insert(m.ingested_at_field.clone(), Value::String(ingested_at.to_string()));
+                map.insert(
+                    m.ingested_at_field.clone(),
+                    Value::String(ingested_at.to_string()),
+                );
             }
             if !m.load_mode_field.is_empty() {
-                map.insert(m.load_mode_field.clone(), Value::String(load_mode.as_str().to_string()));
+                map.insert(
+                    m.load_mode_field.clone(),
+                    Value::String(load_mode.as_str().to_string()),
+                );
             }
         }
     }
@@ -79,7 +85,10 @@ mod tests {
         };
         let mut recs = vec![Record::new(json!({"id": 1}))];
         Transform::new("s", "t".into(), &m).apply(&mut recs, LoadMode::Initial, "x");
-        assert_eq!(recs[0].value, json!({"id": 1, "src": "s", "_load_mode": "INITIAL_LOAD"}));
+        assert_eq!(
+            recs[0].value,
+            json!({"id": 1, "src": "s", "_load_mode": "INITIAL_LOAD"})
+        );
 
         let off = MetadataConfig {
             enabled: false,

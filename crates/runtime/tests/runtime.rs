@@ -31,7 +31,14 @@ impl Harness {
         }
     }
 
-    fn parts(&self, config: tributary_config::ConnectorConfig, streams: &[(&str, u64)], batch: u64, clock: Option<Arc<dyn Clock>>, follow: bool) -> ConnectorParts {
+    fn parts(
+        &self,
+        config: tributary_config::ConnectorConfig,
+        streams: &[(&str, u64)],
+        batch: u64,
+        clock: Option<Arc<dyn Clock>>,
+        follow: bool,
+    ) -> ConnectorParts {
         ConnectorParts {
             config,
             source: Arc::new(ScriptedSource {
@@ -66,7 +73,12 @@ impl Harness {
     }
 
     fn committed(&self, stream: &str) -> Option<serde_json::Value> {
-        self.state.map.lock().unwrap().get(stream).map(|c| c.checkpoint.0.clone())
+        self.state
+            .map
+            .lock()
+            .unwrap()
+            .get(stream)
+            .map(|c| c.checkpoint.0.clone())
     }
 }
 
@@ -77,14 +89,19 @@ async fn every_record_is_delivered_once_and_checkpoints_follow_acknowledgement()
     let mut cfg = config("c", &dir);
     cfg.runtime.flush_records = 25; // several commits during the run
     let parts = h.parts(cfg, &[("a", 103), ("b", 57)], 10, None, false);
-    let summary = run_connector(parts, h.env(Arc::new(SystemClock))).await.unwrap();
+    let summary = run_connector(parts, h.env(Arc::new(SystemClock)))
+        .await
+        .unwrap();
     assert_eq!(h.written_ns("a"), (0..103).collect::<Vec<_>>());
     assert_eq!(h.written_ns("b"), (0..57).collect::<Vec<_>>());
     assert_eq!(h.committed("a"), Some(json!({"next": 103})));
     assert_eq!(h.committed("b"), Some(json!({"next": 57})));
     assert_eq!(summary.committed.get("a"), Some(&103));
     assert_eq!(summary.committed.get("b"), Some(&57));
-    assert!(h.state.commits.lock().unwrap().len() > 2, "flush_records should force intermediate commits");
+    assert!(
+        h.state.commits.lock().unwrap().len() > 2,
+        "flush_records should force intermediate commits"
+    );
     let snap = h.metrics.snapshot();
     assert!(snap.iter().all(|s| s.status == StreamStatus::Finished));
     // Routing and metadata were applied.
@@ -107,9 +124,14 @@ async fn restart_resumes_from_the_committed_checkpoint() {
         },
     );
     let parts = h.parts(config("c", &dir), &[("a", 50)], 7, None, false);
-    run_connector(parts, h.env(Arc::new(SystemClock))).await.unwrap();
+    run_connector(parts, h.env(Arc::new(SystemClock)))
+        .await
+        .unwrap();
     assert_eq!(h.written_ns("a"), (40..50).collect::<Vec<_>>());
-    assert_eq!(h.script.lock().unwrap().opens[0].1, Some(Checkpoint(json!({"next": 40}))));
+    assert_eq!(
+        h.script.lock().unwrap().opens[0].1,
+        Some(Checkpoint(json!({"next": 40})))
+    );
 }
 
 #[tokio::test]
@@ -118,14 +140,25 @@ async fn retryable_errors_reopen_from_the_last_position_without_loss_or_duplicat
     let dir = tempdir();
     {
         let mut s = h.script.lock().unwrap();
-        s.faults.extend([Fault::Pass, Fault::Retryable, Fault::Retryable, Fault::Pass, Fault::Retryable]);
+        s.faults.extend([
+            Fault::Pass,
+            Fault::Retryable,
+            Fault::Retryable,
+            Fault::Pass,
+            Fault::Retryable,
+        ]);
     }
     let parts = h.parts(config("c", &dir), &[("a", 30)], 10, None, false);
-    run_connector(parts, h.env(Arc::new(SystemClock))).await.unwrap();
+    run_connector(parts, h.env(Arc::new(SystemClock)))
+        .await
+        .unwrap();
     assert_eq!(h.written_ns("a"), (0..30).collect::<Vec<_>>());
     let snap = &h.metrics.snapshot()[0];
     assert_eq!(snap.retries, 3);
-    assert_eq!(snap.last_retry_reason.as_deref(), Some("connection reset by peer"));
+    assert_eq!(
+        snap.last_retry_reason.as_deref(),
+        Some("connection reset by peer")
+    );
     assert_eq!(h.script.lock().unwrap().opens.len(), 4);
 }
 
@@ -133,26 +166,50 @@ async fn retryable_errors_reopen_from_the_last_position_without_loss_or_duplicat
 async fn retries_are_bounded_and_the_error_says_why() {
     let h = Harness::new();
     let dir = tempdir();
-    h.script.lock().unwrap().faults.extend(std::iter::repeat_n(Fault::Retryable, 20));
+    h.script
+        .lock()
+        .unwrap()
+        .faults
+        .extend(std::iter::repeat_n(Fault::Retryable, 20));
     let mut cfg = config("billing", &dir);
     cfg.runtime.max_retries = 3;
     let parts = h.parts(cfg, &[("invoices", 30)], 10, None, false);
-    let err = run_connector(parts, h.env(Arc::new(SystemClock))).await.unwrap_err();
+    let err = run_connector(parts, h.env(Arc::new(SystemClock)))
+        .await
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "connector `billing`, stream `invoices`: gave up after 3 consecutive retryable errors; last: connection reset by peer"
     );
-    assert!(matches!(h.metrics.snapshot()[0].status, StreamStatus::Failed { .. }));
+    assert!(matches!(
+        h.metrics.snapshot()[0].status,
+        StreamStatus::Failed { .. }
+    ));
 }
 
 #[tokio::test]
 async fn fatal_source_error_stops_the_connector_but_commits_what_was_delivered() {
     let h = Harness::new();
     let dir = tempdir();
-    h.script.lock().unwrap().faults.extend([Fault::Pass, Fault::Pass, Fault::Fatal]);
-    let parts = h.parts(config("billing", &dir), &[("invoices", 30)], 10, None, false);
-    let err = run_connector(parts, h.env(Arc::new(SystemClock))).await.unwrap_err();
-    assert_eq!(err.to_string(), "connector `billing`, stream `invoices`: 401 Unauthorized");
+    h.script
+        .lock()
+        .unwrap()
+        .faults
+        .extend([Fault::Pass, Fault::Pass, Fault::Fatal]);
+    let parts = h.parts(
+        config("billing", &dir),
+        &[("invoices", 30)],
+        10,
+        None,
+        false,
+    );
+    let err = run_connector(parts, h.env(Arc::new(SystemClock)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "connector `billing`, stream `invoices`: 401 Unauthorized"
+    );
     // The two batches read before the failure are delivered and committed.
     assert_eq!(h.written_ns("invoices"), (0..20).collect::<Vec<_>>());
     assert_eq!(h.committed("invoices"), Some(json!({"next": 20})));
@@ -164,7 +221,9 @@ async fn bad_record_policy_fail_commits_nothing_past_it() {
     let dir = tempdir();
     h.script.lock().unwrap().faults.push_back(Fault::BadRecord);
     let parts = h.parts(config("c", &dir), &[("a", 30)], 10, None, false);
-    let err = run_connector(parts, h.env(Arc::new(SystemClock))).await.unwrap_err();
+    let err = run_connector(parts, h.env(Arc::new(SystemClock)))
+        .await
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "connector `c`, stream `a`: bad record at a:0: expected value at line 1 column 1 (bad-record policy is `fail`; set [bad_records] policy = \"skip\" or \"dead_letter\" to continue past it)"
@@ -186,7 +245,9 @@ async fn bad_record_policies_skip_and_dead_letter_count_and_keep() {
         let mut cfg = config("c", &dir);
         cfg.bad_records.policy = policy;
         let parts = h.parts(cfg, &[("a", 30)], 10, None, false);
-        run_connector(parts, h.env(Arc::new(SystemClock))).await.unwrap();
+        run_connector(parts, h.env(Arc::new(SystemClock)))
+            .await
+            .unwrap();
         assert_eq!(h.written_ns("a"), (0..30).collect::<Vec<_>>());
         assert_eq!(h.committed("a"), Some(json!({"next": 30})));
         let snap = &h.metrics.snapshot()[0];
@@ -198,14 +259,20 @@ async fn bad_record_policies_skip_and_dead_letter_count_and_keep() {
             }
             _ => {
                 assert_eq!(snap.bad_records_dead_lettered, 2);
-                let lines: Vec<serde_json::Value> = dead.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+                let lines: Vec<serde_json::Value> = dead
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect();
                 assert_eq!(lines.len(), 2);
                 assert_eq!(lines[0]["connector"], json!("c"));
                 assert_eq!(lines[0]["stream"], json!("a"));
                 assert_eq!(lines[0]["location"], json!("a:0"));
                 assert_eq!(lines[1]["location"], json!("a:10"));
                 assert_eq!(lines[0]["raw"], json!("{oops"));
-                assert_eq!(lines[0]["error"], json!("expected value at line 1 column 1"));
+                assert_eq!(
+                    lines[0]["error"],
+                    json!("expected value at line 1 column 1")
+                );
             }
         }
     }
@@ -220,7 +287,9 @@ async fn sink_failure_stops_the_connector_and_never_commits_unflushed_records() 
     cfg.runtime.flush_records = 10;
     cfg.runtime.channel_capacity = 1;
     let parts = h.parts(cfg, &[("a", 100)], 10, None, false);
-    let err = run_connector(parts, h.env(Arc::new(SystemClock))).await.unwrap_err();
+    let err = run_connector(parts, h.env(Arc::new(SystemClock)))
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), "connector `c`: sink: disk full");
     // Only the first flush succeeded: exactly the first batch is committed.
     assert_eq!(h.committed("a"), Some(json!({"next": 10})));
@@ -232,7 +301,9 @@ async fn retryable_sink_flush_is_retried() {
     let dir = tempdir();
     h.sink.lock().unwrap().retryable_flush_failures = 2;
     let parts = h.parts(config("c", &dir), &[("a", 20)], 10, None, false);
-    run_connector(parts, h.env(Arc::new(SystemClock))).await.unwrap();
+    run_connector(parts, h.env(Arc::new(SystemClock)))
+        .await
+        .unwrap();
     assert_eq!(h.committed("a"), Some(json!({"next": 20})));
 }
 
@@ -267,11 +338,19 @@ fn utc(s: &str) -> DateTime<Utc> {
 }
 
 /// Waits until `stream` is scheduled for a run later than `after`.
-async fn wait_scheduled_after(metrics: &Registry, stream: &str, after: DateTime<Utc>) -> DateTime<Utc> {
+async fn wait_scheduled_after(
+    metrics: &Registry,
+    stream: &str,
+    after: DateTime<Utc>,
+) -> DateTime<Utc> {
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let snap = metrics.snapshot();
-            if let Some(StreamStatus::Scheduled { next_run }) = snap.iter().find(|s| s.stream == stream).map(|s| s.status.clone()) {
+            if let Some(StreamStatus::Scheduled { next_run }) = snap
+                .iter()
+                .find(|s| s.stream == stream)
+                .map(|s| s.status.clone())
+            {
                 if next_run > after {
                     return next_run;
                 }
@@ -303,7 +382,13 @@ async fn cron_schedule_in_a_time_zone_across_dst_with_an_injected_clock() {
             schedule: Some(Schedule::cron("0 0 * * * ?", "UTC").unwrap()),
         },
     );
-    let parts = h.parts(cfg, &[("daily", 5), ("hourly", 5)], 10, Some(clock.clone()), false);
+    let parts = h.parts(
+        cfg,
+        &[("daily", 5), ("hourly", 5)],
+        10,
+        Some(clock.clone()),
+        false,
+    );
     let run = tokio::spawn(run_connector(parts, h.env(clock.clone())));
 
     // 2026-03-08 02:30 EST does not exist: first run right after the gap, 03:00 EDT.
@@ -321,7 +406,13 @@ async fn cron_schedule_in_a_time_zone_across_dst_with_an_injected_clock() {
         // The run happens at the scheduled instant.
         tokio::time::timeout(Duration::from_secs(10), async {
             loop {
-                if h.script.lock().unwrap().opens.iter().any(|(s, _, at)| s == "daily" && *at == next) {
+                if h.script
+                    .lock()
+                    .unwrap()
+                    .opens
+                    .iter()
+                    .any(|(s, _, at)| s == "daily" && *at == next)
+                {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -334,11 +425,27 @@ async fn cron_schedule_in_a_time_zone_across_dst_with_an_injected_clock() {
     assert_eq!(hourly_next.to_rfc3339(), "2026-03-10T07:00:00+00:00");
     h.shutdown.cancel();
     run.await.unwrap().unwrap();
-    let daily_opens: Vec<String> = h.script.lock().unwrap().opens.iter().filter(|(s, _, _)| s == "daily").map(|(_, _, at)| at.to_rfc3339()).collect();
+    let daily_opens: Vec<String> = h
+        .script
+        .lock()
+        .unwrap()
+        .opens
+        .iter()
+        .filter(|(s, _, _)| s == "daily")
+        .map(|(_, _, at)| at.to_rfc3339())
+        .collect();
     assert_eq!(daily_opens, expected_daily);
     // Only the first run had data; later runs resume from the committed position.
     assert_eq!(h.written_ns("daily"), (0..5).collect::<Vec<_>>());
-    let hourly_targets: Vec<String> = h.sink.lock().unwrap().written.iter().filter(|r| r.value["_stream"] == json!("hourly")).map(|r| r.target.clone().unwrap()).collect();
+    let hourly_targets: Vec<String> = h
+        .sink
+        .lock()
+        .unwrap()
+        .written
+        .iter()
+        .filter(|r| r.value["_stream"] == json!("hourly"))
+        .map(|r| r.target.clone().unwrap())
+        .collect();
     assert!(hourly_targets.iter().all(|t| t == "custom.topic"));
 }
 
@@ -368,6 +475,11 @@ async fn unknown_stream_override_is_a_config_error() {
     let mut cfg = config("c", &dir);
     cfg.streams.insert("nope".into(), StreamOverride::default());
     let parts = h.parts(cfg, &[("a", 3), ("b", 1)], 10, None, false);
-    let err = run_connector(parts, h.env(Arc::new(SystemClock))).await.unwrap_err();
-    assert_eq!(err.to_string(), "connector `c`: [streams.nope] names no stream of this source; it offers: a, b");
+    let err = run_connector(parts, h.env(Arc::new(SystemClock)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "connector `c`: [streams.nope] names no stream of this source; it offers: a, b"
+    );
 }

@@ -28,7 +28,9 @@ pub struct StoredCheckpoint {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// Another process holds the store (a running connector). Stop it first.
-    #[error("state store {path} is in use by another tributary process (is the connector running?)")]
+    #[error(
+        "state store {path} is in use by another tributary process (is the connector running?)"
+    )]
     Locked { path: String },
     /// The store could not be read or written; retrying may help.
     #[error("state store {path}: {message}")]

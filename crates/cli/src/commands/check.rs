@@ -6,20 +6,37 @@ use std::path::Path;
 /// connect, without reading or writing data.
 pub async fn check(path: &Path) -> CmdResult {
     let config = build::load(path)?;
-    println!("config   ok: connector `{}` ({})", config.name, path.display());
+    println!(
+        "config   ok: connector `{}` ({})",
+        config.name,
+        path.display()
+    );
     let source = build::source(&config)?;
     let mut sink = build::sink(&config)?;
     let check_failed = |what: &str, e: tributary_core::ConnectorError| {
         Failure::new(Code::CheckFailed, anyhow::anyhow!("{what}: {e}"))
     };
-    source.check().await.map_err(|e| check_failed("source", e))?;
-    let streams = source.discover().await.map_err(|e| check_failed("source", e))?;
+    source
+        .check()
+        .await
+        .map_err(|e| check_failed("source", e))?;
+    let streams = source
+        .discover()
+        .await
+        .map_err(|e| check_failed("source", e))?;
     let names: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
-    println!("source   ok: {} `{}` with {} stream(s): {}", "type", config.source.kind, streams.len(), names.join(", "));
+    println!(
+        "source   ok: type `{}` with {} stream(s): {}",
+        config.source.kind,
+        streams.len(),
+        names.join(", ")
+    );
     sink.check().await.map_err(|e| check_failed("sink", e))?;
     println!("sink     ok: type `{}`", config.sink.kind);
     match &config.state {
-        tributary_config::StateConfig::Embedded { dir } => println!("state    ok: embedded store in {}", dir.display()),
+        tributary_config::StateConfig::Embedded { dir } => {
+            println!("state    ok: embedded store in {}", dir.display())
+        }
         tributary_config::StateConfig::Url(_) => {
             build::state(&config)?;
         }

@@ -34,6 +34,8 @@ fn describe_schedule(s: &tributary_core::Schedule) -> serde_json::Value {
     match s {
         tributary_core::Schedule::Once => json!("once"),
         tributary_core::Schedule::Interval(d) => json!({ "interval_seconds": d.as_secs_f64() }),
-        tributary_core::Schedule::Cron(c) => json!({ "cron": c.expression(), "timezone": c.timezone().name() }),
+        tributary_core::Schedule::Cron(c) => {
+            json!({ "cron": c.expression(), "timezone": c.timezone().name() })
+        }
     }
 }

@@ -19,13 +19,21 @@ pub async fn read(args: ReadArgs) -> CmdResult {
         let names: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
         let hint = names
             .iter()
-            .max_by(|a, b| strsim::jaro_winkler(a, &args.stream).total_cmp(&strsim::jaro_winkler(b, &args.stream)))
+            .max_by(|a, b| {
+                strsim::jaro_winkler(a, &args.stream)
+                    .total_cmp(&strsim::jaro_winkler(b, &args.stream))
+            })
             .filter(|best| strsim::jaro_winkler(best, &args.stream) > 0.8)
             .map(|best| format!(" (did you mean `{best}`?)"))
             .unwrap_or_default();
         return Err(Failure::new(
             Code::Config,
-            anyhow::anyhow!("no stream `{}` in connector `{}`{hint}; streams: {}", args.stream, config.name, names.join(", ")),
+            anyhow::anyhow!(
+                "no stream `{}` in connector `{}`{hint}; streams: {}",
+                args.stream,
+                config.name,
+                names.join(", ")
+            ),
         ));
     };
     let checkpoint = if args.from_start {
@@ -38,26 +46,34 @@ pub async fn read(args: ReadArgs) -> CmdResult {
             .map(|c| c.checkpoint)
     };
     let transform = Transform::new(&spec.name, config.target_for(&spec.name), &config.metadata);
-    let mut reader = source
-        .open(spec, checkpoint)
-        .await
-        .map_err(|e| Failure::new(Code::Failure, anyhow::anyhow!("stream `{}`: {e}", spec.name)))?;
+    let mut reader = source.open(spec, checkpoint).await.map_err(|e| {
+        Failure::new(
+            Code::Failure,
+            anyhow::anyhow!("stream `{}`: {e}", spec.name),
+        )
+    })?;
     let mut printed = 0usize;
     let mut out = std::io::stdout().lock();
     while printed < args.limit {
-        let polled = reader
-            .poll()
-            .await
-            .map_err(|e| Failure::new(Code::Failure, anyhow::anyhow!("stream `{}`: {e}", spec.name)))?;
-        let Poll::Batch(mut batch) = polled else { break };
+        let polled = reader.poll().await.map_err(|e| {
+            Failure::new(
+                Code::Failure,
+                anyhow::anyhow!("stream `{}`: {e}", spec.name),
+            )
+        })?;
+        let Poll::Batch(mut batch) = polled else {
+            break;
+        };
         for bad in &batch.bad_records {
             eprintln!("bad record at {}: {}", bad.location, bad.error);
         }
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         transform.apply(&mut batch.records, batch.load_mode, &now);
         for r in batch.records.iter().take(args.limit - printed) {
-            serde_json::to_writer(&mut out, &r.value).map_err(|e| Failure::new(Code::Failure, e))?;
-            out.write_all(b"\n").map_err(|e| Failure::new(Code::Failure, e))?;
+            serde_json::to_writer(&mut out, &r.value)
+                .map_err(|e| Failure::new(Code::Failure, e))?;
+            out.write_all(b"\n")
+                .map_err(|e| Failure::new(Code::Failure, e))?;
             printed += 1;
         }
     }

@@ -62,7 +62,11 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
         match joined {
             Ok(Ok(summary)) => {
                 let total: u64 = summary.committed.values().sum();
-                let per_stream: Vec<String> = summary.committed.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+                let per_stream: Vec<String> = summary
+                    .committed
+                    .iter()
+                    .map(|(s, n)| format!("{s}: {n}"))
+                    .collect();
                 tracing::info!(
                     connector = %summary.connector,
                     committed = total,
@@ -97,13 +101,14 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
 /// First SIGINT/SIGTERM: drain and commit, then exit 0. Second: exit now (130).
 fn spawn_signal_handler(shutdown: CancellationToken) {
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("cannot listen for SIGTERM: {e}");
+                    return;
+                }
+            };
         for n in 0..2 {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}

@@ -23,7 +23,11 @@ pub async fn state(cmd: StateCommand) -> CmdResult {
                         })
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| Failure::new(Code::Failure, e))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows)
+                        .map_err(|e| Failure::new(Code::Failure, e))?
+                );
                 return Ok(Code::Success);
             }
             println!("connector `{}`, state in {}", config.name, store.describe());
@@ -31,18 +35,25 @@ pub async fn state(cmd: StateCommand) -> CmdResult {
                 println!("no checkpoints committed yet");
                 return Ok(Code::Success);
             }
-            println!("{:<24} {:<25} {:>10}  CHECKPOINT", "STREAM", "COMMITTED AT", "AGE");
+            println!(
+                "{:<24} {:<25} {:>10}  CHECKPOINT",
+                "STREAM", "COMMITTED AT", "AGE"
+            );
             for c in &all {
                 let mut cp = c.checkpoint.0.to_string();
                 if cp.len() > 80 {
-                    let cut = (0..=77).rev().find(|i| cp.is_char_boundary(*i)).unwrap_or(0);
+                    let cut = (0..=77)
+                        .rev()
+                        .find(|i| cp.is_char_boundary(*i))
+                        .unwrap_or(0);
                     cp.truncate(cut);
                     cp.push_str("...");
                 }
                 println!(
                     "{:<24} {:<25} {:>10}  {}",
                     c.stream,
-                    c.committed_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    c.committed_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                     age((Utc::now() - c.advanced_at).num_seconds()),
                     cp
                 );
@@ -58,22 +69,39 @@ pub async fn state(cmd: StateCommand) -> CmdResult {
                     None => {
                         return Err(Failure::new(
                             Code::Failure,
-                            anyhow::anyhow!("no checkpoint committed for stream `{s}` of connector `{}`", config.name),
+                            anyhow::anyhow!(
+                                "no checkpoint committed for stream `{s}` of connector `{}`",
+                                config.name
+                            ),
                         ))
                     }
                 },
                 None => {
                     let all = store.load_all().await.map_err(build::state_failure)?;
-                    serde_json::Value::Object(all.into_iter().map(|c| (c.stream, c.checkpoint.0)).collect())
+                    serde_json::Value::Object(
+                        all.into_iter()
+                            .map(|c| (c.stream, c.checkpoint.0))
+                            .collect(),
+                    )
                 }
             };
-            println!("{}", serde_json::to_string_pretty(&value).map_err(|e| Failure::new(Code::Failure, e))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).map_err(|e| Failure::new(Code::Failure, e))?
+            );
             Ok(Code::Success)
         }
-        StateCommand::Reset { config, stream, all: _ } => {
+        StateCommand::Reset {
+            config,
+            stream,
+            all: _,
+        } => {
             let config = build::load(&config)?;
             let store = build::state(&config)?;
-            let removed = store.reset(stream.as_deref()).await.map_err(build::state_failure)?;
+            let removed = store
+                .reset(stream.as_deref())
+                .await
+                .map_err(build::state_failure)?;
             match stream {
                 Some(s) if removed == 0 => println!("stream `{s}` of connector `{}` had no checkpoint; nothing to reset", config.name),
                 Some(s) => println!("reset stream `{s}` of connector `{}`: it will start from the beginning", config.name),

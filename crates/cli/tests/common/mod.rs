@@ -38,14 +38,20 @@ impl Workspace {
 
     pub fn append(&self, rel: &str, text: &str) {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().append(true).create(true).open(self.path(rel)).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.path(rel))
+            .unwrap();
         f.write_all(text.as_bytes()).unwrap();
         f.sync_all().unwrap();
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
-        c.args(args).current_dir(self.dir.path()).env_remove("RUST_LOG");
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env_remove("RUST_LOG");
         c
     }
 
@@ -78,7 +84,10 @@ impl Workspace {
         for f in files {
             let text = std::fs::read_to_string(&f).unwrap();
             for line in text.lines() {
-                out.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: bad line {line:?}: {e}", f.display())));
+                out.push(
+                    serde_json::from_str(line)
+                        .unwrap_or_else(|e| panic!("{}: bad line {line:?}: {e}", f.display())),
+                );
             }
         }
         out

@@ -31,7 +31,9 @@ pub fn config(name: &str, dir: &std::path::Path) -> ConnectorConfig {
         schedule: Schedule::Once,
         source: section("test", "source"),
         sink: section("test", "sink"),
-        state: StateConfig::Embedded { dir: dir.join("state") },
+        state: StateConfig::Embedded {
+            dir: dir.join("state"),
+        },
         runtime: RuntimeConfig {
             backoff_initial: std::time::Duration::from_millis(1),
             backoff_max: std::time::Duration::from_millis(5),
@@ -97,7 +99,11 @@ impl Source for ScriptedSource {
         stream: &StreamSpec,
         checkpoint: Option<Checkpoint>,
     ) -> Result<Box<dyn StreamReader>, ConnectorError> {
-        let now = self.clock.as_ref().map(|c| c.now()).unwrap_or_else(Utc::now);
+        let now = self
+            .clock
+            .as_ref()
+            .map(|c| c.now())
+            .unwrap_or_else(Utc::now);
         self.script
             .lock()
             .unwrap()
@@ -106,7 +112,12 @@ impl Source for ScriptedSource {
         let next = checkpoint
             .map(|c| c.0["next"].as_u64().unwrap())
             .unwrap_or(0);
-        let total = self.streams.iter().find(|(n, _)| n == &stream.name).unwrap().1;
+        let total = self
+            .streams
+            .iter()
+            .find(|(n, _)| n == &stream.name)
+            .unwrap()
+            .1;
         Ok(Box::new(ScriptedReader {
             stream: stream.name.clone(),
             next,
@@ -133,7 +144,9 @@ impl StreamReader for ScriptedReader {
         let fault = self.script.lock().unwrap().faults.pop_front();
         let mut bad = Vec::new();
         match fault {
-            Some(Fault::Retryable) => return Err(ConnectorError::retryable("connection reset by peer")),
+            Some(Fault::Retryable) => {
+                return Err(ConnectorError::retryable("connection reset by peer"))
+            }
             Some(Fault::Fatal) => return Err(ConnectorError::fatal("401 Unauthorized")),
             Some(Fault::BadRecord) => bad.push(BadRecord {
                 location: format!("{}:{}", self.stream, self.next),
@@ -146,7 +159,9 @@ impl StreamReader for ScriptedReader {
             return Ok(if self.follow { Poll::Idle } else { Poll::End });
         }
         let end = (self.next + self.batch).min(self.total);
-        let records = (self.next..end).map(|i| Record::new(json!({"n": i}))).collect();
+        let records = (self.next..end)
+            .map(|i| Record::new(json!({"n": i})))
+            .collect();
         self.next = end;
         let mut b = Batch::new(records, Checkpoint(json!({"next": end})), LoadMode::Initial);
         b.bad_records = bad;
@@ -264,7 +279,11 @@ impl StateStore for CheckingState {
 }
 
 pub fn tempdir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tributary-rt-{}-{}", std::process::id(), rand_suffix()));
+    let d = std::env::temp_dir().join(format!(
+        "tributary-rt-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
