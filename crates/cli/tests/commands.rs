@@ -1,8 +1,10 @@
 //! check, discover, read and state through the binary.
 
-mod common;
+use tributary_testkit::cli::*;
 
-use common::*;
+fn workspace() -> Workspace {
+    Workspace::new(env!("CARGO_BIN_EXE_tributary"))
+}
 
 const CFG: &str = r#"
 name = "demo"
@@ -26,7 +28,7 @@ schedule = { cron = "0 0 2 * * ?", timezone = "America/New_York" }
 
 #[test]
 fn check_reports_each_part() {
-    let ws = Workspace::new();
+    let ws = workspace();
     let cfg = ws.write("demo.toml", CFG);
     let o = ws.run(&["check", cfg.to_str().unwrap()]);
     assert_exit(&o, 0);
@@ -42,7 +44,7 @@ fn check_reports_each_part() {
 
 #[test]
 fn discover_lists_streams_with_keys_schema_target_and_schedule() {
-    let ws = Workspace::new();
+    let ws = workspace();
     let cfg = ws.write("demo.toml", CFG);
     let o = ws.run(&["discover", cfg.to_str().unwrap()]);
     assert_exit(&o, 0);
@@ -64,7 +66,7 @@ fn discover_lists_streams_with_keys_schema_target_and_schedule() {
 
 #[test]
 fn read_previews_and_commits_nothing() {
-    let ws = Workspace::new();
+    let ws = workspace();
     let cfg = ws.write("demo.toml", CFG);
     let cfg = cfg.to_str().unwrap();
     let o = ws.run(&["read", cfg, "--stream", "users", "--limit", "3"]);
@@ -101,7 +103,7 @@ fn read_previews_and_commits_nothing() {
 
 #[test]
 fn state_list_get_and_reset() {
-    let ws = Workspace::new();
+    let ws = workspace();
     // Only the run-once stream: drop the cron override.
     let cfg = ws.write(
         "demo.toml",
@@ -155,7 +157,7 @@ fn state_list_get_and_reset() {
 
 #[test]
 fn json_logs_on_request() {
-    let ws = Workspace::new();
+    let ws = workspace();
     let cfg = ws.write(
         "demo.toml",
         &CFG.replace(

@@ -1,12 +1,14 @@
 //! Bad input through the binary: configs that cannot work, and malformed
 //! records under each bad-record policy.
 
-mod common;
+use tributary_testkit::cli::*;
 
-use common::*;
+fn workspace() -> Workspace {
+    Workspace::new(env!("CARGO_BIN_EXE_tributary"))
+}
 
 fn check_config_error(toml: &str, expected: &str) {
-    let ws = Workspace::new();
+    let ws = workspace();
     let cfg = ws.write("bad.toml", toml);
     let o = ws.run(&["check", cfg.to_str().unwrap()]);
     assert_exit(&o, 2);
@@ -46,7 +48,7 @@ fn wrong_type_names_the_key() {
 
 #[test]
 fn missing_env_var_is_named_and_never_guessed() {
-    let ws = Workspace::new();
+    let ws = workspace();
     let cfg = ws.write(
         "env.toml",
         "name = \"g\"\n[source]\ntype = \"file\"\n[source.streams.s]\npath = \"${TRIBUTARY_TEST_SURELY_UNSET_VAR}/x.csv\"\nformat = \"csv\"\n[sink]\ntype = \"stdout\"\n",
@@ -64,7 +66,7 @@ fn missing_env_var_is_named_and_never_guessed() {
 
 #[test]
 fn env_values_are_substituted_and_secret_values_never_printed() {
-    let ws = Workspace::new();
+    let ws = workspace();
     ws.write("data/x.ndjson", "{\"a\": 1}\n");
     let cfg = ws.write(
         "env.toml",
@@ -119,7 +121,7 @@ fn invalid_cron_and_time_zone_are_rejected_at_load() {
 
 #[test]
 fn missing_config_file() {
-    let ws = Workspace::new();
+    let ws = workspace();
     let o = ws.run(&["run", "nope.toml"]);
     assert_exit(&o, 2);
     assert_eq!(
@@ -163,7 +165,7 @@ dead_letter_path = "dlq.ndjson"
 
 #[test]
 fn bad_records_policy_fail_stops_with_file_and_line_and_commits_nothing_past_them() {
-    let ws = Workspace::new();
+    let ws = workspace();
     let cfg = bad_input_config(&ws, "fail");
     let o = ws.run(&["run", cfg.to_str().unwrap(), "--no-progress"]);
     assert_exit(&o, 1);
@@ -183,7 +185,7 @@ fn bad_records_policy_fail_stops_with_file_and_line_and_commits_nothing_past_the
 
 #[test]
 fn bad_records_policy_skip_counts_and_continues() {
-    let ws = Workspace::new();
+    let ws = workspace();
     let cfg = bad_input_config(&ws, "skip");
     let o = ws.run(&["run", cfg.to_str().unwrap(), "--no-progress"]);
     assert_exit(&o, 0);
@@ -200,7 +202,7 @@ fn bad_records_policy_skip_counts_and_continues() {
 
 #[test]
 fn bad_records_policy_dead_letter_keeps_them_with_their_error() {
-    let ws = Workspace::new();
+    let ws = workspace();
     let cfg = bad_input_config(&ws, "dead_letter");
     let o = ws.run(&["run", cfg.to_str().unwrap(), "--no-progress"]);
     assert_exit(&o, 0);

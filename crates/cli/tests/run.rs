@@ -1,9 +1,11 @@
 //! End to end through the binary: quickstart, resume, crash (kill -9) and
 //! restart, graceful shutdown, follow mode, several connectors at once.
 
-mod common;
+use tributary_testkit::cli::*;
 
-use common::*;
+fn workspace() -> Workspace {
+    Workspace::new(env!("CARGO_BIN_EXE_tributary"))
+}
 use std::time::Duration;
 
 const SINK: &str = r#"
@@ -14,7 +16,7 @@ dir = "out"
 
 #[test]
 fn quickstart_runs_and_a_second_run_adds_nothing() {
-    let ws = Workspace::new();
+    let ws = workspace();
     let text = std::fs::read_to_string(repo_root().join("examples/quickstart.toml")).unwrap();
     let cfg = ws.write("examples/quickstart.toml", &text);
     let o = ws.run(&["run", cfg.to_str().unwrap()]);
@@ -72,7 +74,7 @@ flush_interval = "50ms"
 
 #[test]
 fn kill_9_at_several_points_loses_nothing_and_duplicates_only_the_uncommitted_tail() {
-    let ws = Workspace::new();
+    let ws = workspace();
     let total = 24_000;
     let cfg = ws.write("gen.toml", &generator_config(Some(total), 12_000));
     let cfg = cfg.to_str().unwrap();
@@ -108,7 +110,7 @@ fn kill_9_at_several_points_loses_nothing_and_duplicates_only_the_uncommitted_ta
 
 #[test]
 fn kill_9_during_a_file_load_then_restart_delivers_every_line() {
-    let ws = Workspace::new();
+    let ws = workspace();
     let lines = 150_000;
     let mut data = String::with_capacity(lines * 40);
     for i in 1..=lines {
@@ -155,7 +157,7 @@ flush_interval = "20ms"
 
 #[test]
 fn sigterm_drains_commits_and_exits_zero() {
-    let ws = Workspace::new();
+    let ws = workspace();
     let cfg = ws.write("gen.toml", &generator_config(None, 5_000));
     let cfg = cfg.to_str().unwrap();
     let child = ws.spawn(&["run", cfg, "--no-progress"]);
@@ -176,7 +178,7 @@ fn sigterm_drains_commits_and_exits_zero() {
 
 #[test]
 fn follow_mode_tails_growing_files_and_picks_up_new_ones() {
-    let ws = Workspace::new();
+    let ws = workspace();
     ws.write("logs/a.ndjson", "{\"n\": 1}\n{\"n\": 2}\n");
     let cfg = ws.write(
         "tail.toml",
@@ -226,7 +228,7 @@ flush_interval = "50ms"
 
 #[test]
 fn several_connectors_run_in_one_process() {
-    let ws = Workspace::new();
+    let ws = workspace();
     let a = ws.write(
         "a.toml",
         &format!("name = \"a\"\n[source]\ntype = \"generator\"\n[source.streams.s]\nrecord_type = \"sensor\"\ntotal = 50\n{SINK}"),

@@ -1,15 +1,13 @@
-mod support;
-
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::*;
 use tokio_util::sync::CancellationToken;
 use tributary_config::{BadRecordPolicy, StreamOverride};
 use tributary_core::{Checkpoint, Schedule};
 use tributary_metrics::{Registry, StreamStatus};
 use tributary_runtime::*;
+use tributary_testkit::scripted::*;
 
 struct Harness {
     sink: Arc<Mutex<SinkLog>>,
@@ -36,7 +34,7 @@ impl Harness {
         config: tributary_config::ConnectorConfig,
         streams: &[(&str, u64)],
         batch: u64,
-        clock: Option<Arc<dyn Clock>>,
+        clock: Option<Arc<ManualClock>>,
         follow: bool,
     ) -> ConnectorParts {
         ConnectorParts {
@@ -45,7 +43,9 @@ impl Harness {
                 streams: streams.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
                 batch,
                 script: self.script.clone(),
-                clock,
+                clock: clock.map(|c| {
+                    Arc::new(move || c.now()) as Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>
+                }),
                 follow,
             }),
             sink: Box::new(MemorySink(self.sink.clone())),

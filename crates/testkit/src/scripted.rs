@@ -1,7 +1,6 @@
-//! Test doubles for the runtime: a scripted source, a sink that remembers what
-//! was durable when, and a state store that checks invariant 1 at every commit.
-
-#![allow(dead_code)]
+//! Fault injection for runtime tests: a scripted source whose polls fail on
+//! cue, a sink that remembers what was durable when (and fails on cue), and a
+//! state store that checks invariant 1 at every commit.
 
 use chrono::Utc;
 use serde_json::json;
@@ -74,7 +73,8 @@ pub struct ScriptedSource {
     pub batch: u64,
     /// After End, the next run starts over at the checkpoint (new data may have arrived).
     pub script: Arc<Mutex<ScriptState>>,
-    pub clock: Option<Arc<dyn tributary_runtime::Clock>>,
+    /// Where `open` reads the time it records; the wall clock when `None`.
+    pub clock: Option<Arc<dyn Fn() -> chrono::DateTime<Utc> + Send + Sync>>,
     /// Return Idle instead of End when caught up (a tailed source).
     pub follow: bool,
 }
@@ -102,7 +102,7 @@ impl Source for ScriptedSource {
         let now = self
             .clock
             .as_ref()
-            .map(|c| c.now())
+            .map(|now| now())
             .unwrap_or_else(Utc::now);
         self.script
             .lock()

@@ -1,6 +1,6 @@
-//! Helpers for end-to-end tests through the built `tributary` binary.
-
-#![allow(dead_code)]
+//! Helpers for end-to-end tests through the built `tributary` binary: a
+//! scratch directory with configs and data, running and signalling the
+//! binary, reading what the file sink wrote.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -8,18 +8,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_tributary")
-}
-
 pub struct Workspace {
     pub dir: tempfile::TempDir,
+    /// The `tributary` binary under test (`env!("CARGO_BIN_EXE_tributary")` in the cli crate's tests).
+    pub bin: PathBuf,
 }
 
 impl Workspace {
-    pub fn new() -> Self {
+    pub fn new(bin: impl Into<PathBuf>) -> Self {
         Workspace {
             dir: tempfile::tempdir().expect("tempdir"),
+            bin: bin.into(),
         }
     }
 
@@ -48,7 +47,7 @@ impl Workspace {
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
+        let mut c = Command::new(&self.bin);
         c.args(args)
             .current_dir(self.dir.path())
             .env_remove("RUST_LOG");
@@ -161,6 +160,7 @@ pub fn assert_exit(o: &Output, code: i32) {
     );
 }
 
+/// The repository root (for examples/ and bench/).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
