@@ -7,6 +7,13 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tributary_metrics::{Registry, StreamStatus};
 
+struct Line {
+    bar: ProgressBar,
+    since_count: u64,
+    since: Instant,
+    rate: f64,
+}
+
 pub fn spawn(
     multi: MultiProgress,
     metrics: Registry,
@@ -15,7 +22,7 @@ pub fn spawn(
     tokio::spawn(async move {
         let style = ProgressStyle::with_template("{spinner} {prefix:.bold} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
-        let mut bars: BTreeMap<(String, String), (ProgressBar, u64, Instant)> = BTreeMap::new();
+        let mut bars: BTreeMap<(String, String), Line> = BTreeMap::new();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
             let finished = tokio::select! {
@@ -24,16 +31,25 @@ pub fn spawn(
             };
             for s in metrics.snapshot() {
                 let key = (s.connector.clone(), s.stream.clone());
-                let entry = bars.entry(key).or_insert_with(|| {
+                let line = bars.entry(key).or_insert_with(|| {
                     let bar = multi.add(ProgressBar::new_spinner());
                     bar.set_style(style.clone());
                     bar.set_prefix(format!("{}/{}", s.connector, s.stream));
-                    (bar, 0, Instant::now())
+                    Line {
+                        bar,
+                        since_count: 0,
+                        since: Instant::now(),
+                        rate: 0.0,
+                    }
                 });
-                let elapsed = entry.2.elapsed().as_secs_f64().max(0.001);
-                let rate = (s.records_written.saturating_sub(entry.1)) as f64 / elapsed;
-                entry.1 = s.records_written;
-                entry.2 = Instant::now();
+                // Sources deliver in batches: measure the rate over a
+                // window of at least a second so it does not jump per batch.
+                let elapsed = line.since.elapsed().as_secs_f64();
+                if elapsed >= 1.0 {
+                    line.rate = s.records_written.saturating_sub(line.since_count) as f64 / elapsed;
+                    line.since_count = s.records_written;
+                    line.since = Instant::now();
+                }
                 let status = match &s.status {
                     StreamStatus::Scheduled { next_run } => {
                         format!("next run {}", next_run.format("%Y-%m-%d %H:%M:%S UTC"))
@@ -51,15 +67,15 @@ pub fn spawn(
                 } else {
                     String::new()
                 };
-                entry.0.set_message(format!(
+                line.bar.set_message(format!(
                     "{} records ({} committed{bad}), {:.0}/s, {status}",
-                    s.records_written, s.records_committed, rate
+                    s.records_written, s.records_committed, line.rate
                 ));
-                entry.0.tick();
+                line.bar.tick();
             }
             if finished {
-                for (bar, _, _) in bars.values() {
-                    bar.finish();
+                for line in bars.values() {
+                    line.bar.finish();
                 }
                 return;
             }

@@ -234,3 +234,34 @@ fn bad_records_policy_dead_letter_keeps_them_with_their_error() {
     assert_exit(&o, 0);
     assert_eq!(ws.output("out", "bad.orders").len(), 2);
 }
+
+#[test]
+fn values_from_the_environment_are_redacted_in_errors_and_logs() {
+    let ws = workspace();
+    let cfg = ws.write(
+        "s.toml",
+        "name = \"s\"\n[source]\ntype = \"file\"\n[source.streams.s]\npath = \"${DATA_DIR}/x.ndjson\"\nformat = \"ndjson\"\n[sink]\ntype = \"stdout\"\n",
+    );
+    let secret = "/tmp/s3cr3t-token-value";
+    let o = ws
+        .cmd(&["check", cfg.to_str().unwrap()])
+        .env("DATA_DIR", secret)
+        .output()
+        .unwrap();
+    assert_exit(&o, 3);
+    assert_eq!(
+        stderr(&o),
+        "error: source: configuration error: stream `s`: no file matches path `***/x.ndjson` (looked for `***/x.ndjson`)\n"
+    );
+    for format in ["text", "json"] {
+        let o = ws
+            .cmd(&["--log-format", format, "run", cfg.to_str().unwrap()])
+            .env("DATA_DIR", secret)
+            .output()
+            .unwrap();
+        assert_exit(&o, 1);
+        let err = stderr(&o);
+        assert!(!err.contains("s3cr3t"), "{err}");
+        assert!(err.contains("no file matches `***/x.ndjson`"), "{err}");
+    }
+}
