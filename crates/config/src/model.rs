@@ -137,6 +137,22 @@ impl SectionConfig {
         };
         crate::load::locate_error(&self.document, &full, message.into(), None)
     }
+
+    /// The error for a `type` no registry knows: the known types, and the
+    /// closest one when the value looks like a typo of it.
+    pub fn unknown_type(&self, known: &[&str]) -> ConfigError {
+        let mut err = self.error(
+            "type",
+            format!(
+                "unknown {} type `{}`; known types: {}",
+                self.key,
+                self.kind,
+                known.join(", ")
+            ),
+        );
+        err.suggestion = crate::did_you_mean(&self.kind, known);
+        err
+    }
 }
 
 impl std::fmt::Debug for SectionConfig {

@@ -97,9 +97,9 @@ pub fn parse_timezone(name: &str) -> Result<Tz, ScheduleError> {
         let best = chrono_tz::TZ_VARIANTS
             .iter()
             .map(|tz| tz.name())
-            .min_by_key(|candidate| levenshtein(&candidate.to_ascii_lowercase(), &lower));
+            .min_by_key(|candidate| strsim::levenshtein(&candidate.to_ascii_lowercase(), &lower));
         let suggestion = match best {
-            Some(b) if levenshtein(&b.to_ascii_lowercase(), &lower) <= 3 => {
+            Some(b) if strsim::levenshtein(&b.to_ascii_lowercase(), &lower) <= 3 => {
                 format!(" (did you mean `{b}`?)")
             }
             _ => String::new(),
@@ -109,20 +109,6 @@ pub fn parse_timezone(name: &str) -> Result<Tz, ScheduleError> {
             suggestion,
         }
     })
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

@@ -37,44 +37,6 @@ pub fn build(section: &SectionConfig, ctx: &SinkContext) -> Result<Box<dyn Sink>
     match section.kind.as_str() {
         "stdout" => Ok(Box::new(StdoutSink::from_section(section)?)),
         "file" => Ok(Box::new(FileSink::from_section(section, ctx)?)),
-        other => {
-            let mut err = section.error(
-                "type",
-                format!(
-                    "unknown sink type `{other}`; expected one of: {}",
-                    SINK_TYPES.join(", ")
-                ),
-            );
-            err.suggestion = did_you_mean(other, SINK_TYPES);
-            Err(err)
-        }
-    }
-}
-
-/// The closest candidate within a small edit distance, if any: close enough
-/// to be a typo (`stdot`, `files`), not so loose that `kafka` suggests `file`.
-fn did_you_mean(input: &str, candidates: &[&str]) -> Option<String> {
-    let input = input.to_ascii_lowercase();
-    let max = 2.max(input.len() / 3);
-    candidates
-        .iter()
-        .map(|c| (strsim::damerau_levenshtein(&input, c), *c))
-        .filter(|(d, _)| *d <= max)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::did_you_mean;
-
-    #[test]
-    fn suggestions_are_for_typos_only() {
-        let types = super::SINK_TYPES;
-        assert_eq!(did_you_mean("stdot", types).as_deref(), Some("stdout"));
-        assert_eq!(did_you_mean("files", types).as_deref(), Some("file"));
-        assert_eq!(did_you_mean("FILE", types).as_deref(), Some("file"));
-        assert_eq!(did_you_mean("kafka", types), None);
-        assert_eq!(did_you_mean("", types), None);
+        _ => Err(section.unknown_type(SINK_TYPES)),
     }
 }

@@ -47,30 +47,8 @@ pub fn build(section: &SectionConfig, ctx: &SourceContext) -> Result<Box<dyn Sou
         "generator" => Ok(Box::new(generator::GeneratorSource::from_section(
             section, ctx,
         )?)),
-        other => {
-            let mut err = section.error(
-                "type",
-                format!(
-                    "unknown source type `{other}`; known types: {}",
-                    SOURCE_TYPES.join(", ")
-                ),
-            );
-            err.suggestion = closest(other, SOURCE_TYPES);
-            Err(err)
-        }
+        _ => Err(section.unknown_type(SOURCE_TYPES)),
     }
-}
-
-/// The known name closest to a typo, if it is close enough to be a plausible
-/// intent (so `fiel` suggests `file` but `kafka` suggests nothing yet).
-pub(crate) fn closest(input: &str, candidates: &[&str]) -> Option<String> {
-    let input = input.to_ascii_lowercase();
-    candidates
-        .iter()
-        .map(|c| (strsim::jaro_winkler(&input, c), *c))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c.to_string())
 }
 
 /// Checks shared by every source's stream settings.

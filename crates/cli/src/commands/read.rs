@@ -17,13 +17,7 @@ pub async fn read(args: ReadArgs) -> CmdResult {
         .map_err(|e| Failure::new(Code::CheckFailed, anyhow::anyhow!("source: {e}")))?;
     let Some(spec) = streams.iter().find(|s| s.name == args.stream) else {
         let names: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
-        let hint = names
-            .iter()
-            .max_by(|a, b| {
-                strsim::jaro_winkler(a, &args.stream)
-                    .total_cmp(&strsim::jaro_winkler(b, &args.stream))
-            })
-            .filter(|best| strsim::jaro_winkler(best, &args.stream) > 0.8)
+        let hint = tributary_config::did_you_mean(&args.stream, &names)
             .map(|best| format!(" (did you mean `{best}`?)"))
             .unwrap_or_default();
         return Err(Failure::new(
