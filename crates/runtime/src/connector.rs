@@ -161,7 +161,7 @@ pub async fn run_connector(
     let mut first_error = None;
     while let Some(joined) = stream_tasks.join_next().await {
         let result = joined.unwrap_or_else(|e| {
-            Err(RuntimeError::Config {
+            Err(RuntimeError::Internal {
                 connector: name.clone(),
                 message: format!("stream task panicked: {e}"),
             })
@@ -176,7 +176,7 @@ pub async fn run_connector(
         }
     }
     let sink_result = sink_task.await.unwrap_or_else(|e| {
-        Err(RuntimeError::Config {
+        Err(RuntimeError::Internal {
             connector: name.clone(),
             message: format!("sink task panicked: {e}"),
         })

@@ -38,6 +38,10 @@ pub enum RuntimeError {
         path: String,
         message: String,
     },
+    /// A bug: a task of the runtime panicked. The connector stops; committed
+    /// progress is intact.
+    #[error("connector `{connector}`: internal error: {message}")]
+    Internal { connector: String, message: String },
     #[error("connector `{connector}`: {source}")]
     State {
         connector: String,
