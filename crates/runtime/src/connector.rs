@@ -16,6 +16,7 @@ use crate::dead_letter::DeadLetterFile;
 use crate::transform::Transform;
 use crate::{backoff, RuntimeError};
 use chrono::{DateTime, SecondsFormat, Utc};
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -150,8 +151,7 @@ pub async fn run_connector(
             state,
             dead_letters: DeadLetterFile::new(config.bad_records.dead_letter_path.clone()),
             commit_watchers,
-            stats: stats.iter().map(|(_, s)| s.clone()).collect(),
-            names: stats.iter().map(|(n, _)| n.clone()).collect(),
+            streams: stats.clone(),
             stop: stop.clone(),
             clock: env.clock.clone(),
         }
@@ -497,9 +497,8 @@ struct SinkTask {
     state: Arc<dyn StateStore>,
     dead_letters: DeadLetterFile,
     commit_watchers: Vec<watch::Sender<Option<Checkpoint>>>,
-    stats: Vec<Arc<StreamStats>>,
-    /// Stream names by index, for state keys and dead-letter entries.
-    names: Vec<String>,
+    /// Name (the state key) and stats of each stream, by stream index.
+    streams: Vec<(String, Arc<StreamStats>)>,
     stop: CancellationToken,
     clock: Arc<dyn Clock>,
 }
@@ -529,7 +528,7 @@ impl SinkTask {
     }
 
     async fn drive(&mut self, rx: &mut mpsc::Receiver<Envelope>) -> Result<Vec<u64>, RuntimeError> {
-        let mut committed = vec![0u64; self.stats.len()];
+        let mut committed = vec![0u64; self.streams.len()];
         let mut pending = Pending::default();
         let mut flush_deadline: Option<tokio::time::Instant> = None;
         loop {
@@ -554,12 +553,16 @@ impl SinkTask {
                 Some(Some(envelope)) => {
                     self.write(&envelope).await?;
                     let n = envelope.records.len();
-                    let entry = pending
-                        .checkpoints
-                        .entry(envelope.stream)
-                        .or_insert_with(|| (envelope.checkpoint.clone(), 0));
-                    entry.0 = envelope.checkpoint;
-                    entry.1 += n as u64;
+                    match pending.checkpoints.entry(envelope.stream) {
+                        Entry::Occupied(mut e) => {
+                            let (checkpoint, records) = e.get_mut();
+                            *checkpoint = envelope.checkpoint;
+                            *records += n as u64;
+                        }
+                        Entry::Vacant(e) => {
+                            e.insert((envelope.checkpoint, n as u64));
+                        }
+                    }
                     pending.records += n;
                     if pending.records >= self.config.runtime.flush_records {
                         self.flush_and_commit(&mut pending, &mut committed).await?;
@@ -576,9 +579,9 @@ impl SinkTask {
     async fn write(&mut self, envelope: &Envelope) -> Result<(), RuntimeError> {
         if !envelope.dead_letters.is_empty() {
             let at = timestamp(self.clock.now());
-            let stream_name = self.stream_name(envelope.stream);
+            let (stream_name, _) = &self.streams[envelope.stream];
             self.dead_letters
-                .append(&self.connector, &stream_name, &envelope.dead_letters, &at)
+                .append(&self.connector, stream_name, &envelope.dead_letters, &at)
                 .map_err(|e| self.dead_letter_error(e))?;
         }
         if envelope.records.is_empty() {
@@ -588,17 +591,18 @@ impl SinkTask {
         loop {
             match self.sink.write(&envelope.records).await {
                 Ok(()) => break,
-                Err(e) => self.retry_or_fail(e, &mut attempt, envelope.stream).await?,
+                Err(e) => {
+                    self.retry_or_fail(e, &mut attempt, Some(envelope.stream))
+                        .await?
+                }
             }
         }
-        self.stats[envelope.stream].record(StreamEvent::RecordsWritten {
-            records: envelope.records.len() as u64,
-        });
+        self.streams[envelope.stream]
+            .1
+            .record(StreamEvent::RecordsWritten {
+                records: envelope.records.len() as u64,
+            });
         Ok(())
-    }
-
-    fn stream_name(&self, index: usize) -> String {
-        self.names.get(index).cloned().unwrap_or_default()
     }
 
     fn dead_letter_error(&self, e: std::io::Error) -> RuntimeError {
@@ -613,7 +617,8 @@ impl SinkTask {
         &mut self,
         e: ConnectorError,
         attempt: &mut u32,
-        stream: usize,
+        // The stream whose batch failed, or `None` for a flush of all of them.
+        stream: Option<usize>,
     ) -> Result<(), RuntimeError> {
         if matches!(e, ConnectorError::Retryable { .. })
             && *attempt < self.config.runtime.max_retries
@@ -621,7 +626,7 @@ impl SinkTask {
             *attempt += 1;
             let wait = retry_wait(&e, *attempt, &self.config);
             warn!(connector = %self.connector, error = %e, attempt = *attempt, ?wait, "sink error; retrying");
-            if let Some(s) = self.stats.get(stream) {
+            if let Some((_, s)) = stream.and_then(|i| self.streams.get(i)) {
                 s.record(StreamEvent::Retry {
                     reason: e.to_string(),
                 });
@@ -650,21 +655,16 @@ impl SinkTask {
         loop {
             match self.sink.flush().await {
                 Ok(()) => break,
-                Err(e) => self.retry_or_fail(e, &mut attempt, usize::MAX).await?,
+                Err(e) => self.retry_or_fail(e, &mut attempt, None).await?,
             }
         }
         self.dead_letters
             .sync()
             .map_err(|e| self.dead_letter_error(e))?;
-        let names: Vec<String> = pending
+        let batch: Vec<(String, Checkpoint)> = pending
             .checkpoints
-            .keys()
-            .map(|i| self.stream_name(*i))
-            .collect();
-        let batch: Vec<(String, Checkpoint)> = names
-            .into_iter()
-            .zip(pending.checkpoints.values())
-            .map(|(n, (c, _))| (n, c.clone()))
+            .iter()
+            .map(|(i, (c, _))| (self.streams[*i].0.clone(), c.clone()))
             .collect();
         let mut attempt = 0;
         loop {
@@ -691,7 +691,9 @@ impl SinkTask {
         let now = self.clock.now();
         for (index, (checkpoint, records)) in std::mem::take(&mut pending.checkpoints) {
             committed[index] += records;
-            self.stats[index].record(StreamEvent::Committed { records, at: now });
+            self.streams[index]
+                .1
+                .record(StreamEvent::Committed { records, at: now });
             self.commit_watchers[index].send_replace(Some(checkpoint));
         }
         pending.records = 0;
