@@ -26,6 +26,14 @@ target = "iot.readings"
 schedule = { cron = "0 0 2 * * ?", timezone = "America/New_York" }
 "#;
 
+/// `CFG` without the cron override, so `run` finishes once both streams caught up.
+fn run_once_config() -> String {
+    CFG.replace(
+        "schedule = { cron = \"0 0 2 * * ?\", timezone = \"America/New_York\" }",
+        "",
+    )
+}
+
 #[test]
 fn check_reports_each_part() {
     let ws = workspace();
@@ -104,14 +112,7 @@ fn read_previews_and_commits_nothing() {
 #[test]
 fn state_list_get_and_reset() {
     let ws = workspace();
-    // Only the run-once stream: drop the cron override.
-    let cfg = ws.write(
-        "demo.toml",
-        &CFG.replace(
-            "schedule = { cron = \"0 0 2 * * ?\", timezone = \"America/New_York\" }",
-            "",
-        ),
-    );
+    let cfg = ws.write("demo.toml", &run_once_config());
     let cfg = cfg.to_str().unwrap();
     let o = ws.run(&["run", cfg, "--no-progress"]);
     assert_exit(&o, 0);
@@ -158,13 +159,7 @@ fn state_list_get_and_reset() {
 #[test]
 fn json_logs_on_request() {
     let ws = workspace();
-    let cfg = ws.write(
-        "demo.toml",
-        &CFG.replace(
-            "schedule = { cron = \"0 0 2 * * ?\", timezone = \"America/New_York\" }",
-            "",
-        ),
-    );
+    let cfg = ws.write("demo.toml", &run_once_config());
     let o = ws.run(&["--log-format", "json", "run", cfg.to_str().unwrap()]);
     assert_exit(&o, 0);
     let lines: Vec<serde_json::Value> = stderr(&o)
