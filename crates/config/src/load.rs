@@ -97,8 +97,7 @@ struct EnvelopeToml {
     state: StateToml,
     #[serde(default)]
     runtime: RuntimeConfig,
-    #[serde(default)]
-    metadata: MetadataConfig,
+    metadata: Option<MetadataConfig>,
     #[serde(default)]
     bad_records: BadRecordsToml,
     #[serde(default)]
@@ -137,10 +136,12 @@ fn build(
 ) -> Result<ConnectorConfig, ConfigError> {
     check_name(doc, &env.name)?;
     let topic_prefix = env.topic_prefix.unwrap_or_else(|| env.name.clone());
+    let schedule_configured = env.schedule.is_some();
     let schedule = match env.schedule {
         Some(s) => to_schedule(doc, &[key("schedule")], s)?,
         None => Schedule::Once,
     };
+    let metadata_configured = env.metadata.is_some();
     let source = section(doc, "source", env.source, &base_dir)?;
     let sink = section(doc, "sink", env.sink, &base_dir)?;
     let state = state(doc, env.state, &base_dir)?;
@@ -174,11 +175,13 @@ fn build(
         name: env.name,
         topic_prefix,
         schedule,
+        schedule_configured,
         source,
         sink,
         state,
         runtime: env.runtime,
-        metadata: env.metadata,
+        metadata: env.metadata.unwrap_or_default(),
+        metadata_configured,
         bad_records,
         streams,
         base_dir,

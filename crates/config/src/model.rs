@@ -52,11 +52,17 @@ pub struct ConnectorConfig {
     pub topic_prefix: String,
     /// Default schedule of every stream; `Schedule::Once` when absent.
     pub schedule: Schedule,
+    /// False when the file has no `schedule`: a source may then supply its
+    /// own default (ChargeOver: daily at midnight, as in Kafka Connect).
+    pub schedule_configured: bool,
     pub source: SectionConfig,
     pub sink: SectionConfig,
     pub state: StateConfig,
     pub runtime: RuntimeConfig,
     pub metadata: MetadataConfig,
+    /// False when the file has no `[metadata]` table: a source may then
+    /// supply its own field names (ChargeOver: `_entity_type`, ...).
+    pub metadata_configured: bool,
     pub bad_records: BadRecordConfig,
     /// Per-stream overrides, by stream name.
     pub streams: BTreeMap<String, StreamOverride>,
@@ -224,7 +230,19 @@ pub struct MetadataConfig {
     /// Field names; an empty string leaves that field out.
     pub stream_field: String,
     pub ingested_at_field: String,
+    pub ingested_at_format: TimestampFormat,
     pub load_mode_field: String,
+}
+
+/// How the ingestion time is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampFormat {
+    /// `"2026-11-23T18:00:00.123Z"`.
+    #[default]
+    Rfc3339,
+    /// Milliseconds since the Unix epoch, as a number (Kafka Connect's convention).
+    UnixMs,
 }
 
 impl Default for MetadataConfig {
@@ -233,6 +251,7 @@ impl Default for MetadataConfig {
             enabled: true,
             stream_field: "_stream".into(),
             ingested_at_field: "_ingested_at".into(),
+            ingested_at_format: TimestampFormat::Rfc3339,
             load_mode_field: "_load_mode".into(),
         }
     }

@@ -2,10 +2,11 @@
 //! checkpoints, the `Source` and `Sink` traits, schedules, secrets, and
 //! errors grouped by what the caller should do next.
 //!
-//! This crate does no I/O so that connectors, the runtime and tests can all
+//! This crate does no I/O (timers aside) so that connectors, the runtime and tests can all
 //! depend on it without pulling in a network stack.
 
 pub mod checkpoint;
+pub mod clock;
 pub mod error;
 pub mod record;
 pub mod schedule;
@@ -15,12 +16,13 @@ pub mod source;
 pub mod stream;
 
 pub use checkpoint::Checkpoint;
+pub use clock::{Clock, ManualClock, ShiftedClock, SystemClock};
 pub use error::{ConnectorError, ErrorClass};
 pub use record::{Headers, Op, Record};
 pub use schedule::{Schedule, ScheduleError};
 pub use secret::Secret;
 pub use sink::Sink;
-pub use source::{BadRecord, Batch, Health, Poll, Source, StreamReader};
+pub use source::{BadRecord, Batch, Health, Poll, RunProgress, Source, StreamReader};
 pub use stream::{LoadMode, StreamSpec};
 
 /// Re-exported so connector crates implement the traits with the same macro version.

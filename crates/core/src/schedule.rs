@@ -16,8 +16,9 @@ pub enum Schedule {
     /// Start a run this long after the previous run started (or now, if it
     /// overran); the first run starts immediately.
     Interval(Duration),
-    /// Start runs at the times the expression matches in `timezone`; the first
-    /// run waits for the first match.
+    /// Start runs at the times the expression matches in `timezone`. A stream
+    /// that never ran, or whose source reports unfinished work or a missed
+    /// fire time, starts at once (see `Source::run_progress`).
     Cron(Box<CronSchedule>),
 }
 

@@ -24,6 +24,15 @@ pub trait Source: Send + Sync {
         checkpoint: Option<Checkpoint>,
     ) -> Result<Box<dyn StreamReader>, ConnectorError>;
 
+    /// Where a stream stood when its checkpoint was committed, as far as the
+    /// schedule is concerned. The runtime asks at start-up so that unfinished
+    /// work resumes at once and a cron fire missed while the process was down
+    /// runs at once (Quartz's "fire once now" misfire rule), instead of
+    /// waiting for the next fire time.
+    fn run_progress(&self, _stream: &StreamSpec, _checkpoint: &Checkpoint) -> RunProgress {
+        RunProgress::Unknown
+    }
+
     /// A cheap, non-blocking view of the source's condition for health endpoints.
     fn health(&self) -> Health {
         Health::Healthy
@@ -58,6 +67,17 @@ pub trait StreamReader: Send {
     async fn close(&mut self) -> Result<(), ConnectorError> {
         Ok(())
     }
+}
+
+/// See [`Source::run_progress`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunProgress {
+    /// The source cannot tell: the stream waits for its next scheduled run.
+    Unknown,
+    /// A run was cut short (mid-window, mid-initial-load): resume now.
+    InProgress,
+    /// The last run finished; it started (its window was captured) at this instant.
+    CompletedAt(chrono::DateTime<chrono::Utc>),
 }
 
 /// The outcome of one [`StreamReader::poll`].

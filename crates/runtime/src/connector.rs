@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use tributary_config::{BadRecordPolicy, ConnectorConfig};
 use tributary_core::{
-    BadRecord, Checkpoint, ConnectorError, Poll, Record, Schedule, Sink, Source, StreamReader,
+    BadRecord, Checkpoint, ConnectorError, Poll, Record, RunProgress, Schedule, Sink, Source, StreamReader,
     StreamSpec,
 };
 use tributary_metrics::{Registry, StreamEvent, StreamStats, StreamStatus};
@@ -290,7 +290,7 @@ impl StreamTask {
 
     async fn run_schedule(&mut self) -> Result<StreamEnd, RuntimeError> {
         let mut next_run = match &self.schedule {
-            Schedule::Cron(_) => self.schedule.next_after(self.clock.now()),
+            Schedule::Cron(_) => self.first_cron_run(),
             Schedule::Once | Schedule::Interval(_) => Some(self.clock.now()),
         };
         while let Some(at) = next_run {
@@ -320,6 +320,21 @@ impl StreamTask {
             };
         }
         Ok(StreamEnd::Finished)
+    }
+
+    /// A stream that never ran starts at once (its initial load), so does one
+    /// whose last run was cut short or missed a fire time while the process
+    /// was down (gap recovery); otherwise it waits for the next fire time.
+    fn first_cron_run(&self) -> Option<DateTime<Utc>> {
+        let now = self.clock.now();
+        let Some(position) = &self.position else {
+            return Some(now);
+        };
+        match self.source.run_progress(&self.spec, position) {
+            RunProgress::InProgress => Some(now),
+            RunProgress::CompletedAt(last) => self.schedule.next_after(last).map(|t| t.max(now)),
+            RunProgress::Unknown => self.schedule.next_after(now),
+        }
     }
 
     /// One run: read until the source says it is caught up, reopening the
@@ -402,9 +417,9 @@ impl StreamTask {
                 Poll::Batch(mut batch) => {
                     *attempt = 0;
                     let dead_letters = self.apply_policy(&mut batch.bad_records)?;
-                    let now = timestamp(self.clock.now());
+                    let now = self.clock.now();
                     self.transform
-                        .apply(&mut batch.records, batch.load_mode, &now);
+                        .apply(&mut batch.records, batch.load_mode, now);
                     self.stats.record(StreamEvent::BatchRead {
                         records: batch.records.len() as u64,
                     });

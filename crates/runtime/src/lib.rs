@@ -4,13 +4,12 @@
 //! only turn an outside system into batches and checkpoints.
 
 mod backoff;
-pub mod clock;
 mod connector;
 mod dead_letter;
 mod error;
 mod transform;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use tributary_core::clock::{self, Clock, ManualClock, ShiftedClock, SystemClock};
 pub use connector::{run_connector, ConnectorParts, RunSummary, RuntimeEnv};
 pub use error::RuntimeError;
 pub use transform::Transform;

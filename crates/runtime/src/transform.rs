@@ -2,8 +2,9 @@
 //! a target and seed 000's metadata fields. Done on the stream task so the
 //! work spreads across cores while the sink task writes.
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
-use tributary_config::MetadataConfig;
+use tributary_config::{MetadataConfig, TimestampFormat};
 use tributary_core::{LoadMode, Record};
 
 #[derive(Debug, Clone)]
@@ -23,8 +24,12 @@ impl Transform {
     }
 
     /// Routes records without a target and adds the metadata fields to object
-    /// values. `ingested_at` is computed once per batch by the caller.
-    pub fn apply(&self, records: &mut [Record], load_mode: LoadMode, ingested_at: &str) {
+    /// values. `ingested_at` is one instant per batch.
+    pub fn apply(&self, records: &mut [Record], load_mode: LoadMode, ingested_at: DateTime<Utc>) {
+        let ingested_at = match self.metadata.as_ref().map(|m| m.ingested_at_format) {
+            Some(TimestampFormat::UnixMs) => Value::from(ingested_at.timestamp_millis()),
+            _ => Value::String(ingested_at.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        };
         for r in records.iter_mut() {
             if r.target.is_none() {
                 r.target = Some(self.target.clone());
@@ -36,10 +41,7 @@ impl Transform {
                 map.insert(m.stream_field.clone(), Value::String(self.stream.clone()));
             }
             if !m.ingested_at_field.is_empty() {
-                map.insert(
-                    m.ingested_at_field.clone(),
-                    Value::String(ingested_at.to_string()),
-                );
+                map.insert(m.ingested_at_field.clone(), ingested_at.clone());
             }
             if !m.load_mode_field.is_empty() {
                 map.insert(
@@ -66,7 +68,7 @@ mod tests {
                 ..Record::new(json!("not an object"))
             },
         ];
-        t.apply(&mut recs, LoadMode::Incremental, "2026-01-01T00:00:00.000Z");
+        t.apply(&mut recs, LoadMode::Incremental, at());
         assert_eq!(recs[0].target.as_deref(), Some("shop.orders"));
         assert_eq!(
             recs[0].value,
@@ -74,6 +76,21 @@ mod tests {
         );
         assert_eq!(recs[1].target.as_deref(), Some("elsewhere"));
         assert_eq!(recs[1].value, json!("not an object"));
+    }
+
+    fn at() -> DateTime<Utc> {
+        "2026-01-01T00:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn unix_ms_ingestion_time_as_kafka_connect_writes_it() {
+        let m = MetadataConfig {
+            ingested_at_format: TimestampFormat::UnixMs,
+            ..MetadataConfig::default()
+        };
+        let mut recs = vec![Record::new(json!({"id": 1}))];
+        Transform::new("s", "t".into(), &m).apply(&mut recs, LoadMode::Initial, at());
+        assert_eq!(recs[0].value["_ingested_at"], json!(1767225600000i64));
     }
 
     #[test]
@@ -84,7 +101,7 @@ mod tests {
             ..MetadataConfig::default()
         };
         let mut recs = vec![Record::new(json!({"id": 1}))];
-        Transform::new("s", "t".into(), &m).apply(&mut recs, LoadMode::Initial, "x");
+        Transform::new("s", "t".into(), &m).apply(&mut recs, LoadMode::Initial, at());
         assert_eq!(
             recs[0].value,
             json!({"id": 1, "src": "s", "_load_mode": "INITIAL_LOAD"})
@@ -95,7 +112,7 @@ mod tests {
             ..MetadataConfig::default()
         };
         let mut recs = vec![Record::new(json!({"id": 1}))];
-        Transform::new("s", "t".into(), &off).apply(&mut recs, LoadMode::Initial, "x");
+        Transform::new("s", "t".into(), &off).apply(&mut recs, LoadMode::Initial, at());
         assert_eq!(recs[0].value, json!({"id": 1}));
     }
 }

@@ -28,6 +28,7 @@ pub fn config(name: &str, dir: &std::path::Path) -> ConnectorConfig {
         name: name.into(),
         topic_prefix: name.into(),
         schedule: Schedule::Once,
+        schedule_configured: false,
         source: section("test", "source"),
         sink: section("test", "sink"),
         state: StateConfig::Embedded {
@@ -40,6 +41,7 @@ pub fn config(name: &str, dir: &std::path::Path) -> ConnectorConfig {
             ..RuntimeConfig::default()
         },
         metadata: MetadataConfig::default(),
+        metadata_configured: false,
         bad_records: BadRecordConfig {
             policy: BadRecordPolicy::Fail,
             dead_letter_path: dir.join("dead.ndjson"),

@@ -1,5 +1,6 @@
-//! Time as the scheduler sees it. Injectable so cron schedules (DST changes
-//! included) are tested by moving a manual clock, never by sleeping.
+//! Time as the scheduler and the sources see it. Injectable so cron
+//! schedules (DST changes included) and API windows ("from the last run to
+//! now") are tested by moving a clock, never by sleeping.
 
 use chrono::{DateTime, Utc};
 use std::sync::Mutex;
@@ -33,6 +34,34 @@ impl Clock for SystemClock {
             }
             tokio::time::sleep(left.min(std::time::Duration::from_secs(60))).await;
         }
+    }
+}
+
+/// The wall clock moved by a fixed offset: time flows normally but starts at
+/// another instant. Lets an end-to-end test run the real binary "three days
+/// later" (`TRIBUTARY_CLOCK_START`) without sleeping.
+#[derive(Debug, Clone, Copy)]
+pub struct ShiftedClock {
+    offset: chrono::Duration,
+}
+
+impl ShiftedClock {
+    /// A clock whose `now()` is `start` at the moment of this call.
+    pub fn starting_at(start: DateTime<Utc>) -> Self {
+        ShiftedClock {
+            offset: start - Utc::now(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Clock for ShiftedClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.offset
+    }
+
+    async fn sleep_until(&self, deadline: DateTime<Utc>) {
+        SystemClock.sleep_until(deadline - self.offset).await
     }
 }
 
