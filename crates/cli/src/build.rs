@@ -5,15 +5,36 @@ use crate::exit::{Code, Failure};
 use std::path::Path;
 use std::sync::Arc;
 use tributary_config::{ConnectorConfig, StateConfig};
-use tributary_core::{Sink, Source};
+use tributary_core::{Clock, ShiftedClock, Sink, Source, SystemClock};
 use tributary_state::{EmbeddedStore, StateError, StateStore};
 
 pub fn load(path: &Path) -> Result<ConnectorConfig, Failure> {
-    tributary_config::load_file(path).map_err(|e| Failure::new(Code::Config, e))
+    let mut config =
+        tributary_config::load_file(path).map_err(|e| Failure::new(Code::Config, e))?;
+    tributary_sources::apply_defaults(&mut config).map_err(|e| Failure::new(Code::Config, e))?;
+    Ok(config)
 }
 
-pub fn source(config: &ConnectorConfig) -> Result<Arc<dyn Source>, Failure> {
-    let ctx = tributary_sources::SourceContext::new(config.name.clone(), config.runtime.batch_size);
+/// The clock of the whole process. `TRIBUTARY_CLOCK_START` (RFC 3339) starts
+/// it at another instant, for end-to-end tests of schedules and windows
+/// ("the connector was down for three days") that must not sleep.
+pub fn clock() -> Result<Arc<dyn Clock>, Failure> {
+    match std::env::var("TRIBUTARY_CLOCK_START") {
+        Ok(start) => {
+            let start = chrono::DateTime::parse_from_rfc3339(&start).map_err(|e| {
+                Failure::new(
+                    Code::Config,
+                    anyhow::anyhow!("TRIBUTARY_CLOCK_START=`{start}` is not an RFC 3339 time: {e}"),
+                )
+            })?;
+            Ok(Arc::new(ShiftedClock::starting_at(start.with_timezone(&chrono::Utc))))
+        }
+        Err(_) => Ok(Arc::new(SystemClock)),
+    }
+}
+
+pub fn source(config: &ConnectorConfig, clock: Arc<dyn Clock>) -> Result<Arc<dyn Source>, Failure> {
+    let ctx = tributary_sources::SourceContext::from_config(config, clock);
     tributary_sources::build(&config.source, &ctx)
         .map(Arc::from)
         .map_err(|e| Failure::new(Code::Config, e))

@@ -35,6 +35,20 @@ pub enum Command {
     /// Inspect or change committed checkpoints.
     #[command(subcommand)]
     State(StateCommand),
+    /// Convert a Kafka Connect ChargeOver source config (JSON or .properties) to a tributary config.
+    Convert(ConvertArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Connect REST JSON (`{"name": ..., "config": {...}}` or the bare config map) or a Java .properties file; told apart by content.
+    pub file: PathBuf,
+    /// Write the TOML to OUT instead of stdout.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// Overwrite OUT if it exists.
+    #[arg(long, requires = "output")]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -45,6 +59,11 @@ pub struct RunArgs {
     /// Never draw the live progress lines, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+    /// Run every stream once until it is caught up, then exit, whatever the
+    /// schedules say (like an Airbyte sync or a dlt pipeline run; for cron
+    /// jobs and CI).
+    #[arg(long)]
+    pub once: bool,
 }
 
 #[derive(Debug, Args)]

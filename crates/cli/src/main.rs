@@ -8,6 +8,7 @@
 mod build;
 mod cli;
 mod commands;
+mod convert;
 mod exit;
 mod logging;
 mod progress;

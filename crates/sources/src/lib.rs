@@ -7,12 +7,18 @@
 //! |---|---|
 //! | `file` | CSV, NDJSON and text files named by a path or glob, optionally tailed ([`file`]) |
 //! | `generator` | deterministic sample users, events, orders or sensor readings ([`generator`]) |
+//! | `chargeover` | ChargeOver entities, windowed by modification time (seed 000) ([`chargeover`]) |
+//! | `http` | any REST API described in TOML: auth, pagination, incremental windows ([`http`]) |
 
+pub mod chargeover;
 pub mod file;
 pub mod generator;
+pub mod http;
 
-use tributary_config::{ConfigError, SectionConfig};
-use tributary_core::Source;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tributary_config::{ConfigError, ConnectorConfig, SectionConfig};
+use tributary_core::{Clock, Schedule, Source, SystemClock};
 
 /// What every source may need from the connector around it.
 #[derive(Debug, Clone)]
@@ -22,6 +28,14 @@ pub struct SourceContext {
     /// The connector's `runtime.batch_size`: records per batch, at most,
     /// unless a stream overrides it.
     pub batch_size: usize,
+    /// "Now" for API windows: the same clock the scheduler uses, so a test
+    /// that moves it moves both.
+    pub clock: Arc<dyn Clock>,
+    /// The connector's default schedule and per-stream overrides, for
+    /// sources that record the next run in their checkpoint (seed 000's
+    /// `next_scheduled_run`).
+    pub schedule: Schedule,
+    pub stream_schedules: BTreeMap<String, Schedule>,
 }
 
 impl SourceContext {
@@ -29,12 +43,33 @@ impl SourceContext {
         SourceContext {
             connector: connector.into(),
             batch_size,
+            clock: Arc::new(SystemClock),
+            schedule: Schedule::Once,
+            stream_schedules: BTreeMap::new(),
         }
+    }
+
+    pub fn from_config(config: &ConnectorConfig, clock: Arc<dyn Clock>) -> Self {
+        SourceContext {
+            connector: config.name.clone(),
+            batch_size: config.runtime.batch_size,
+            clock,
+            schedule: config.schedule.clone(),
+            stream_schedules: config
+                .streams
+                .iter()
+                .filter_map(|(name, o)| Some((name.clone(), o.schedule.clone()?)))
+                .collect(),
+        }
+    }
+
+    pub fn schedule_for(&self, stream: &str) -> &Schedule {
+        self.stream_schedules.get(stream).unwrap_or(&self.schedule)
     }
 }
 
 /// Every value `[source] type` accepts.
-pub const SOURCE_TYPES: &[&str] = &["file", "generator"];
+pub const SOURCE_TYPES: &[&str] = &["chargeover", "file", "generator", "http"];
 
 /// Builds the source a `[source]` section describes.
 ///
@@ -47,7 +82,21 @@ pub fn build(section: &SectionConfig, ctx: &SourceContext) -> Result<Box<dyn Sou
         "generator" => Ok(Box::new(generator::GeneratorSource::from_section(
             section, ctx,
         )?)),
+        "http" => Ok(Box::new(http::HttpSource::from_section(section, ctx)?)),
+        "chargeover" => Ok(Box::new(chargeover::ChargeOverSource::from_section(
+            section, ctx,
+        )?)),
         _ => Err(section.unknown_type(SOURCE_TYPES)),
+    }
+}
+
+/// Fills in what a source type defaults outside its `[source]` table
+/// (schedule, metadata names) when the file leaves it unset. Call before
+/// building the source and the runtime.
+pub fn apply_defaults(config: &mut ConnectorConfig) -> Result<(), ConfigError> {
+    match config.source.kind.as_str() {
+        "chargeover" => chargeover::apply_defaults(config),
+        _ => Ok(()),
     }
 }
 

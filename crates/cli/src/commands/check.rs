@@ -11,7 +11,7 @@ pub async fn check(path: &Path) -> CmdResult {
         config.name,
         path.display()
     );
-    let source = build::source(&config)?;
+    let source = build::source(&config, build::clock()?)?;
     let mut sink = build::sink(&config)?;
     let check_failed = |what: &str, e: tributary_core::ConnectorError| {
         Failure::new(Code::CheckFailed, anyhow::anyhow!("{what}: {e}"))

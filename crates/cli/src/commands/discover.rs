@@ -6,7 +6,7 @@ use std::path::Path;
 /// Prints the source's streams as JSON, with where each is routed and when it runs.
 pub async fn discover(path: &Path) -> CmdResult {
     let config = build::load(path)?;
-    let source = build::source(&config)?;
+    let source = build::source(&config, build::clock()?)?;
     let streams = source
         .discover()
         .await

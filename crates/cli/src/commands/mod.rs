@@ -1,4 +1,5 @@
 mod check;
+mod convert;
 mod discover;
 mod read;
 mod run;
@@ -22,6 +23,7 @@ pub async fn dispatch(cli: Cli) -> Code {
         Command::Discover { config } => discover::discover(&config).await,
         Command::Read(args) => read::read(args).await,
         Command::State(cmd) => state::state(cmd).await,
+        Command::Convert(args) => convert::convert(args),
     };
     match result {
         Ok(code) => code,

@@ -10,7 +10,7 @@ use tributary_runtime::Transform;
 /// never changes what the next `run` delivers.
 pub async fn read(args: ReadArgs) -> CmdResult {
     let config = build::load(&args.config)?;
-    let source = build::source(&config)?;
+    let source = build::source(&config, build::clock()?)?;
     let streams = source
         .discover()
         .await

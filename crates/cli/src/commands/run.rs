@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tributary_metrics::Registry;
-use tributary_runtime::{run_connector, ConnectorParts, RuntimeEnv, SystemClock};
+use tributary_runtime::{run_connector, ConnectorParts, RuntimeEnv};
 
 pub fn progress_enabled(args: &RunArgs) -> bool {
     !args.no_progress && std::io::stderr().is_terminal()
@@ -16,9 +16,16 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
     // Build everything before starting anything: a typo in the third config
     // must not leave the first two running.
     let mut all_parts = Vec::new();
+    let clock = build::clock()?;
     let mut names = std::collections::BTreeMap::new();
     for path in &args.configs {
-        let config = build::load(path)?;
+        let mut config = build::load(path)?;
+        if args.once {
+            config.schedule = tributary_core::Schedule::Once;
+            for o in config.streams.values_mut() {
+                o.schedule = None;
+            }
+        }
         if let Some(other) = names.insert(config.name.clone(), path.clone()) {
             return Err(Failure::new(
                 Code::Config,
@@ -30,7 +37,7 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
                 ),
             ));
         }
-        let source = build::source(&config)?;
+        let source = build::source(&config, clock.clone())?;
         let sink = build::sink(&config)?;
         let state = build::state(&config)?;
         all_parts.push(ConnectorParts {
@@ -45,7 +52,7 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
     spawn_signal_handler(shutdown.clone());
     let metrics = Registry::new();
     let env = RuntimeEnv {
-        clock: Arc::new(SystemClock),
+        clock,
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     };

@@ -1,0 +1,76 @@
+//! The `[source]` table of `type = "chargeover"`: seed 000's options in TOML.
+
+use crate::http::client::RateLimit;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tributary_config::units::de_duration;
+use tributary_core::Secret;
+
+/// `[source]` with `type = "chargeover"`. Kafka Connect property names are
+/// in each field's doc; `tributary convert` maps them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChargeOverConfig {
+    /// `chargeover.subdomain`: `your-company` for `https://your-company.chargeover.com`.
+    pub subdomain: Option<String>,
+    /// Another host, e.g. a simulator: `http://127.0.0.1:8080/api/v3`.
+    pub base_url: Option<String>,
+    /// `chargeover.username` (HTTP basic auth).
+    pub username: String,
+    /// `chargeover.password`.
+    pub password: Secret,
+    /// `chargeover.timezone`: zone of datetimes in requests and state, and
+    /// of the default cron schedule.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// `batch.size`: records per API call (ChargeOver's `limit`).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u64,
+    /// `chargeover.entities`.
+    #[serde(default = "default_entities")]
+    pub entities: Vec<String>,
+    /// `chargeover.incremental.datetime.fields`; default `mod_datetime`.
+    #[serde(default)]
+    pub datetime_fields: BTreeMap<String, String>,
+    /// `chargeover.entity.id.fields`; default `{entity}_id`.
+    #[serde(default)]
+    pub id_fields: BTreeMap<String, String>,
+    /// `initial.datetime`: `YYYY-MM-DD HH:MM:SS` in `timezone`; default: now.
+    #[serde(default)]
+    pub initial_datetime: BTreeMap<String, String>,
+    /// `chargeover.{entity}.query.params`: a query string appended to every call.
+    #[serde(default)]
+    pub query_params: BTreeMap<String, String>,
+    /// Per-request timeout.
+    #[serde(default = "default_timeout", deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    /// Requests in flight at once across entities.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: usize,
+    /// Stay under the plan's API limit.
+    pub rate_limit: Option<RateLimit>,
+}
+
+fn default_timezone() -> String {
+    "UTC".into()
+}
+fn default_batch_size() -> u64 {
+    500
+}
+fn default_entities() -> Vec<String> {
+    ["customer", "invoice", "payment", "subscription"]
+        .map(String::from)
+        .to_vec()
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_concurrency() -> usize {
+    4
+}
+
+/// ChargeOver's datetime format in `where` filters and records.
+pub const DATETIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+/// seed 000's default `incremental.schedule.cron`: daily at midnight.
+pub const DEFAULT_CRON: &str = "0 0 0 * * ?";

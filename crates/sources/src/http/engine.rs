@@ -1,0 +1,525 @@
+//! The run/window/page state machine every API source shares: the generic
+//! `http` source and connectors such as `chargeover` differ only in how they
+//! fetch one page ([`Listing`]).
+//!
+//! A run captures `now` as its end (`batch_end_datetime`, seed 000) before
+//! its first request and reads `[last_processed, end)` (minus `lookback`),
+//! sliced by `step`. The checkpoint after every page holds the slice and the
+//! listing position inside it, so a crash resumes at the page it reached;
+//! `last_processed_datetime` moves only when a whole slice was read, so a
+//! window is never half-skipped. Errors are written into the checkpoint
+//! (`retry_count`, a smaller `page_size` or `step`) by an empty batch before
+//! they are returned: the runtime reopens from that checkpoint, so adaptive
+//! shrinking survives the retry and the count is visible in `state get`.
+
+use super::client::HttpError;
+use super::window::{slice_end, DatetimeFormat};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{debug, info};
+use tributary_core::{
+    BadRecord, Batch, Checkpoint, Clock, ConnectorError, LoadMode, Poll, Record, RunProgress,
+    Schedule, StreamReader,
+};
+
+/// One page of a listing.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub records: Vec<Value>,
+    /// Where the next page starts; `None` when the listing is done.
+    pub next: Option<Value>,
+    pub bad_records: Vec<BadRecord>,
+}
+
+/// What a [`Listing`] is asked for.
+#[derive(Debug, Clone)]
+pub struct PageQuery<'a> {
+    /// The slice being read, `[start, end)`; `None` without a datetime cursor.
+    pub window: Option<WindowBounds>,
+    /// The largest id read so far (id cursor).
+    pub last_id: Option<&'a Value>,
+    /// The listing position; `None` for its first page.
+    pub position: Option<&'a Value>,
+    /// The page size to ask for (already adapted after errors).
+    pub page_size: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WindowBounds {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// Both bounds written in the stream's datetime format.
+    pub start_text: String,
+    pub end_text: String,
+}
+
+/// Why a page could not be fetched.
+#[derive(Debug)]
+pub enum FetchError {
+    /// From the HTTP client: retryable or not, maybe an overload signal.
+    Http(HttpError),
+    /// Anything else (a pagination loop, a template naming a missing value).
+    Other(ConnectorError),
+}
+
+impl From<HttpError> for FetchError {
+    fn from(e: HttpError) -> Self {
+        FetchError::Http(e)
+    }
+}
+
+impl From<ConnectorError> for FetchError {
+    fn from(e: ConnectorError) -> Self {
+        FetchError::Other(e)
+    }
+}
+
+/// How one stream's pages are fetched: the part that differs between APIs.
+#[async_trait::async_trait]
+pub trait Listing: Send + Sync {
+    async fn fetch(&self, query: &PageQuery<'_>) -> Result<Page, FetchError>;
+}
+
+/// How a stream advances between runs.
+#[derive(Debug, Clone)]
+pub enum Incremental {
+    /// Every run reads everything (full refresh).
+    None,
+    /// A datetime cursor: windows `[last_processed, now)`.
+    Datetime(DatetimeCursor),
+    /// An increasing id: each page asks for ids above the largest seen
+    /// (seed 001's Virtuous model); the run ends at the first empty page.
+    Id { cursor_field: String, start: Option<Value> },
+}
+
+#[derive(Debug, Clone)]
+pub struct DatetimeCursor {
+    pub format: DatetimeFormat,
+    /// Start of the first window; `None`: the first run's start (nothing old
+    /// is loaded, as in seed 000 without `initial.datetime`).
+    pub start: Option<DateTime<Utc>>,
+    /// Slice windows into steps of this length (the unit of a checkpoint).
+    pub step: Option<Duration>,
+    /// The smallest step adaptive shrinking goes down to (seed 001's OnGage model).
+    pub min_step: Duration,
+    /// Re-read this much before the last processed datetime, for late data.
+    pub lookback: Duration,
+}
+
+/// Everything a stream reader needs, shared by every run of the stream.
+pub struct StreamPlan {
+    pub stream: String,
+    pub listing: Arc<dyn Listing>,
+    pub incremental: Incremental,
+    pub key_fields: Vec<String>,
+    /// Turns the key into a string (seed 000: the key is the entity id as a string).
+    pub string_keys: bool,
+    pub page_size: Option<u64>,
+    /// Adaptive page size floor (seed 001's TAKE_SIZES end at 1).
+    pub min_page_size: u64,
+    pub clock: Arc<dyn Clock>,
+    pub schedule: Schedule,
+}
+
+/// A stream's checkpoint. Field names follow seed 000's state table so
+/// `tributary state get` shows what a Kafka Connect user knows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApiCheckpoint {
+    pub load_mode: Option<LoadMode>,
+    /// Everything before this has been read (datetime cursor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_processed_datetime: Option<String>,
+    /// The end of the current (or last) run's window: `now` when it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_end_datetime: Option<String>,
+    /// Start of the slice being read while a run is in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start: Option<String>,
+    /// Largest id read (id cursor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_id: Option<Value>,
+    /// Unix milliseconds of the next scheduled run once this one finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_scheduled_run: Option<i64>,
+    /// Records read so far in the current slice.
+    #[serde(default)]
+    pub current_offset: u64,
+    /// Listing position of the next page in the current slice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<Value>,
+    #[serde(default)]
+    pub is_processing_batch: bool,
+    /// Failed attempts at the next page since the last success.
+    #[serde(default)]
+    pub retry_count: u32,
+    /// Page size after adaptive shrinking, when smaller than configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_size: Option<u64>,
+    /// Step after adaptive shrinking, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_seconds: Option<u64>,
+}
+
+impl ApiCheckpoint {
+    pub fn parse(checkpoint: Option<&Checkpoint>) -> Result<Self, ConnectorError> {
+        match checkpoint {
+            None => Ok(ApiCheckpoint::default()),
+            Some(c) => c.to_state().map_err(|e| {
+                ConnectorError::fatal(format!(
+                    "the stored checkpoint is not one this source wrote ({e}); inspect it with `tributary state get` and reset it with `tributary state reset`"
+                ))
+            }),
+        }
+    }
+
+    /// See [`tributary_core::Source::run_progress`].
+    pub fn run_progress(checkpoint: &Checkpoint, format: Option<&DatetimeFormat>) -> RunProgress {
+        let Ok(cp) = checkpoint.to_state::<ApiCheckpoint>() else {
+            return RunProgress::Unknown;
+        };
+        if cp.is_processing_batch {
+            return RunProgress::InProgress;
+        }
+        let started = cp.batch_end_datetime.as_deref().and_then(|t| {
+            format
+                .and_then(|f| f.parse(t))
+                .or_else(|| DatetimeFormat::rfc3339().parse(t))
+        });
+        match started {
+            Some(t) => RunProgress::CompletedAt(t),
+            None => RunProgress::Unknown,
+        }
+    }
+}
+
+/// Reads one stream, one page per batch.
+pub struct ApiReader {
+    plan: Arc<StreamPlan>,
+    state: ApiCheckpoint,
+    /// A run completed in this reader: the next poll ends it.
+    finished: bool,
+    /// An error already recorded in the checkpoint, returned on the next poll.
+    pending_error: Option<ConnectorError>,
+}
+
+impl ApiReader {
+    pub fn new(plan: Arc<StreamPlan>, checkpoint: Option<Checkpoint>) -> Result<Self, ConnectorError> {
+        let state = ApiCheckpoint::parse(checkpoint.as_ref())?;
+        Ok(ApiReader {
+            plan,
+            state,
+            finished: false,
+            pending_error: None,
+        })
+    }
+
+    fn format(&self) -> DatetimeFormat {
+        match &self.plan.incremental {
+            Incremental::Datetime(d) => d.format.clone(),
+            _ => DatetimeFormat::rfc3339(),
+        }
+    }
+
+    fn parse_time(&self, field: &str, text: &str) -> Result<DateTime<Utc>, ConnectorError> {
+        self.format().parse(text).ok_or_else(|| {
+            ConnectorError::fatal(format!(
+                "checkpoint field `{field}` = `{text}` is not a datetime in the stream's format; fix it with `tributary state set` or reset the stream"
+            ))
+        })
+    }
+
+    fn load_mode(&self) -> LoadMode {
+        self.state.load_mode.unwrap_or(LoadMode::Initial)
+    }
+
+    /// Begins a run: captures its end and the first slice.
+    fn start_run(&mut self) -> Result<(), ConnectorError> {
+        let format = self.format();
+        let now = format.truncate(self.plan.clock.now());
+        self.state.is_processing_batch = true;
+        self.state.batch_end_datetime = Some(format.format(now));
+        self.state.page = None;
+        self.state.current_offset = 0;
+        self.state.retry_count = 0;
+        self.state.next_scheduled_run = None;
+        if self.state.load_mode.is_none() {
+            self.state.load_mode = Some(LoadMode::Initial);
+        }
+        match &self.plan.incremental {
+            Incremental::Datetime(d) => {
+                let last = match &self.state.last_processed_datetime {
+                    Some(t) => Some(self.parse_time("last_processed_datetime", t)?),
+                    None => d.start,
+                };
+                let lookback = chrono::Duration::from_std(d.lookback).unwrap_or_default();
+                let start = match last {
+                    Some(t) => (t - lookback).min(now),
+                    None => now,
+                };
+                self.state.window_start = Some(format.format(start));
+                info!(stream = %self.plan.stream, from = %format.format(start), to = %format.format(now), load_mode = self.load_mode().as_str(), "starting a run");
+            }
+            Incremental::Id { start, .. } => {
+                if self.state.last_id.is_none() {
+                    self.state.last_id = start.clone();
+                }
+                info!(stream = %self.plan.stream, after = ?self.state.last_id, load_mode = self.load_mode().as_str(), "starting a run");
+            }
+            Incremental::None => {
+                info!(stream = %self.plan.stream, load_mode = self.load_mode().as_str(), "starting a full read");
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_run(&mut self) {
+        let format = self.format();
+        self.state.is_processing_batch = false;
+        self.state.window_start = None;
+        self.state.page = None;
+        self.state.current_offset = 0;
+        self.state.retry_count = 0;
+        if let Incremental::Datetime(_) = self.plan.incremental {
+            self.state.last_processed_datetime = self.state.batch_end_datetime.clone();
+        }
+        let started = self
+            .state
+            .batch_end_datetime
+            .as_deref()
+            .and_then(|t| format.parse(t));
+        self.state.next_scheduled_run = started
+            .and_then(|t| self.plan.schedule.next_after(t))
+            .map(|t| t.timestamp_millis());
+        if self.state.load_mode == Some(LoadMode::Initial) {
+            info!(stream = %self.plan.stream, "initial load complete; switching to incremental mode");
+        }
+        self.state.load_mode = Some(LoadMode::Incremental);
+        self.finished = true;
+    }
+
+    /// The slice to read next, if a datetime cursor is configured.
+    fn current_window(&self) -> Result<Option<WindowBounds>, ConnectorError> {
+        let Incremental::Datetime(d) = &self.plan.incremental else {
+            return Ok(None);
+        };
+        let format = &d.format;
+        let (Some(start), Some(end)) = (&self.state.window_start, &self.state.batch_end_datetime)
+        else {
+            return Err(ConnectorError::fatal(
+                "checkpoint has is_processing_batch = true but no window_start/batch_end_datetime; reset the stream",
+            ));
+        };
+        let start = self.parse_time("window_start", start)?;
+        let end = self.parse_time("batch_end_datetime", end)?;
+        let step = self
+            .state
+            .step_seconds
+            .map(Duration::from_secs)
+            .or(d.step);
+        let slice_end = slice_end(start, end, step);
+        Ok(Some(WindowBounds {
+            start,
+            end: slice_end,
+            start_text: format.format(start),
+            end_text: format.format(slice_end),
+        }))
+    }
+
+    fn page_size(&self) -> Option<u64> {
+        self.state.page_size.or(self.plan.page_size)
+    }
+
+    /// Records an error in the checkpoint (and shrinks what the error says
+    /// is too big); the caller emits the checkpoint, then the error.
+    fn record_failure(&mut self, error: &FetchError, window: Option<&WindowBounds>) {
+        self.state.retry_count += 1;
+        let FetchError::Http(e) = error else { return };
+        if !e.is_overload() {
+            return;
+        }
+        // Shrink the page first (seed 001's Virtuous TAKE_SIZES), then the step
+        // (its OnGage model): a smaller page alone does not help a server that
+        // times out computing a long window.
+        if let Some(size) = self.page_size() {
+            let floor = self.plan.min_page_size.max(1);
+            if size > floor {
+                let smaller = (size / 2).max(floor);
+                info!(stream = %self.plan.stream, from = size, to = smaller, "shrinking the page size after an overload error");
+                self.state.page_size = Some(smaller);
+                return;
+            }
+        }
+        if let (Incremental::Datetime(d), Some(w)) = (&self.plan.incremental, window) {
+            let current = (w.end - w.start).num_seconds().max(0) as u64;
+            let floor = d.min_step.as_secs().max(1);
+            if self.state.page.is_none() && current > floor {
+                let smaller = (current / 2).max(floor);
+                info!(stream = %self.plan.stream, from_seconds = current, to_seconds = smaller, "shrinking the window step after an overload error");
+                self.state.step_seconds = Some(smaller);
+            }
+        }
+    }
+
+    fn to_records(&self, values: Vec<Value>, bad: &mut Vec<BadRecord>) -> Vec<Record> {
+        let mut records = Vec::with_capacity(values.len());
+        for value in values {
+            if self.plan.key_fields.is_empty() {
+                records.push(Record::new(value));
+                continue;
+            }
+            match Record::key_from_fields(&value, &self.plan.key_fields) {
+                Some(key) => {
+                    let key = match key {
+                        Value::String(_) => key,
+                        other if self.plan.string_keys => Value::String(match other {
+                            Value::Number(n) => n.to_string(),
+                            v => v.to_string(),
+                        }),
+                        other => other,
+                    };
+                    records.push(Record::new(value).with_key(key));
+                }
+                None => bad.push(BadRecord {
+                    location: format!("stream {} record {}", self.plan.stream, self.state.current_offset + records.len() as u64 + bad.len() as u64),
+                    error: format!("missing key field(s) {}", self.plan.key_fields.join(", ")),
+                    raw: value.to_string(),
+                }),
+            }
+        }
+        records
+    }
+
+    fn batch(&self, records: Vec<Record>, bad_records: Vec<BadRecord>, load_mode: LoadMode) -> Batch {
+        Batch {
+            records,
+            bad_records,
+            checkpoint: Checkpoint::from_state(&self.state),
+            load_mode,
+        }
+    }
+
+    async fn next_batch(&mut self) -> Result<Poll, ConnectorError> {
+        if let Some(e) = self.pending_error.take() {
+            return Err(e);
+        }
+        if self.finished {
+            return Ok(Poll::End);
+        }
+        if !self.state.is_processing_batch {
+            self.start_run()?;
+        }
+        let load_mode = self.load_mode();
+        let window = self.current_window()?;
+        if let Some(w) = &window {
+            if w.start >= w.end {
+                // An empty window (a run started right after the previous one).
+                self.finish_run();
+                return Ok(Poll::Batch(self.batch(Vec::new(), Vec::new(), load_mode)));
+            }
+        }
+        let page_size = self.page_size();
+        let fetched = {
+            let query = PageQuery {
+                window: window.clone(),
+                last_id: self.state.last_id.as_ref(),
+                position: self.state.page.as_ref(),
+                page_size,
+            };
+            self.plan.listing.fetch(&query).await
+        };
+        let page = match fetched {
+            Ok(page) => page,
+            Err(FetchError::Other(e)) if e.class() != tributary_core::ErrorClass::Retryable => {
+                return Err(e)
+            }
+            Err(e) => {
+                self.record_failure(&e, window.as_ref());
+                let error = match e {
+                    FetchError::Http(h) => h.into_connector_error(),
+                    FetchError::Other(c) => c,
+                };
+                if !matches!(error, ConnectorError::Retryable { .. }) {
+                    return Err(error);
+                }
+                self.pending_error = Some(error);
+                return Ok(Poll::Batch(self.batch(Vec::new(), Vec::new(), load_mode)));
+            }
+        };
+        self.state.retry_count = 0;
+        let count = page.records.len();
+        let mut bad = page.bad_records;
+        if let Incremental::Id { cursor_field, .. } = &self.plan.incremental {
+            if let Some(max) = max_id(&page.records, cursor_field, self.state.last_id.as_ref()) {
+                self.state.last_id = Some(max);
+            }
+        }
+        let records = self.to_records(page.records, &mut bad);
+        self.state.current_offset += count as u64;
+        let listing_done = match &self.plan.incremental {
+            // Ask again above the new largest id until a page comes back empty.
+            Incremental::Id { .. } => count == 0,
+            _ => page.next.is_none(),
+        };
+        debug!(stream = %self.plan.stream, records = count, offset = self.state.current_offset, more = !listing_done, "fetched a page");
+        if !listing_done {
+            if !matches!(self.plan.incremental, Incremental::Id { .. }) {
+                self.state.page = page.next;
+            }
+            return Ok(Poll::Batch(self.batch(records, bad, load_mode)));
+        }
+        // The slice is complete: only now does the cursor move past it.
+        match window {
+            Some(w) if w.end < self.parse_time("batch_end_datetime", self.state.batch_end_datetime.as_deref().unwrap_or_default())? => {
+                self.state.window_start = Some(w.end_text.clone());
+                self.state.last_processed_datetime = Some(w.end_text);
+                self.state.page = None;
+                self.state.current_offset = 0;
+                info!(stream = %self.plan.stream, processed_up_to = ?self.state.last_processed_datetime, "completed a window slice");
+            }
+            _ => {
+                self.finish_run();
+                info!(stream = %self.plan.stream, processed_up_to = ?self.state.last_processed_datetime, next_scheduled_run = ?self.state.next_scheduled_run, "completed a run");
+            }
+        }
+        Ok(Poll::Batch(self.batch(records, bad, load_mode)))
+    }
+}
+
+/// The largest `field` among `records` and `current`, comparing numbers as
+/// numbers and anything else as text.
+fn max_id(records: &[Value], field: &str, current: Option<&Value>) -> Option<Value> {
+    let mut best = current.cloned();
+    for r in records {
+        let Some(v) = r.get(field) else { continue };
+        let bigger = match &best {
+            None => true,
+            Some(b) => compare_ids(v, b) == std::cmp::Ordering::Greater,
+        };
+        if bigger {
+            best = Some(v.clone());
+        }
+    }
+    best
+}
+
+pub fn compare_ids(a: &Value, b: &Value) -> std::cmp::Ordering {
+    let num = |v: &Value| match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.parse::<f64>().ok(),
+        _ => None,
+    };
+    match (num(a), num(b)) {
+        (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+        _ => a.to_string().cmp(&b.to_string()),
+    }
+}
+
+#[async_trait::async_trait]
+impl StreamReader for ApiReader {
+    async fn poll(&mut self) -> Result<Poll, ConnectorError> {
+        self.next_batch().await
+    }
+}

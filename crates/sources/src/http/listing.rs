@@ -1,0 +1,311 @@
+//! How the generic `http` source fetches one page: requests rendered from
+//! templates, one of the pagination styles, records selected from the body,
+//! and parent/child iteration.
+
+use super::client::{HttpClient, HttpRequest, HttpResponse, Method};
+use super::config::{HttpMethod, KeysetConfig, StreamPagination};
+use super::engine::{FetchError, Listing, Page, PageQuery};
+use super::pagination::{PageState, Paginator};
+use super::records::{lookup, RecordSelector};
+use super::template::{render_json, Template};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use tokio::sync::Mutex;
+use tributary_core::ConnectorError;
+
+/// A request whose parts are templates, rendered per page.
+#[derive(Debug, Clone)]
+pub struct RequestTemplate {
+    pub method: HttpMethod,
+    /// `base_url` + `path`, as one template.
+    pub url: Template,
+    pub params: Vec<(String, Template)>,
+    pub headers: Vec<(String, Template)>,
+    pub body: Option<Value>,
+}
+
+impl RequestTemplate {
+    fn render(&self, ctx: &Value) -> Result<HttpRequest, FetchError> {
+        let url = self.url.render(ctx).map_err(template_error)?;
+        let mut url = url::Url::parse(&url).map_err(|e| {
+            FetchError::Other(ConnectorError::fatal(format!(
+                "the request URL `{url}` is not valid: {e}"
+            )))
+        })?;
+        if !self.params.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            for (name, value) in &self.params {
+                pairs.append_pair(name, &value.render(ctx).map_err(template_error)?);
+            }
+        }
+        let headers = self
+            .headers
+            .iter()
+            .map(|(n, v)| Ok((n.clone(), v.render(ctx).map_err(template_error)?)))
+            .collect::<Result<Vec<_>, FetchError>>()?;
+        let body = match &self.body {
+            Some(b) => Some(render_json(b, ctx).map_err(template_error)?),
+            None => None,
+        };
+        Ok(HttpRequest {
+            method: match self.method {
+                HttpMethod::Get => Method::Get,
+                HttpMethod::Post => Method::Post,
+            },
+            url,
+            headers,
+            body,
+        })
+    }
+}
+
+fn template_error(e: super::template::TemplateError) -> FetchError {
+    FetchError::Other(ConnectorError::fatal(e.to_string()))
+}
+
+/// One stream's listing as the config describes it.
+pub struct GenericListing {
+    pub client: HttpClient,
+    pub request: RequestTemplate,
+    pub selector: RecordSelector,
+    /// The records path, to count a page's records before the filter.
+    pub records_path: Option<String>,
+    pub pagination: StreamPagination,
+    pub paginator: Option<Paginator>,
+    pub cursor_field: Option<String>,
+    pub key_fields: Vec<String>,
+    /// `{{ vars.* }}`.
+    pub vars: Value,
+}
+
+impl GenericListing {
+    fn context(&self, query: &PageQuery<'_>, parent: Option<&Value>) -> Value {
+        let mut ctx = Map::new();
+        ctx.insert("vars".into(), self.vars.clone());
+        if let Some(w) = &query.window {
+            ctx.insert(
+                "window".into(),
+                json!({"start": w.start_text, "end": w.end_text}),
+            );
+        }
+        if let Some(id) = query.last_id {
+            ctx.insert("last_id".into(), id.clone());
+        } else {
+            ctx.insert("last_id".into(), Value::String(String::new()));
+        }
+        if let Some(size) = query.page_size {
+            ctx.insert("page_size".into(), size.into());
+        }
+        if let StreamPagination::Keyset(_) = self.pagination {
+            // The first page starts at the window start with no id: records
+            // at exactly the start are included.
+            let keyset = match query.position {
+                Some(p) => p.clone(),
+                None => json!({
+                    "value": query.window.as_ref().map(|w| w.start_text.clone()).unwrap_or_default(),
+                    "id": "",
+                }),
+            };
+            ctx.insert("keyset".into(), keyset);
+        }
+        if let Some(p) = parent {
+            ctx.insert("parent".into(), p.clone());
+        }
+        Value::Object(ctx)
+    }
+
+    /// Fetches one page; `parent` is the current parent record of a child stream.
+    pub async fn fetch_with(
+        &self,
+        query: &PageQuery<'_>,
+        parent: Option<&Value>,
+    ) -> Result<Page, FetchError> {
+        let ctx = self.context(query, parent);
+        let mut request = self.request.render(&ctx)?;
+        let page_size = match &self.pagination {
+            StreamPagination::Keyset(k) => Some(query.page_size.unwrap_or(k.page_size)),
+            _ => query.page_size,
+        };
+        let state = match (&self.paginator, query.position) {
+            (Some(_), Some(pos)) => serde_json::from_value::<PageState>(pos.clone()).map_err(|e| {
+                FetchError::Other(ConnectorError::fatal(format!(
+                    "the checkpoint's page position is not valid for this stream's pagination ({e}); reset the stream"
+                )))
+            })?,
+            (Some(p), None) => p.first(),
+            (None, _) => PageState::default(),
+        };
+        if let Some(p) = &self.paginator {
+            p.apply(&state, page_size, &mut request);
+        }
+        if let StreamPagination::Keyset(KeysetConfig { size_param, .. }) = &self.pagination {
+            if let Some(size) = page_size {
+                request
+                    .url
+                    .query_pairs_mut()
+                    .append_pair(size_param, &size.to_string());
+            }
+        }
+        let response = self.client.execute(&request).await?;
+        let body = response.json()?;
+        let raw_count = count_records(&body, self.records_path.as_deref());
+        let next = self.next_position(&state, page_size, &response, &body, raw_count)?;
+        let records = self.selector.select(body).map_err(|e| {
+            FetchError::Other(ConnectorError::retryable(format!(
+                "unexpected response from {}: {e}",
+                super::client::display_url(&response.url)
+            )))
+        })?;
+        let next = match (&self.pagination, next) {
+            (StreamPagination::Keyset(_), _) => keyset_next(
+                &records,
+                raw_count,
+                page_size,
+                self.cursor_field.as_deref(),
+                &self.key_fields,
+            )?,
+            (_, next) => next,
+        };
+        Ok(Page {
+            records,
+            next,
+            bad_records: Vec::new(),
+        })
+    }
+
+    fn next_position(
+        &self,
+        state: &PageState,
+        page_size: Option<u64>,
+        response: &HttpResponse,
+        body: &Value,
+        raw_count: usize,
+    ) -> Result<Option<Value>, FetchError> {
+        let Some(p) = &self.paginator else {
+            return Ok(None);
+        };
+        let next = p
+            .advance(state, page_size, response, body, raw_count)
+            .map_err(|e| FetchError::Other(ConnectorError::fatal(e.to_string())))?;
+        Ok(next.map(|s| serde_json::to_value(s).unwrap_or(Value::Null)))
+    }
+}
+
+/// Records on a page before filtering: short-page detection must not be
+/// fooled by a filter.
+fn count_records(body: &Value, path: Option<&str>) -> usize {
+    let found = match path {
+        None => Some(body),
+        Some(p) => lookup(body, p.trim_end_matches("[*]")),
+    };
+    match found {
+        Some(Value::Array(a)) => a.len(),
+        Some(Value::Null) | None => 0,
+        Some(_) => 1,
+    }
+}
+
+/// The keyset position after a page: the last record's (cursor, key); `None`
+/// after a short page.
+fn keyset_next(
+    records: &[Value],
+    raw_count: usize,
+    page_size: Option<u64>,
+    cursor_field: Option<&str>,
+    key_fields: &[String],
+) -> Result<Option<Value>, FetchError> {
+    let full = page_size.is_some_and(|s| raw_count as u64 >= s && raw_count > 0);
+    if !full {
+        return Ok(None);
+    }
+    let Some(last) = records.last() else {
+        return Ok(None);
+    };
+    let value = cursor_field.and_then(|f| lookup(last, f)).cloned();
+    let id = key_fields.first().and_then(|f| lookup(last, f)).cloned();
+    match (value, id) {
+        (Some(value), Some(id)) => Ok(Some(json!({"value": value, "id": id}))),
+        _ => Err(FetchError::Other(ConnectorError::fatal(
+            "keyset pagination needs the cursor field and the first primary_key field in every record; the last record of a page lacks one",
+        ))),
+    }
+}
+
+#[async_trait::async_trait]
+impl Listing for GenericListing {
+    async fn fetch(&self, query: &PageQuery<'_>) -> Result<Page, FetchError> {
+        self.fetch_with(query, None).await
+    }
+}
+
+/// A child stream: for every record of the parent's listing, the child's
+/// whole listing. Position: the parent page, the index in it, and the
+/// child's position, so a crash resumes at the child page it reached.
+pub struct ChildListing {
+    pub parent: Arc<GenericListing>,
+    pub child: Arc<GenericListing>,
+    /// The parent page last fetched, by its position, so each child page does
+    /// not refetch it.
+    cache: Mutex<Option<(Value, Page)>>,
+}
+
+impl ChildListing {
+    pub fn new(parent: Arc<GenericListing>, child: Arc<GenericListing>) -> Self {
+        ChildListing {
+            parent,
+            child,
+            cache: Mutex::new(None),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Listing for ChildListing {
+    async fn fetch(&self, query: &PageQuery<'_>) -> Result<Page, FetchError> {
+        let empty = json!({});
+        let position = query.position.unwrap_or(&empty);
+        let mut parent_pos = position.get("parent").cloned().unwrap_or(Value::Null);
+        let mut index = position.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+        let mut child_pos = position.get("child").cloned().filter(|v| !v.is_null());
+        let mut cache = self.cache.lock().await;
+        loop {
+            let cached = matches!(&*cache, Some((p, _)) if *p == parent_pos);
+            if !cached {
+                let q = PageQuery {
+                    position: (!parent_pos.is_null()).then_some(&parent_pos),
+                    ..query.clone()
+                };
+                let page = self.parent.fetch(&q).await?;
+                *cache = Some((parent_pos.clone(), page));
+            }
+            let Some((_, page)) = &*cache else {
+                return Ok(Page::default());
+            };
+            let Some(parent) = page.records.get(index) else {
+                match &page.next {
+                    None => return Ok(Page::default()),
+                    Some(next) => {
+                        parent_pos = next.clone();
+                        index = 0;
+                        child_pos = None;
+                        continue;
+                    }
+                }
+            };
+            let q = PageQuery {
+                position: child_pos.as_ref(),
+                ..query.clone()
+            };
+            let child_page = self.child.fetch_with(&q, Some(parent)).await?;
+            let next = match child_page.next {
+                Some(c) => json!({"parent": parent_pos, "index": index, "child": c}),
+                None => json!({"parent": parent_pos, "index": index + 1, "child": null}),
+            };
+            return Ok(Page {
+                records: child_page.records,
+                next: Some(next),
+                bad_records: child_page.bad_records,
+            });
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Incremental windows over a datetime cursor: how datetimes are written to
+//! and read from an API, ISO 8601 / humantime durations for `step` and
+//! `lookback`, and the slicing of `[start, end)` into steps.
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
+use chrono_tz::Tz;
+use std::time::Duration;
+
+/// How a datetime is written in requests and checkpoints and read from records.
+#[derive(Debug, Clone)]
+pub struct DatetimeFormat {
+    /// `None`: RFC 3339 in UTC (`2024-11-01T14:30:00Z`). Else a strftime
+    /// pattern without zone, read and written in `timezone`.
+    pattern: Option<String>,
+    timezone: Tz,
+}
+
+impl DatetimeFormat {
+    pub fn rfc3339() -> Self {
+        DatetimeFormat {
+            pattern: None,
+            timezone: Tz::UTC,
+        }
+    }
+
+    /// `format = "rfc3339"` or a strftime pattern such as `%Y-%m-%d %H:%M:%S`.
+    pub fn new(format: &str, timezone: Tz) -> Result<Self, String> {
+        if format.eq_ignore_ascii_case("rfc3339") || format.eq_ignore_ascii_case("iso8601") {
+            return Ok(DatetimeFormat {
+                pattern: None,
+                timezone,
+            });
+        }
+        // Reject patterns chrono cannot render before the first request does.
+        let probe = Utc.timestamp_opt(0, 0).single().map(|t| t.naive_utc());
+        let rendered = probe.map(|t| {
+            use std::fmt::Write;
+            let mut s = String::new();
+            write!(s, "{}", t.format(format)).is_ok()
+        });
+        if rendered != Some(true) {
+            return Err(format!("`{format}` is not a valid strftime pattern"));
+        }
+        Ok(DatetimeFormat {
+            pattern: Some(format.to_string()),
+            timezone,
+        })
+    }
+
+    pub fn timezone(&self) -> Tz {
+        self.timezone
+    }
+
+    pub fn format(&self, t: DateTime<Utc>) -> String {
+        match &self.pattern {
+            None => t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            Some(p) => t.with_timezone(&self.timezone).format(p).to_string(),
+        }
+    }
+
+    /// Reads a datetime written in this format; RFC 3339 with an offset is
+    /// accepted whatever the pattern, since APIs mix them.
+    pub fn parse(&self, text: &str) -> Option<DateTime<Utc>> {
+        if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+            return Some(t.with_timezone(&Utc));
+        }
+        let naive = match &self.pattern {
+            Some(p) => NaiveDateTime::parse_from_str(text, p).ok()?,
+            None => NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+                .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f"))
+                .ok()?,
+        };
+        local_to_utc(self.timezone, naive)
+    }
+
+    /// Drops what this format cannot write (sub-seconds for second-precision
+    /// patterns), so a window end written to the API and the next window's
+    /// start are the same instant.
+    pub fn truncate(&self, t: DateTime<Utc>) -> DateTime<Utc> {
+        self.parse(&self.format(t)).unwrap_or(t)
+    }
+}
+
+/// A wall-clock time in a zone; in a DST gap, the instant just after it; in
+/// an overlap, the earlier one (so nothing is skipped).
+pub fn local_to_utc(tz: Tz, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
+    use chrono::LocalResult;
+    match tz.from_local_datetime(&naive) {
+        LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
+        LocalResult::Ambiguous(a, b) => Some(a.min(b).with_timezone(&Utc)),
+        LocalResult::None => {
+            let later = naive + chrono::Duration::hours(1);
+            tz.from_local_datetime(&later)
+                .earliest()
+                .map(|t| t.with_timezone(&Utc))
+        }
+    }
+}
+
+/// `P1D`, `PT6H`, `P1W`, `P1DT12H30M` (ISO 8601, no years/months: their
+/// length varies) or a humantime string (`1d`, `6h`, `90s`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if let Some(rest) = t.strip_prefix('P').or_else(|| t.strip_prefix('p')) {
+        return parse_iso8601(rest).ok_or_else(|| {
+            format!("`{text}` is not an ISO 8601 duration such as `P1D` or `PT6H` (years and months are not allowed: their length varies)")
+        });
+    }
+    humantime::parse_duration(t).map_err(|e| format!("`{text}` is not a duration ({e}); use e.g. `P1D`, `PT6H` or `6h`"))
+}
+
+fn parse_iso8601(rest: &str) -> Option<Duration> {
+    let mut secs: u64 = 0;
+    let mut in_time = false;
+    let mut number = String::new();
+    let mut any = false;
+    for c in rest.chars() {
+        match c {
+            'T' | 't' if !in_time && number.is_empty() => in_time = true,
+            '0'..='9' => number.push(c),
+            _ => {
+                let n: u64 = number.parse().ok()?;
+                number.clear();
+                let unit = match (in_time, c.to_ascii_uppercase()) {
+                    (false, 'W') => 7 * 86_400,
+                    (false, 'D') => 86_400,
+                    (true, 'H') => 3_600,
+                    (true, 'M') => 60,
+                    (true, 'S') => 1,
+                    _ => return None,
+                };
+                secs = secs.checked_add(n.checked_mul(unit)?)?;
+                any = true;
+            }
+        }
+    }
+    (number.is_empty() && any && secs > 0).then(|| Duration::from_secs(secs))
+}
+
+/// The end of the slice starting at `start`: one `step` later, never past `end`.
+pub fn slice_end(start: DateTime<Utc>, end: DateTime<Utc>, step: Option<Duration>) -> DateTime<Utc> {
+    match step.and_then(|s| chrono::Duration::from_std(s).ok()) {
+        Some(s) => start.checked_add_signed(s).map_or(end, |t| t.min(end)),
+        None => end,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn chargeover_style_format_in_a_zone_round_trips() {
+        let f = DatetimeFormat::new("%Y-%m-%d %H:%M:%S", chrono_tz::America::New_York).unwrap();
+        let t = utc("2024-11-01T18:30:00Z");
+        assert_eq!(f.format(t), "2024-11-01 14:30:00");
+        assert_eq!(f.parse("2024-11-01 14:30:00"), Some(t));
+        assert_eq!(f.truncate(utc("2024-11-01T18:30:00.900Z")), t);
+    }
+
+    #[test]
+    fn rfc3339_reads_offsets_and_writes_utc() {
+        let f = DatetimeFormat::rfc3339();
+        assert_eq!(f.format(utc("2024-01-01T00:00:00Z")), "2024-01-01T00:00:00Z");
+        assert_eq!(f.parse("2024-01-01T02:00:00+02:00"), Some(utc("2024-01-01T00:00:00Z")));
+        assert_eq!(f.parse("nonsense"), None);
+    }
+
+    #[test]
+    fn durations_iso_and_humantime() {
+        assert_eq!(parse_duration("P1D").unwrap(), Duration::from_secs(86_400));
+        assert_eq!(parse_duration("PT6H").unwrap(), Duration::from_secs(21_600));
+        assert_eq!(parse_duration("P1DT12H30M").unwrap(), Duration::from_secs(131_400));
+        assert_eq!(parse_duration("P2W").unwrap(), Duration::from_secs(1_209_600));
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("P1M").unwrap_err().contains("months"));
+        assert!(parse_duration("P").is_err());
+        assert!(parse_duration("PT").is_err());
+    }
+
+    #[test]
+    fn slices_stop_at_the_window_end() {
+        let s = utc("2024-01-01T00:00:00Z");
+        let e = utc("2024-01-02T12:00:00Z");
+        let day = Some(Duration::from_secs(86_400));
+        assert_eq!(slice_end(s, e, day), utc("2024-01-02T00:00:00Z"));
+        assert_eq!(slice_end(utc("2024-01-02T00:00:00Z"), e, day), e);
+        assert_eq!(slice_end(s, e, None), e);
+    }
+
+    #[test]
+    fn dst_gap_moves_forward() {
+        let tz = chrono_tz::America::New_York;
+        let naive = NaiveDateTime::parse_from_str("2024-03-10 02:30:00", "%Y-%m-%d %H:%M:%S").unwrap();
+        assert_eq!(local_to_utc(tz, naive), Some(utc("2024-03-10T07:30:00Z")));
+    }
+}
