@@ -1,7 +1,7 @@
 //! Test support shared across crates: fault injection for the runtime
-//! (`scripted`), and end-to-end helpers for the `tributary` binary (`cli`).
-//! API simulators (ChargeOver, Stripe Reporting, paginated REST) land here
-//! with their connectors.
+//! (`scripted`), end-to-end helpers for the `tributary` binary (`cli`), and
+//! HTTP API simulators (`sim`: ChargeOver, paginated REST).
 
 pub mod cli;
 pub mod scripted;
+pub mod sim;

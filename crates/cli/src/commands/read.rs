@@ -61,8 +61,7 @@ pub async fn read(args: ReadArgs) -> CmdResult {
         for bad in &batch.bad_records {
             eprintln!("bad record at {}: {}", bad.location, bad.error);
         }
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        transform.apply(&mut batch.records, batch.load_mode, &now);
+        transform.apply(&mut batch.records, batch.load_mode, chrono::Utc::now());
         for r in batch.records.iter().take(args.limit - printed) {
             serde_json::to_writer(&mut out, &r.value)
                 .map_err(|e| Failure::new(Code::Failure, e))?;

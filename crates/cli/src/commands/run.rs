@@ -3,7 +3,6 @@ use crate::cli::RunArgs;
 use crate::exit::{CmdResult, Code, Failure};
 use indicatif::MultiProgress;
 use std::io::IsTerminal;
-use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tributary_metrics::Registry;
 use tributary_runtime::{run_connector, ConnectorParts, RuntimeEnv};
