@@ -415,7 +415,12 @@ impl StreamTask {
             };
             match polled {
                 Poll::Batch(mut batch) => {
-                    *attempt = 0;
+                    // Only records prove progress: API sources hand over an
+                    // empty batch recording a failure (`retry_count`) before
+                    // returning it, which must not reset the retry budget.
+                    if !batch.records.is_empty() {
+                        *attempt = 0;
+                    }
                     let dead_letters = self.apply_policy(&mut batch.bad_records)?;
                     let now = self.clock.now();
                     self.transform

@@ -19,12 +19,6 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
     let mut names = std::collections::BTreeMap::new();
     for path in &args.configs {
         let mut config = build::load(path)?;
-        if args.once {
-            config.schedule = tributary_core::Schedule::Once;
-            for o in config.streams.values_mut() {
-                o.schedule = None;
-            }
-        }
         if let Some(other) = names.insert(config.name.clone(), path.clone()) {
             return Err(Failure::new(
                 Code::Config,
@@ -36,7 +30,15 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
                 ),
             ));
         }
+        // Built before `--once` overrides the schedule, so checkpoints still
+        // record the configured schedule's next run.
         let source = build::source(&config, clock.clone())?;
+        if args.once {
+            config.schedule = tributary_core::Schedule::Once;
+            for o in config.streams.values_mut() {
+                o.schedule = None;
+            }
+        }
         let sink = build::sink(&config)?;
         let state = build::state(&config)?;
         all_parts.push(ConnectorParts {

@@ -103,6 +103,24 @@ impl<'de> Deserialize<'de> for StreamPagination {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let table = toml::Table::deserialize(d)?;
         let kind = table.get("type").and_then(|v| v.as_str()).unwrap_or("");
+        const KINDS: &[&str] = &[
+            "none",
+            "offset",
+            "page_number",
+            "cursor",
+            "next_url",
+            "link_header",
+            "keyset",
+        ];
+        if !KINDS.contains(&kind) {
+            let hint = tributary_config::did_you_mean(kind, KINDS)
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            return Err(serde::de::Error::custom(format!(
+                "unknown pagination type `{kind}`; expected one of {}{hint}",
+                KINDS.join(", ")
+            )));
+        }
         if kind == "keyset" {
             let mut t = table.clone();
             t.remove("type");
@@ -111,7 +129,7 @@ impl<'de> Deserialize<'de> for StreamPagination {
                 .map_err(serde::de::Error::custom);
         }
         let styled = PaginationConfig::deserialize(toml::Value::Table(table))
-            .map_err(|e| serde::de::Error::custom(format!("{e} (or `keyset`)")))?;
+            .map_err(serde::de::Error::custom)?;
         Ok(match styled {
             PaginationConfig::None => StreamPagination::None,
             other => StreamPagination::Styled(other),

@@ -282,6 +282,9 @@ impl ApiReader {
         self.state.page = None;
         self.state.current_offset = 0;
         self.state.retry_count = 0;
+        // Shrunk sizes last for the run: the next run tries the configured ones.
+        self.state.page_size = None;
+        self.state.step_seconds = None;
         if let Incremental::Datetime(_) = self.plan.incremental {
             self.state.last_processed_datetime = self.state.batch_end_datetime.clone();
         }

@@ -1,0 +1,283 @@
+//! Plumbing shared by the simulators: the request log, the fault plan, JSON
+//! responses and spawning an axum server on the current tokio runtime.
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, request::Parts, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::Router;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Largest request body a simulator reads (bigger bodies get 413).
+pub(crate) const MAX_BODY: usize = 16 << 20;
+
+/// One request as a simulator saw it, and the status it answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestLog {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The path, e.g. `/api/v3/customer`.
+    pub path: String,
+    /// The raw query string as sent (still percent-encoded), `""` if none.
+    pub query: String,
+    /// The query parameters, percent- and `+`-decoded, in the order sent.
+    pub params: Vec<(String, String)>,
+    /// Request headers (names lowercase), in the order sent.
+    pub headers: Vec<(String, String)>,
+    /// The request body (lossy UTF-8).
+    pub body: String,
+    /// The status answered; `0` while the request is in flight, or if the
+    /// client went away before the answer (e.g. it timed out a slow request).
+    pub status: u16,
+}
+
+impl RequestLog {
+    /// The last value of query parameter `name` (PHP semantics: last wins).
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether query parameter `name` was sent.
+    pub fn has_param(&self, name: &str) -> bool {
+        self.params.iter().any(|(k, _)| k == name)
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn capture(parts: &Parts, body: &[u8]) -> RequestLog {
+        let query = parts.uri.query().unwrap_or("").to_string();
+        RequestLog {
+            method: parts.method.as_str().to_string(),
+            path: parts.uri.path().to_string(),
+            params: parse_query(&query),
+            query,
+            headers: parts
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body: String::from_utf8_lossy(body).into_owned(),
+            status: 0,
+        }
+    }
+}
+
+/// Decodes a query string (`a=1&b=x%3Ay`) into pairs.
+pub(crate) fn parse_query(query: &str) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// The last value of `name` in decoded pairs.
+pub(crate) fn last_param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Locks a mutex, ignoring poisoning (a panicking test thread must not
+/// take the simulator down with it).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The request log of one simulator.
+#[derive(Debug, Default)]
+pub(crate) struct Log {
+    entries: Vec<RequestLog>,
+    /// How many entries `clear` dropped: entry `seq` lives at `seq - cleared`.
+    cleared: usize,
+}
+
+impl Log {
+    pub(crate) fn push(&mut self, entry: RequestLog) -> usize {
+        self.entries.push(entry);
+        self.cleared + self.entries.len() - 1
+    }
+
+    pub(crate) fn set_status(&mut self, seq: usize, status: u16) {
+        if let Some(i) = seq.checked_sub(self.cleared) {
+            if let Some(e) = self.entries.get_mut(i) {
+                e.status = status;
+            }
+        }
+    }
+
+    pub(crate) fn entries(&self) -> Vec<RequestLog> {
+        self.entries.clone()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.cleared += self.entries.len();
+        self.entries.clear();
+    }
+}
+
+/// What the fault plan decided for one request.
+#[derive(Debug, Default)]
+pub(crate) struct Planned {
+    pub(crate) delay: Option<Duration>,
+    pub(crate) fail: Option<(u16, Option<u64>)>,
+}
+
+/// Faults queued for the next requests. Each knob counts requests on its
+/// own: `fail_next(2, ..)` and `slow_next(1, ..)` make the next request slow
+/// *and* failing, the one after only failing.
+#[derive(Debug, Default)]
+pub(crate) struct FaultPlan {
+    fail: VecDeque<(u16, Option<u64>)>,
+    slow: VecDeque<Duration>,
+    /// Consumed only by answers that would have been 200.
+    truncate: usize,
+}
+
+impl FaultPlan {
+    pub(crate) fn fail_next(&mut self, n: usize, status: u16, retry_after: Option<u64>) {
+        self.fail
+            .extend(std::iter::repeat_n((status, retry_after), n));
+    }
+
+    pub(crate) fn slow_next(&mut self, n: usize, delay: Duration) {
+        self.slow.extend(std::iter::repeat_n(delay, n));
+    }
+
+    pub(crate) fn truncate_next(&mut self, n: usize) {
+        self.truncate = self.truncate.saturating_add(n);
+    }
+
+    pub(crate) fn clear(&mut self) {
+        *self = FaultPlan::default();
+    }
+
+    /// Takes the delay and failure for the request that just arrived.
+    pub(crate) fn take(&mut self) -> Planned {
+        Planned {
+            delay: self.slow.pop_front(),
+            fail: self.fail.pop_front(),
+        }
+    }
+
+    /// Whether this (successful) answer should be cut off.
+    pub(crate) fn take_truncate(&mut self) -> bool {
+        if self.truncate > 0 {
+            self.truncate -= 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Which records `modify_during_paging` edits on each page request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EditMode {
+    /// Records the listing has not returned yet (taken from its end).
+    Unreturned,
+    /// Records the listing already returned (taken from its start).
+    Returned,
+}
+
+pub(crate) fn status_code(status: u16) -> StatusCode {
+    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// A response with a JSON body.
+pub(crate) fn json_response(status: u16, body: impl Into<Bytes>) -> Response {
+    let mut resp = Response::new(Body::from(body.into()));
+    *resp.status_mut() = status_code(status);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// Adds `Retry-After: secs` when given.
+pub(crate) fn with_retry_after(mut resp: Response, retry_after: Option<u64>) -> Response {
+    if let Some(secs) = retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+/// Cuts a body off in the middle: never valid JSON for an object or array.
+pub(crate) fn truncate_body(body: &[u8]) -> Bytes {
+    let keep = (body.len() / 2).max(1).min(body.len().saturating_sub(1));
+    Bytes::copy_from_slice(&body[..keep])
+}
+
+/// The credentials of an `Authorization: Basic ...` header.
+pub(crate) fn basic_credentials(parts: &Parts) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, pass) = text.split_once(':')?;
+    Some((user.to_string(), pass.to_string()))
+}
+
+/// The token of an `Authorization: Bearer ...` header.
+pub(crate) fn bearer_token(parts: &Parts) -> Option<String> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim().to_string())
+}
+
+/// Constant-time-ish equality, so the simulators don't model a timing leak.
+pub(crate) fn secret_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Binds `addr` and serves `router` on a task of the current runtime.
+pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+pub(crate) fn serve(listener: tokio::net::TcpListener, router: Router) -> tokio::task::AbortHandle {
+    let task = tokio::spawn(async move {
+        // The server only ends when the task is aborted or the runtime stops.
+        let _ = axum::serve(listener, router).await;
+    });
+    task.abort_handle()
+}
+
+/// Reads a request body; `Err` is the 413 answer.
+pub(crate) async fn read_body(body: Body) -> Result<Bytes, Response> {
+    axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| json_response(413, r#"{"error":"request body too large"}"#))
+}
