@@ -27,7 +27,9 @@ pub fn clock() -> Result<Arc<dyn Clock>, Failure> {
                     anyhow::anyhow!("TRIBUTARY_CLOCK_START=`{start}` is not an RFC 3339 time: {e}"),
                 )
             })?;
-            Ok(Arc::new(ShiftedClock::starting_at(start.with_timezone(&chrono::Utc))))
+            Ok(Arc::new(ShiftedClock::starting_at(
+                start.with_timezone(&chrono::Utc),
+            )))
         }
         Err(_) => Ok(Arc::new(SystemClock)),
     }

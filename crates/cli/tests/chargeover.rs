@@ -133,8 +133,12 @@ fn sim_state(sim: &ChargeOverSim) -> BTreeMap<i64, Value> {
 #[test]
 fn initial_load_then_incremental_pick_up_of_new_and_modified_records() {
     let env = setup();
-    env.sim
-        .generate("customer", 10_050, dt("2024-01-01 00:00:00"), ChronoDuration::minutes(40));
+    env.sim.generate(
+        "customer",
+        10_050,
+        dt("2024-01-01 00:00:00"),
+        ChronoDuration::minutes(40),
+    );
     let cfg = env.config(
         r#"query_params = { customer = "expand=customer_external&fields=id,name,email" }"#,
         "",
@@ -170,7 +174,10 @@ fn initial_load_then_incremental_pick_up_of_new_and_modified_records() {
     assert_eq!(state["current_offset"], 0);
     let last = state["last_processed_datetime"].as_str().unwrap();
     assert!(last.starts_with("2024-11-01 14:30:0"), "{last}");
-    assert_eq!(state["batch_end_datetime"], state["last_processed_datetime"]);
+    assert_eq!(
+        state["batch_end_datetime"],
+        state["last_processed_datetime"]
+    );
     // Midnight UTC, the seed's default cron.
     assert_eq!(state["next_scheduled_run"], 1_730_505_600_000i64);
 
@@ -220,7 +227,10 @@ fn initial_load_then_incremental_pick_up_of_new_and_modified_records() {
         ),
         "{filter}"
     );
-    assert_eq!(first.param("order"), Some("mod_datetime:ASC,customer_id:ASC"));
+    assert_eq!(
+        first.param("order"),
+        Some("mod_datetime:ASC,customer_id:ASC")
+    );
     assert_eq!(first.param("limit"), Some("500"));
     assert_eq!(first.param("expand"), Some("customer_external"));
     assert_eq!(first.param("fields"), Some("id,name,email"));
@@ -229,9 +239,16 @@ fn initial_load_then_incremental_pick_up_of_new_and_modified_records() {
 #[test]
 fn three_days_of_downtime_are_recovered_at_start_up() {
     let env = setup();
-    env.sim
-        .generate("customer", 1_000, dt("2024-10-01 00:00:00"), ChronoDuration::minutes(30));
-    let cfg = env.config("", "schedule = { cron = \"0 0 2 * * ?\", timezone = \"UTC\" }");
+    env.sim.generate(
+        "customer",
+        1_000,
+        dt("2024-10-01 00:00:00"),
+        ChronoDuration::minutes(30),
+    );
+    let cfg = env.config(
+        "",
+        "schedule = { cron = \"0 0 2 * * ?\", timezone = \"UTC\" }",
+    );
 
     // First start: the initial load runs at once, then the stream waits for 02:00.
     let child = env.spawn_at("2024-11-01T14:30:00Z", &["run", "--no-progress", &cfg]);
@@ -247,7 +264,10 @@ fn three_days_of_downtime_are_recovered_at_start_up() {
     // Down from 2024-11-01 14:30 to 2024-11-04 09:00: three 02:00 runs missed
     // while records kept changing.
     let mut expected = Vec::new();
-    for (i, day) in ["2024-11-02", "2024-11-03", "2024-11-04"].iter().enumerate() {
+    for (i, day) in ["2024-11-02", "2024-11-03", "2024-11-04"]
+        .iter()
+        .enumerate()
+    {
         for j in 0..50 {
             let id = 2_000 + (i as i64) * 100 + j;
             env.sim.insert(
@@ -278,7 +298,7 @@ fn three_days_of_downtime_are_recovered_at_start_up() {
         .unwrap()
         .starts_with("2024-11-04 09:00:0"));
     assert_eq!(state["next_scheduled_run"], 1_730_772_000_000i64); // 2024-11-05 02:00 UTC
-    // One request window covered the whole gap (seed 000: "in one batch").
+                                                                   // One request window covered the whole gap (seed 000: "in one batch").
     let gap_requests: Vec<_> = env
         .sim
         .requests()
@@ -294,8 +314,12 @@ fn three_days_of_downtime_are_recovered_at_start_up() {
 #[test]
 fn kill_9_mid_pagination_resumes_without_loss() {
     let env = setup();
-    env.sim
-        .generate("customer", 6_000, dt("2024-01-01 00:00:00"), ChronoDuration::minutes(10));
+    env.sim.generate(
+        "customer",
+        6_000,
+        dt("2024-01-01 00:00:00"),
+        ChronoDuration::minutes(10),
+    );
     let cfg = env.config("batch_size = 100", "");
     env.ws.append(
         "billing.toml",
@@ -320,7 +344,10 @@ fn kill_9_mid_pagination_resumes_without_loss() {
     for e in &written {
         *counts.entry(id_of(e)).or_insert(0) += 1;
     }
-    assert_eq!(counts.keys().copied().collect::<Vec<_>>(), (1..=6_000).collect::<Vec<_>>());
+    assert_eq!(
+        counts.keys().copied().collect::<Vec<_>>(),
+        (1..=6_000).collect::<Vec<_>>()
+    );
     let duplicates: usize = counts.values().map(|c| c - 1).sum();
     // Only what was written after the last commit comes again: at most the
     // uncommitted pages (flush every 300 records) plus the pages in flight.
@@ -330,8 +357,12 @@ fn kill_9_mid_pagination_resumes_without_loss() {
 #[test]
 fn storms_of_429_500_and_truncated_pages_lose_and_duplicate_nothing() {
     let env = setup();
-    env.sim
-        .generate("customer", 3_000, dt("2024-01-01 00:00:00"), ChronoDuration::hours(1));
+    env.sim.generate(
+        "customer",
+        3_000,
+        dt("2024-01-01 00:00:00"),
+        ChronoDuration::hours(1),
+    );
     let cfg = env.config("batch_size = 200", "");
     env.ws.append("billing.toml", "max_retries = 30\n");
     let o = {
@@ -347,8 +378,14 @@ fn storms_of_429_500_and_truncated_pages_lose_and_duplicate_nothing() {
     sorted.sort();
     assert_eq!(sorted, (1..=3_000).collect::<Vec<_>>());
     let statuses: Vec<u16> = env.sim.requests().iter().map(|r| r.status).collect();
-    assert!(statuses.iter().filter(|&&s| s == 429).count() >= 4, "{statuses:?}");
-    assert!(statuses.iter().filter(|&&s| s == 500).count() >= 3, "{statuses:?}");
+    assert!(
+        statuses.iter().filter(|&&s| s == 429).count() >= 4,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().filter(|&&s| s == 500).count() >= 3,
+        "{statuses:?}"
+    );
     let err = stderr(&o);
     assert!(err.contains("429"), "{err}");
     assert_eq!(env.state(&cfg)["retry_count"], 0);
@@ -357,8 +394,12 @@ fn storms_of_429_500_and_truncated_pages_lose_and_duplicate_nothing() {
 #[test]
 fn exhausted_retries_stop_with_the_reason_and_leave_a_resumable_checkpoint() {
     let env = setup();
-    env.sim
-        .generate("customer", 1_000, dt("2024-01-01 00:00:00"), ChronoDuration::hours(1));
+    env.sim.generate(
+        "customer",
+        1_000,
+        dt("2024-01-01 00:00:00"),
+        ChronoDuration::hours(1),
+    );
     let cfg = env.config("batch_size = 100", "");
     env.ws.append("billing.toml", "max_retries = 2\n");
     env.sim.fail_next(1_000_000, 503, None);
@@ -393,8 +434,12 @@ fn records_modified_while_paging_and_shared_timestamps_are_never_skipped() {
 fn modified_while_paging(returned: bool) {
     let env = setup();
     // 1,200 records share one timestamp (more than two pages of 500), the rest spread out.
-    env.sim
-        .generate("customer", 3_000, dt("2024-03-01 00:00:00"), ChronoDuration::minutes(5));
+    env.sim.generate(
+        "customer",
+        3_000,
+        dt("2024-03-01 00:00:00"),
+        ChronoDuration::minutes(5),
+    );
     for id in 1_000..2_200 {
         let mut r = env.sim.records("customer")[id as usize - 1].clone();
         r["mod_datetime"] = Value::String("2024-03-05 12:00:00".into());
@@ -455,6 +500,35 @@ fn a_full_url_as_subdomain_is_a_config_error_with_file_and_line() {
     let o = ws.run(&["check", cfg.to_str().unwrap()]);
     assert_exit(&o, 2);
     let err = stderr(&o);
-    assert!(err.contains("d.toml:9: source.initial_datetime.customr"), "{err}");
+    assert!(
+        err.contains("d.toml:9: source.initial_datetime.customr"),
+        "{err}"
+    );
     assert!(err.contains("did you mean `customer`?"), "{err}");
+}
+
+#[test]
+fn the_chargeover_example_names_its_four_entities() {
+    let ws = Workspace::new(env!("CARGO_BIN_EXE_tributary"));
+    let text = std::fs::read_to_string(repo_root().join("examples/chargeover.toml")).unwrap();
+    let cfg = ws.write("examples/chargeover.toml", &text);
+    let o = ws
+        .cmd(&["discover", cfg.to_str().unwrap()])
+        .env("CHARGEOVER_PASSWORD", "x")
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    let streams: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let names: Vec<&str> = streams
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["customer", "invoice", "payment", "subscription"]);
+    assert_eq!(
+        streams[0]["primary_key"],
+        serde_json::json!(["customer_id"])
+    );
+    assert_eq!(streams[0]["target"], "chargeover.customer");
 }

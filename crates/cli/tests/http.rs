@@ -128,11 +128,17 @@ pagination = { type = "page_number", page_param = "page", size_param = "page_siz
     ];
     for (name, stream) in styles {
         let env = setup(items(1_234));
-        let cfg = env.config(&format!("[source.streams.items]\nprimary_key = [\"id\"]\n{stream}"));
+        let cfg = env.config(&format!(
+            "[source.streams.items]\nprimary_key = [\"id\"]\n{stream}"
+        ));
         let o = env.run(&["run", "--once", &cfg], &[]);
         assert_exit(&o, 0);
         assert_eq!(env.ids("api.items", "id"), once(1_234), "{name}");
-        assert!(env.sim.request_count() >= 13, "{name}: {}", env.sim.request_count());
+        assert!(
+            env.sim.request_count() >= 13,
+            "{name}: {}",
+            env.sim.request_count()
+        );
     }
 }
 
@@ -177,14 +183,18 @@ incremental = { type = "datetime", cursor_field = "updated_at", start = "2024-01
     // New and modified records after the first run.
     env.sim.set_now("2024-01-21T08:00:00Z".parse().unwrap());
     env.sim.modify(7);
-    env.sim.insert(serde_json::json!({"id": 5000, "name": "late"}));
+    env.sim
+        .insert(serde_json::json!({"id": 5000, "name": "late"}));
     let o = env.run(
         &["run", "--once", &cfg],
         &[("TRIBUTARY_CLOCK_START", "2024-01-22T00:00:00Z")],
     );
     assert_exit(&o, 0);
     let all = env.ws.output("out", "api.items");
-    let second: Vec<i64> = all[2_000..].iter().map(|v| v["id"].as_i64().unwrap()).collect();
+    let second: Vec<i64> = all[2_000..]
+        .iter()
+        .map(|v| v["id"].as_i64().unwrap())
+        .collect();
     assert_eq!(second, vec![7, 5000]);
     assert_eq!(all[2_000]["_load_mode"], "INCREMENTAL_LOAD");
     assert_eq!(all[2_000]["version"], 2);
@@ -324,7 +334,10 @@ fn every_auth_style_and_oauth2_tokens_are_cached() {
     let cfg = env.config(
         "auth = { type = \"bearer\", token = \"${API_TOKEN}\" }\n[source.streams.items]\npath = \"/items/offset\"\nrecords = \"data\"",
     );
-    let o = env.run(&["run", "--once", &cfg], &[("API_TOKEN", "wrong-token-xyz")]);
+    let o = env.run(
+        &["run", "--once", &cfg],
+        &[("API_TOKEN", "wrong-token-xyz")],
+    );
     assert_exit(&o, 1);
     let err = stderr(&o);
     assert!(err.contains("401"), "{err}");
@@ -381,7 +394,10 @@ primary_key = ["line_id"]"#,
     for l in &lines {
         *per_item.entry(l["item_id"].as_i64().unwrap()).or_insert(0) += 1;
     }
-    assert_eq!(per_item.keys().copied().collect::<Vec<_>>(), (1..=120).collect::<Vec<_>>());
+    assert_eq!(
+        per_item.keys().copied().collect::<Vec<_>>(),
+        (1..=120).collect::<Vec<_>>()
+    );
     assert!(per_item.values().all(|&n| n == 2 || n == 3));
     let line_ids = counts(&lines, "line_id");
     assert!(line_ids.values().all(|&n| n == 1));
@@ -452,7 +468,10 @@ pagination = { type = "offset", page_size = 100 }"#,
     let o = env.run(&["run", "--once", &cfg], &[]);
     assert_exit(&o, 0);
     let ids = env.ids("api.items", "id");
-    assert_eq!(ids.keys().copied().collect::<Vec<_>>(), (1..=4_000).collect::<Vec<_>>());
+    assert_eq!(
+        ids.keys().copied().collect::<Vec<_>>(),
+        (1..=4_000).collect::<Vec<_>>()
+    );
     let duplicates: usize = ids.values().map(|c| c - 1).sum();
     assert!(duplicates <= 500, "{duplicates}");
 }
@@ -483,6 +502,36 @@ path = "/items/offset""#,
     let o = env.run(&["check", &cfg], &[]);
     assert_exit(&o, 2);
     let err = stderr(&o);
-    assert!(err.contains("source.streams.lines.parent.stream: no stream named `itemz`"), "{err}");
+    assert!(
+        err.contains("source.streams.lines.parent.stream: no stream named `itemz`"),
+        "{err}"
+    );
     assert!(err.contains("did you mean `items`?"), "{err}");
+}
+
+#[test]
+fn the_http_example_runs_against_the_simulator() {
+    let env = setup(RestSimConfig {
+        items: 300,
+        step: chrono::Duration::hours(1),
+        ..RestSimConfig::default()
+    });
+    let text = std::fs::read_to_string(repo_root().join("examples/http.toml"))
+        .unwrap()
+        .replace("http://127.0.0.1:8787", &env.sim.base_url());
+    let cfg = env.ws.write("examples/http.toml", &text);
+    let o = env.run(&["run", "--once", cfg.to_str().unwrap()], &[]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        counts(&env.ws.output("out/items", "items.items"), "id"),
+        once(300)
+    );
+    let lines = env.ws.output("out/items", "items.lines");
+    assert_eq!(
+        counts(&lines, "item_id")
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        (1..=300).collect::<Vec<_>>()
+    );
 }

@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use tributary_config::{BadRecordPolicy, ConnectorConfig};
 use tributary_core::{
-    BadRecord, Checkpoint, ConnectorError, Poll, Record, RunProgress, Schedule, Sink, Source, StreamReader,
-    StreamSpec,
+    BadRecord, Checkpoint, ConnectorError, Poll, Record, RunProgress, Schedule, Sink, Source,
+    StreamReader, StreamSpec,
 };
 use tributary_metrics::{Registry, StreamEvent, StreamStats, StreamStatus};
 use tributary_state::StateStore;

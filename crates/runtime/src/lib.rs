@@ -9,7 +9,7 @@ mod dead_letter;
 mod error;
 mod transform;
 
-pub use tributary_core::clock::{self, Clock, ManualClock, ShiftedClock, SystemClock};
 pub use connector::{run_connector, ConnectorParts, RunSummary, RuntimeEnv};
 pub use error::RuntimeError;
 pub use transform::Transform;
+pub use tributary_core::clock::{self, Clock, ManualClock, ShiftedClock, SystemClock};

@@ -400,7 +400,14 @@ async fn cron_schedule_in_a_time_zone_across_dst_with_an_injected_clock() {
     // A stream that never ran loads at once; the cron governs later runs.
     let start = clock.now();
     tokio::time::timeout(Duration::from_secs(10), async {
-        while !h.script.lock().unwrap().opens.iter().any(|(s, _, at)| s == "daily" && *at == start) {
+        while !h
+            .script
+            .lock()
+            .unwrap()
+            .opens
+            .iter()
+            .any(|(s, _, at)| s == "daily" && *at == start)
+        {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     })

@@ -139,7 +139,9 @@ impl EntityListing {
 impl Listing for EntityListing {
     async fn fetch(&self, query: &PageQuery<'_>) -> Result<Page, FetchError> {
         let window = query.window.as_ref().ok_or_else(|| {
-            FetchError::Other(ConnectorError::fatal("internal: ChargeOver listing without a window"))
+            FetchError::Other(ConnectorError::fatal(
+                "internal: ChargeOver listing without a window",
+            ))
         })?;
         let limit = query.page_size.unwrap_or(500).max(1);
         let dt = &self.datetime_field;

@@ -10,7 +10,9 @@ use crate::SourceContext;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tributary_config::{ConfigError, ConnectorConfig, MetadataConfig, SectionConfig, TimestampFormat};
+use tributary_config::{
+    ConfigError, ConnectorConfig, MetadataConfig, SectionConfig, TimestampFormat,
+};
 use tributary_core::{
     Checkpoint, ConnectorError, RunProgress, Schedule, Source, StreamReader, StreamSpec,
 };
@@ -56,8 +58,8 @@ impl ChargeOverSource {
         let base = match (&cfg.subdomain, &cfg.base_url) {
             (_, Some(url)) => url.trim_end_matches('/').to_string(),
             (Some(sub), None) => {
-                let plain = !sub.is_empty()
-                    && sub.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+                let plain =
+                    !sub.is_empty() && sub.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
                 if !plain {
                     return Err(section.error(
                         "subdomain",
@@ -81,7 +83,10 @@ impl ChargeOverSource {
         if cfg.batch_size == 0 || cfg.batch_size > 500 {
             return Err(section.error(
                 "batch_size",
-                format!("{} is outside ChargeOver's limit of 1 to 500 records per call", cfg.batch_size),
+                format!(
+                    "{} is outside ChargeOver's limit of 1 to 500 records per call",
+                    cfg.batch_size
+                ),
             ));
         }
         if cfg.max_concurrency == 0 {
@@ -89,8 +94,8 @@ impl ChargeOverSource {
         }
         let tz = tributary_core::schedule::parse_timezone(&cfg.timezone)
             .map_err(|e| section.error("timezone", e.to_string()))?;
-        let format = DatetimeFormat::new(DATETIME_FORMAT, tz)
-            .map_err(|e| section.error("timezone", e))?;
+        let format =
+            DatetimeFormat::new(DATETIME_FORMAT, tz).map_err(|e| section.error("timezone", e))?;
         for (table, map) in [
             ("datetime_fields", cfg.datetime_fields.keys()),
             ("id_fields", cfg.id_fields.keys()),
@@ -108,7 +113,10 @@ impl ChargeOverSource {
                 if suggestion.is_some() {
                     let mut e = section.error(
                         &format!("{table}.{entity}"),
-                        format!("`{entity}` is not in `entities` ({})", cfg.entities.join(", ")),
+                        format!(
+                            "`{entity}` is not in `entities` ({})",
+                            cfg.entities.join(", ")
+                        ),
                     );
                     e.suggestion = suggestion;
                     return Err(e);
@@ -154,16 +162,19 @@ impl ChargeOverSource {
             };
             let extra_params = match cfg.query_params.get(entity) {
                 Some(q) => {
-                    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(q.trim_start_matches('?').as_bytes())
-                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                        .collect();
+                    let pairs: Vec<(String, String)> =
+                        url::form_urlencoded::parse(q.trim_start_matches('?').as_bytes())
+                            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                            .collect();
                     if let Some((k, _)) = pairs
                         .iter()
                         .find(|(k, _)| matches!(k.as_str(), "where" | "order" | "limit" | "offset"))
                     {
                         return Err(section.error(
                             &format!("query_params.{entity}"),
-                            format!("`{k}` is set by the connector (windows and paging); remove it"),
+                            format!(
+                                "`{k}` is set by the connector (windows and paging); remove it"
+                            ),
                         ));
                     }
                     pairs

@@ -92,7 +92,10 @@ pub enum Incremental {
     Datetime(DatetimeCursor),
     /// An increasing id: each page asks for ids above the largest seen
     /// (seed 001's Virtuous model); the run ends at the first empty page.
-    Id { cursor_field: String, start: Option<Value> },
+    Id {
+        cursor_field: String,
+        start: Option<Value>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -206,7 +209,10 @@ pub struct ApiReader {
 }
 
 impl ApiReader {
-    pub fn new(plan: Arc<StreamPlan>, checkpoint: Option<Checkpoint>) -> Result<Self, ConnectorError> {
+    pub fn new(
+        plan: Arc<StreamPlan>,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<Self, ConnectorError> {
         let state = ApiCheckpoint::parse(checkpoint.as_ref())?;
         Ok(ApiReader {
             plan,
@@ -317,11 +323,7 @@ impl ApiReader {
         };
         let start = self.parse_time("window_start", start)?;
         let end = self.parse_time("batch_end_datetime", end)?;
-        let step = self
-            .state
-            .step_seconds
-            .map(Duration::from_secs)
-            .or(d.step);
+        let step = self.state.step_seconds.map(Duration::from_secs).or(d.step);
         let slice_end = slice_end(start, end, step);
         Ok(Some(WindowBounds {
             start,
@@ -386,7 +388,11 @@ impl ApiReader {
                     records.push(Record::new(value).with_key(key));
                 }
                 None => bad.push(BadRecord {
-                    location: format!("stream {} record {}", self.plan.stream, self.state.current_offset + records.len() as u64 + bad.len() as u64),
+                    location: format!(
+                        "stream {} record {}",
+                        self.plan.stream,
+                        self.state.current_offset + records.len() as u64 + bad.len() as u64
+                    ),
                     error: format!("missing key field(s) {}", self.plan.key_fields.join(", ")),
                     raw: value.to_string(),
                 }),
@@ -395,7 +401,12 @@ impl ApiReader {
         records
     }
 
-    fn batch(&self, records: Vec<Record>, bad_records: Vec<BadRecord>, load_mode: LoadMode) -> Batch {
+    fn batch(
+        &self,
+        records: Vec<Record>,
+        bad_records: Vec<BadRecord>,
+        load_mode: LoadMode,
+    ) -> Batch {
         Batch {
             records,
             bad_records,
@@ -475,7 +486,13 @@ impl ApiReader {
         }
         // The slice is complete: only now does the cursor move past it.
         match window {
-            Some(w) if w.end < self.parse_time("batch_end_datetime", self.state.batch_end_datetime.as_deref().unwrap_or_default())? => {
+            Some(w)
+                if w.end
+                    < self.parse_time(
+                        "batch_end_datetime",
+                        self.state.batch_end_datetime.as_deref().unwrap_or_default(),
+                    )? =>
+            {
                 self.state.window_start = Some(w.end_text.clone());
                 self.state.last_processed_datetime = Some(w.end_text);
                 self.state.page = None;

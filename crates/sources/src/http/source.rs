@@ -16,9 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tributary_config::{ConfigError, SectionConfig};
-use tributary_core::{
-    Checkpoint, ConnectorError, RunProgress, Source, StreamReader, StreamSpec,
-};
+use tributary_core::{Checkpoint, ConnectorError, RunProgress, Source, StreamReader, StreamSpec};
 
 pub struct HttpSource {
     plans: BTreeMap<String, Arc<StreamPlan>>,
@@ -83,7 +81,11 @@ impl HttpSource {
                         let known: Vec<&str> = cfg.streams.keys().map(String::as_str).collect();
                         let mut e = section.error(
                             &key("parent.stream"),
-                            format!("no stream named `{}`; streams: {}", p.stream, known.join(", ")),
+                            format!(
+                                "no stream named `{}`; streams: {}",
+                                p.stream,
+                                known.join(", ")
+                            ),
                         );
                         e.suggestion = tributary_config::did_you_mean(&p.stream, &known);
                         return Err(e);
@@ -160,9 +162,8 @@ fn build_listing(
     vars: &Value,
 ) -> Result<GenericListing, ConfigError> {
     let key = |k: &str| format!("streams.{name}.{k}");
-    let template = |k: &str, text: &str| {
-        Template::parse(text).map_err(|e| section.error(&key(k), e))
-    };
+    let template =
+        |k: &str, text: &str| Template::parse(text).map_err(|e| section.error(&key(k), e));
     let path = if s.path.starts_with('/') || s.path.is_empty() {
         s.path.clone()
     } else {
@@ -178,11 +179,21 @@ fn build_listing(
         headers.push((n.clone(), template(&format!("headers.{n}"), v)?));
     }
     let body = match &s.body {
-        Some(b) => Some(serde_json::to_value(b).map_err(|e| section.error(&key("body"), e.to_string()))?),
+        Some(b) => {
+            Some(serde_json::to_value(b).map_err(|e| section.error(&key("body"), e.to_string()))?)
+        }
         None => None,
     };
-    let selector = RecordSelector::new(s.records.as_deref(), s.filter.as_deref())
-        .map_err(|e| section.error(&key(if s.filter.is_some() { "filter" } else { "records" }), e))?;
+    let selector = RecordSelector::new(s.records.as_deref(), s.filter.as_deref()).map_err(|e| {
+        section.error(
+            &key(if s.filter.is_some() {
+                "filter"
+            } else {
+                "records"
+            }),
+            e,
+        )
+    })?;
     let paginator = match &s.pagination {
         StreamPagination::Styled(p) => Some(Paginator::new(p)),
         _ => None,
@@ -218,7 +229,10 @@ fn incremental(
     let key = |k: &str| format!("streams.{name}.incremental.{k}");
     match cfg {
         None => Ok(Incremental::None),
-        Some(IncrementalConfig::Id { cursor_field, start }) => Ok(Incremental::Id {
+        Some(IncrementalConfig::Id {
+            cursor_field,
+            start,
+        }) => Ok(Incremental::Id {
             cursor_field: cursor_field.clone(),
             start: start.as_ref().and_then(|v| serde_json::to_value(v).ok()),
         }),
@@ -233,12 +247,16 @@ fn incremental(
         }) => {
             let tz = tributary_core::schedule::parse_timezone(timezone)
                 .map_err(|e| section.error(&key("timezone"), e.to_string()))?;
-            let format = DatetimeFormat::new(format, tz).map_err(|e| section.error(&key("format"), e))?;
+            let format =
+                DatetimeFormat::new(format, tz).map_err(|e| section.error(&key("format"), e))?;
             let start = match start {
                 Some(s) => Some(format.parse(s).ok_or_else(|| {
                     section.error(
                         &key("start"),
-                        format!("`{s}` is not a datetime in the stream's format (e.g. `{}`)", format.format(chrono::Utc::now())),
+                        format!(
+                            "`{s}` is not a datetime in the stream's format (e.g. `{}`)",
+                            format.format(chrono::Utc::now())
+                        ),
                     )
                 })?),
                 None => None,
@@ -302,10 +320,13 @@ impl Source for HttpSource {
     }
 
     fn run_progress(&self, stream: &StreamSpec, checkpoint: &Checkpoint) -> RunProgress {
-        let format = self.plans.get(&stream.name).and_then(|p| match &p.incremental {
-            Incremental::Datetime(d) => Some(d.format.clone()),
-            _ => None,
-        });
+        let format = self
+            .plans
+            .get(&stream.name)
+            .and_then(|p| match &p.incremental {
+                Incremental::Datetime(d) => Some(d.format.clone()),
+                _ => None,
+            });
         ApiCheckpoint::run_progress(checkpoint, format.as_ref())
     }
 }

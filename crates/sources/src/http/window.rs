@@ -106,7 +106,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             format!("`{text}` is not an ISO 8601 duration such as `P1D` or `PT6H` (years and months are not allowed: their length varies)")
         });
     }
-    humantime::parse_duration(t).map_err(|e| format!("`{text}` is not a duration ({e}); use e.g. `P1D`, `PT6H` or `6h`"))
+    humantime::parse_duration(t)
+        .map_err(|e| format!("`{text}` is not a duration ({e}); use e.g. `P1D`, `PT6H` or `6h`"))
 }
 
 fn parse_iso8601(rest: &str) -> Option<Duration> {
@@ -138,7 +139,11 @@ fn parse_iso8601(rest: &str) -> Option<Duration> {
 }
 
 /// The end of the slice starting at `start`: one `step` later, never past `end`.
-pub fn slice_end(start: DateTime<Utc>, end: DateTime<Utc>, step: Option<Duration>) -> DateTime<Utc> {
+pub fn slice_end(
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    step: Option<Duration>,
+) -> DateTime<Utc> {
     match step.and_then(|s| chrono::Duration::from_std(s).ok()) {
         Some(s) => start.checked_add_signed(s).map_or(end, |t| t.min(end)),
         None => end,
@@ -165,8 +170,14 @@ mod tests {
     #[test]
     fn rfc3339_reads_offsets_and_writes_utc() {
         let f = DatetimeFormat::rfc3339();
-        assert_eq!(f.format(utc("2024-01-01T00:00:00Z")), "2024-01-01T00:00:00Z");
-        assert_eq!(f.parse("2024-01-01T02:00:00+02:00"), Some(utc("2024-01-01T00:00:00Z")));
+        assert_eq!(
+            f.format(utc("2024-01-01T00:00:00Z")),
+            "2024-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            f.parse("2024-01-01T02:00:00+02:00"),
+            Some(utc("2024-01-01T00:00:00Z"))
+        );
         assert_eq!(f.parse("nonsense"), None);
     }
 
@@ -174,8 +185,14 @@ mod tests {
     fn durations_iso_and_humantime() {
         assert_eq!(parse_duration("P1D").unwrap(), Duration::from_secs(86_400));
         assert_eq!(parse_duration("PT6H").unwrap(), Duration::from_secs(21_600));
-        assert_eq!(parse_duration("P1DT12H30M").unwrap(), Duration::from_secs(131_400));
-        assert_eq!(parse_duration("P2W").unwrap(), Duration::from_secs(1_209_600));
+        assert_eq!(
+            parse_duration("P1DT12H30M").unwrap(),
+            Duration::from_secs(131_400)
+        );
+        assert_eq!(
+            parse_duration("P2W").unwrap(),
+            Duration::from_secs(1_209_600)
+        );
         assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
         assert!(parse_duration("P1M").unwrap_err().contains("months"));
         assert!(parse_duration("P").is_err());
@@ -195,7 +212,8 @@ mod tests {
     #[test]
     fn dst_gap_moves_forward() {
         let tz = chrono_tz::America::New_York;
-        let naive = NaiveDateTime::parse_from_str("2024-03-10 02:30:00", "%Y-%m-%d %H:%M:%S").unwrap();
+        let naive =
+            NaiveDateTime::parse_from_str("2024-03-10 02:30:00", "%Y-%m-%d %H:%M:%S").unwrap();
         assert_eq!(local_to_utc(tz, naive), Some(utc("2024-03-10T07:30:00Z")));
     }
 }
