@@ -5,6 +5,16 @@
 //! config files and hands them to the runtime. Exit codes are part of the
 //! interface (see `ExitCode` below and docs/cli.md).
 
+/// `println!` that does not panic when stdout is a closed pipe
+/// (`tributary discover x.toml | head`): the rest of the output is dropped,
+/// as `cat` would.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod build;
 mod cli;
 mod commands;

@@ -518,7 +518,8 @@ fn the_chargeover_example_names_its_four_entities() {
         .output()
         .unwrap();
     assert_exit(&o, 0);
-    let streams: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let discovered: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let streams = &discovered["streams"];
     let names: Vec<&str> = streams
         .as_array()
         .unwrap()

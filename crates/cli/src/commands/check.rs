@@ -6,7 +6,7 @@ use std::path::Path;
 /// connect, without reading or writing data.
 pub async fn check(path: &Path) -> CmdResult {
     let config = build::load(path)?;
-    println!(
+    out!(
         "config   ok: connector `{}` ({})",
         config.name,
         path.display()
@@ -25,17 +25,17 @@ pub async fn check(path: &Path) -> CmdResult {
         .await
         .map_err(|e| check_failed("source", e))?;
     let names: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
-    println!(
+    out!(
         "source   ok: type `{}` with {} stream(s): {}",
         config.source.kind,
         streams.len(),
         names.join(", ")
     );
     sink.check().await.map_err(|e| check_failed("sink", e))?;
-    println!("sink     ok: type `{}`", config.sink.kind);
+    out!("sink     ok: type `{}`", config.sink.kind);
     match &config.state {
         tributary_config::StateConfig::Embedded { dir } => {
-            println!("state    ok: embedded store in {}", dir.display())
+            out!("state    ok: embedded store in {}", dir.display())
         }
         tributary_config::StateConfig::Url(_) => {
             build::state(&config)?;

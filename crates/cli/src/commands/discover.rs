@@ -26,7 +26,7 @@ pub async fn discover(path: &Path) -> CmdResult {
         .collect();
     let text = serde_json::to_string_pretty(&json!({ "connector": config.name, "streams": out }))
         .map_err(|e| Failure::new(Code::Failure, e))?;
-    println!("{text}");
+    out!("{text}");
     Ok(Code::Success)
 }
 

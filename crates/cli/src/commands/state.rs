@@ -23,21 +23,23 @@ pub async fn state(cmd: StateCommand) -> CmdResult {
                         })
                     })
                     .collect();
-                println!(
+                out!(
                     "{}",
                     serde_json::to_string_pretty(&rows)
                         .map_err(|e| Failure::new(Code::Failure, e))?
                 );
                 return Ok(Code::Success);
             }
-            println!("connector `{}`, state in {}", config.name, store.describe());
+            out!("connector `{}`, state in {}", config.name, store.describe());
             if all.is_empty() {
-                println!("no checkpoints committed yet");
+                out!("no checkpoints committed yet");
                 return Ok(Code::Success);
             }
-            println!(
+            out!(
                 "{:<24} {:<25} {:>10}  CHECKPOINT",
-                "STREAM", "COMMITTED AT", "AGE"
+                "STREAM",
+                "COMMITTED AT",
+                "AGE"
             );
             for c in &all {
                 let mut cp = c.checkpoint.0.to_string();
@@ -49,7 +51,7 @@ pub async fn state(cmd: StateCommand) -> CmdResult {
                     cp.truncate(cut);
                     cp.push_str("...");
                 }
-                println!(
+                out!(
                     "{:<24} {:<25} {:>10}  {}",
                     c.stream,
                     c.committed_at
@@ -85,7 +87,7 @@ pub async fn state(cmd: StateCommand) -> CmdResult {
                     )
                 }
             };
-            println!(
+            out!(
                 "{}",
                 serde_json::to_string_pretty(&value).map_err(|e| Failure::new(Code::Failure, e))?
             );
@@ -103,9 +105,9 @@ pub async fn state(cmd: StateCommand) -> CmdResult {
                 .await
                 .map_err(build::state_failure)?;
             match stream {
-                Some(s) if removed == 0 => println!("stream `{s}` of connector `{}` had no checkpoint; nothing to reset", config.name),
-                Some(s) => println!("reset stream `{s}` of connector `{}`: it will start from the beginning", config.name),
-                None => println!("reset {removed} stream(s) of connector `{}`: they will start from the beginning", config.name),
+                Some(s) if removed == 0 => out!("stream `{s}` of connector `{}` had no checkpoint; nothing to reset", config.name),
+                Some(s) => out!("reset stream `{s}` of connector `{}`: it will start from the beginning", config.name),
+                None => out!("reset {removed} stream(s) of connector `{}`: they will start from the beginning", config.name),
             }
             Ok(Code::Success)
         }

@@ -244,8 +244,8 @@ impl Listing for GenericListing {
 pub struct ChildListing {
     pub parent: Arc<GenericListing>,
     pub child: Arc<GenericListing>,
-    /// The parent page last fetched, by its position, so each child page does
-    /// not refetch it.
+    /// The parent page last fetched, by window and position, so each child
+    /// page does not refetch it.
     cache: Mutex<Option<(Value, Page)>>,
 }
 
@@ -267,16 +267,23 @@ impl Listing for ChildListing {
         let mut parent_pos = position.get("parent").cloned().unwrap_or(Value::Null);
         let mut index = position.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
         let mut child_pos = position.get("child").cloned().filter(|v| !v.is_null());
+        let window = query
+            .window
+            .as_ref()
+            .map(|w| json!([w.start_text, w.end_text]))
+            .unwrap_or(Value::Null);
         let mut cache = self.cache.lock().await;
         loop {
-            let cached = matches!(&*cache, Some((p, _)) if *p == parent_pos);
+            // The parent page is the same only for the same window and position.
+            let key = json!([window, parent_pos]);
+            let cached = matches!(&*cache, Some((k, _)) if *k == key);
             if !cached {
                 let q = PageQuery {
                     position: (!parent_pos.is_null()).then_some(&parent_pos),
                     ..query.clone()
                 };
                 let page = self.parent.fetch(&q).await?;
-                *cache = Some((parent_pos.clone(), page));
+                *cache = Some((key, page));
             }
             let Some((_, page)) = &*cache else {
                 return Ok(Page::default());

@@ -99,7 +99,15 @@ impl HttpSource {
                     Arc::new(ChildListing::new(parent.clone(), listings[name].clone()))
                 }
             };
-            let incremental = incremental(section, name, s.incremental.as_ref())?;
+            // A child without its own cursor reads the parent's window: its
+            // requests run per parent record of that window.
+            let own = s.incremental.as_ref().or_else(|| {
+                s.parent
+                    .as_ref()
+                    .and_then(|p| cfg.streams[&p.stream].incremental.as_ref())
+                    .filter(|i| matches!(i, IncrementalConfig::Datetime { .. }))
+            });
+            let incremental = incremental(section, name, own)?;
             let page_size = match &s.pagination {
                 StreamPagination::Keyset(k) => Some(k.page_size),
                 StreamPagination::Styled(p) => Paginator::new(p).page_size(),

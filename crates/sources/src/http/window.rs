@@ -77,6 +77,8 @@ impl DatetimeFormat {
     /// patterns), so a window end written to the API and the next window's
     /// start are the same instant.
     pub fn truncate(&self, t: DateTime<Utc>) -> DateTime<Utc> {
+        // RFC 3339 keeps milliseconds: few APIs accept nanoseconds.
+        let t = chrono::SubsecRound::trunc_subsecs(t, 3);
         self.parse(&self.format(t)).unwrap_or(t)
     }
 }
