@@ -163,7 +163,7 @@ incremental = { type = "datetime", cursor_field = "updated_at", start = "2024-01
     assert_exit(&o, 0);
     assert_eq!(env.ids("api.items", "id"), once(2_000));
     // One request window per day: the first request of each slice starts at midnight.
-    let starts: Vec<String> = env
+    let mut starts: Vec<String> = env
         .sim
         .requests()
         .iter()
@@ -171,6 +171,8 @@ incremental = { type = "datetime", cursor_field = "updated_at", start = "2024-01
         .filter_map(|r| r.param("updated_since").map(str::to_string))
         .collect();
     // 19 whole days and the moments between midnight and the start of the run.
+    // Slices are requested up to four at a time, so in any order.
+    starts.sort();
     assert_eq!(starts.len(), 20, "{starts:?}");
     assert_eq!(starts[1], "2024-01-02T00:00:00Z");
     let state = env.state(&cfg, "items");
@@ -534,4 +536,39 @@ fn the_http_example_runs_against_the_simulator() {
             .collect::<Vec<_>>(),
         (1..=300).collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn window_slices_are_requested_in_parallel_and_delivered_in_order() {
+    let env = setup(RestSimConfig {
+        items: 1_000,
+        step: chrono::Duration::minutes(15), // 2024-01-01 .. 2024-01-11
+        ..RestSimConfig::default()
+    });
+    env.sim.slow_next(1_000, Duration::from_millis(300));
+    let cfg = env.config(
+        r#"window_concurrency = 4
+[source.streams.items]
+path = "/items/offset"
+params = { updated_since = "{{ window.start }}", updated_before = "{{ window.end }}" }
+records = "data"
+primary_key = ["id"]
+pagination = { type = "offset", page_size = 200 }
+incremental = { type = "datetime", cursor_field = "updated_at", start = "2024-01-01T00:00:00Z", step = "P1D" }"#,
+    );
+    let mut cmd = env.ws.cmd(&["run", "--once", &cfg]);
+    cmd.env("TRIBUTARY_CLOCK_START", "2024-01-12T00:00:00Z")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "4 requests in flight at once",
+        || env.sim.requests().iter().filter(|r| r.status == 0).count() >= 4,
+    );
+    let o = wait_output(child, Duration::from_secs(60));
+    assert_exit(&o, 0);
+    let written = env.ws.output("out", "api.items");
+    let ids: Vec<i64> = written.iter().map(|v| v["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, (1..=1_000).collect::<Vec<_>>());
 }

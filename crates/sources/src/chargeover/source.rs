@@ -215,6 +215,8 @@ impl ChargeOverSource {
                     min_page_size: 10,
                     clock: ctx.clock.clone(),
                     schedule: ctx.schedule_for(entity).clone(),
+                    // One window per run: nothing to fetch ahead.
+                    window_concurrency: 1,
                 }),
             );
         }

@@ -31,6 +31,10 @@ pub struct HttpSourceConfig {
     /// Requests in flight at once across all streams (seed 001 runs 8).
     #[serde(default = "default_concurrency")]
     pub max_concurrency: usize,
+    /// Window slices (`step`) of one stream whose first page is requested
+    /// at once; records still arrive in window order.
+    #[serde(default = "default_window_concurrency")]
+    pub window_concurrency: usize,
     /// Requests per second across all streams, with a burst allowance.
     pub rate_limit: Option<RateLimit>,
     /// Floor of adaptive page-size shrinking.
@@ -45,6 +49,9 @@ fn default_timeout() -> Duration {
 }
 fn default_concurrency() -> usize {
     8
+}
+fn default_window_concurrency() -> usize {
+    4
 }
 fn default_min_page_size() -> u64 {
     1

@@ -125,6 +125,17 @@ pub struct StreamPlan {
     pub min_page_size: u64,
     pub clock: Arc<dyn Clock>,
     pub schedule: Schedule,
+    /// Window slices whose first page is fetched at once (seed 001 runs 8
+    /// requests in parallel); records are still emitted in window order.
+    pub window_concurrency: usize,
+}
+
+/// The first page of a later slice, requested ahead of time.
+struct Prefetch {
+    start: String,
+    end: String,
+    page_size: Option<u64>,
+    page: tokio_util::task::AbortOnDropHandle<Result<Page, FetchError>>,
 }
 
 /// A stream's checkpoint. Field names follow seed 000's state table so
@@ -206,6 +217,9 @@ pub struct ApiReader {
     finished: bool,
     /// An error already recorded in the checkpoint, returned on the next poll.
     pending_error: Option<ConnectorError>,
+    /// First pages of the slices after the current one, in order; dropping
+    /// the reader aborts them.
+    prefetched: std::collections::VecDeque<Prefetch>,
 }
 
 impl ApiReader {
@@ -219,6 +233,7 @@ impl ApiReader {
             state,
             finished: false,
             pending_error: None,
+            prefetched: std::collections::VecDeque::new(),
         })
     }
 
@@ -368,6 +383,80 @@ impl ApiReader {
         }
     }
 
+    /// The prefetched first page of the current slice, if it was asked for
+    /// with the same bounds and page size; anything else queued is dropped
+    /// (aborted) when the plan changed, e.g. the page size shrank.
+    fn take_prefetched(
+        &mut self,
+        window: Option<&WindowBounds>,
+        page_size: Option<u64>,
+    ) -> Option<tokio_util::task::AbortOnDropHandle<Result<Page, FetchError>>> {
+        let w = window?;
+        if self.state.page.is_some() {
+            return None;
+        }
+        let front = self.prefetched.front()?;
+        if front.start == w.start_text && front.end == w.end_text && front.page_size == page_size {
+            return self.prefetched.pop_front().map(|p| p.page);
+        }
+        self.prefetched.clear();
+        None
+    }
+
+    /// Starts the first-page requests of up to `window_concurrency - 1`
+    /// slices after `window`, so slow servers answer them in parallel.
+    fn prefetch_following_slices(&mut self, window: Option<&WindowBounds>, page_size: Option<u64>) {
+        let (Some(w), Incremental::Datetime(d)) = (window, &self.plan.incremental) else {
+            return;
+        };
+        let Some(Ok(end)) = self
+            .state
+            .batch_end_datetime
+            .as_deref()
+            .map(|t| self.parse_time("batch_end_datetime", t))
+        else {
+            return;
+        };
+        let step = self.state.step_seconds.map(Duration::from_secs).or(d.step);
+        if step.is_none() {
+            return;
+        }
+        let mut start = match self.prefetched.back() {
+            Some(p) => match d.format.parse(&p.end) {
+                Some(t) => t,
+                None => return,
+            },
+            None => w.end,
+        };
+        while self.prefetched.len() + 1 < self.plan.window_concurrency && start < end {
+            let slice_end = slice_end(start, end, step);
+            let bounds = WindowBounds {
+                start,
+                end: slice_end,
+                start_text: d.format.format(start),
+                end_text: d.format.format(slice_end),
+            };
+            let listing = self.plan.listing.clone();
+            let query_bounds = bounds.clone();
+            let task = tokio::spawn(async move {
+                let query = PageQuery {
+                    window: Some(query_bounds),
+                    last_id: None,
+                    position: None,
+                    page_size,
+                };
+                listing.fetch(&query).await
+            });
+            self.prefetched.push_back(Prefetch {
+                start: bounds.start_text,
+                end: bounds.end_text,
+                page_size,
+                page: tokio_util::task::AbortOnDropHandle::new(task),
+            });
+            start = slice_end;
+        }
+    }
+
     fn to_records(&self, values: Vec<Value>, bad: &mut Vec<BadRecord>) -> Vec<Record> {
         let mut records = Vec::with_capacity(values.len());
         for value in values {
@@ -435,14 +524,25 @@ impl ApiReader {
             }
         }
         let page_size = self.page_size();
-        let fetched = {
-            let query = PageQuery {
-                window: window.clone(),
-                last_id: self.state.last_id.as_ref(),
-                position: self.state.page.as_ref(),
-                page_size,
-            };
-            self.plan.listing.fetch(&query).await
+        let prefetched = self.take_prefetched(window.as_ref(), page_size);
+        if self.state.page.is_none() {
+            self.prefetch_following_slices(window.as_ref(), page_size);
+        }
+        let fetched = match prefetched {
+            Some(handle) => handle.await.unwrap_or_else(|e| {
+                Err(FetchError::Other(ConnectorError::retryable(format!(
+                    "a prefetched page was lost: {e}"
+                ))))
+            }),
+            None => {
+                let query = PageQuery {
+                    window: window.clone(),
+                    last_id: self.state.last_id.as_ref(),
+                    position: self.state.page.as_ref(),
+                    page_size,
+                };
+                self.plan.listing.fetch(&query).await
+            }
         };
         let page = match fetched {
             Ok(page) => page,

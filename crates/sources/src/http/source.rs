@@ -38,6 +38,9 @@ impl HttpSource {
         url::Url::parse(&base).map_err(|e| {
             section.error("base_url", format!("`{}` is not a URL: {e}", cfg.base_url))
         })?;
+        if cfg.window_concurrency == 0 {
+            return Err(section.error("window_concurrency", "must be at least 1"));
+        }
         if cfg.max_concurrency == 0 {
             return Err(section.error("max_concurrency", "must be at least 1"));
         }
@@ -143,6 +146,7 @@ impl HttpSource {
                     min_page_size: cfg.min_page_size,
                     clock: ctx.clock.clone(),
                     schedule: ctx.schedule_for(name).clone(),
+                    window_concurrency: cfg.window_concurrency,
                 }),
             );
         }
