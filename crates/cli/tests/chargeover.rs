@@ -253,7 +253,7 @@ fn three_days_of_downtime_are_recovered_at_start_up() {
     // First start: the initial load runs at once, then the stream waits for 02:00.
     let child = env.spawn_at("2024-11-01T14:30:00Z", &["run", "--no-progress", &cfg]);
     wait_until(Duration::from_secs(60), "the initial load", || {
-        env.written().len() == 1_000
+        env.ws.written_lines("out", "chargeover.customer") == 1_000
     });
     sigterm(&child);
     assert_exit(&wait_output(child, Duration::from_secs(30)), 0);
@@ -283,7 +283,7 @@ fn three_days_of_downtime_are_recovered_at_start_up() {
     }
     let child = env.spawn_at("2024-11-04T09:00:00Z", &["run", "--no-progress", &cfg]);
     wait_until(Duration::from_secs(60), "gap recovery", || {
-        env.written().len() == 1_150
+        env.ws.written_lines("out", "chargeover.customer") == 1_150
     });
     sigterm(&child);
     let o = wait_output(child, Duration::from_secs(30));
@@ -328,7 +328,7 @@ fn kill_9_mid_pagination_resumes_without_loss() {
     env.sim.slow_next(100_000, Duration::from_millis(15));
     let mut child = env.spawn_at("2024-11-01T00:00:00Z", &["run", "--no-progress", &cfg]);
     wait_until(Duration::from_secs(60), "part of the load", || {
-        env.written().len() >= 2_500
+        env.ws.written_lines("out", "chargeover.customer") >= 2_500
     });
     child.kill().unwrap();
     child.wait().unwrap();

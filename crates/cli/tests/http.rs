@@ -459,7 +459,7 @@ pagination = { type = "offset", page_size = 100 }"#,
     env.ws.append("api.toml", "flush_records = 200\n");
     let mut child = env.ws.spawn(&["run", &cfg]);
     wait_until(Duration::from_secs(60), "part of the listing", || {
-        env.ws.output("out", "api.items").len() >= 1_500
+        env.ws.written_lines("out", "api.items") >= 1_500
     });
     child.kill().unwrap();
     child.wait().unwrap();

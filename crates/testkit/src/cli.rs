@@ -68,6 +68,27 @@ impl Workspace {
         c.spawn().expect("spawn tributary")
     }
 
+    /// Complete lines written so far for `target` (safe to call while the
+    /// binary is writing: a half-written last line is not counted).
+    pub fn written_lines(&self, dir: &str, target: &str) -> usize {
+        std::fs::read_dir(self.path(dir))
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| {
+                        e.file_name().to_str().is_some_and(|n| {
+                            n.starts_with(&format!("{target}-")) && n.ends_with(".ndjson")
+                        })
+                    })
+                    .map(|e| {
+                        std::fs::read(e.path())
+                            .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+                            .unwrap_or(0)
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
     /// Every JSON line in the files of `dir` whose name starts with `{target}-`, in file order.
     pub fn output(&self, dir: &str, target: &str) -> Vec<Value> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(self.path(dir))
