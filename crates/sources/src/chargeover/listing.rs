@@ -157,20 +157,8 @@ impl Listing for EntityListing {
         };
         match position {
             None => {
-                let filter = format!("{dt}:GTE:{},{dt}:LT:{end}", escape(&window.start_text));
-                let records = self
-                    .list(self.request(&filter, &format!("{dt}:ASC,{id}:ASC"), limit))
-                    .await?;
-                let next = if (records.len() as u64) < limit {
-                    None
-                } else {
-                    Some(self.keyset_after(&records, false)?)
-                };
-                Ok(Page {
-                    records,
-                    next,
-                    bad_records: Vec::new(),
-                })
+                let lower = format!("{dt}:GTE:{}", escape(&window.start_text));
+                self.range_page(&lower, &end, limit).await
             }
             Some(k) if !k.tie_done => {
                 let filter = format!(
@@ -200,22 +188,31 @@ impl Listing for EntityListing {
                 })
             }
             Some(k) => {
-                let filter = format!("{dt}:GT:{},{dt}:LT:{end}", escape(&k.datetime));
-                let records = self
-                    .list(self.request(&filter, &format!("{dt}:ASC,{id}:ASC"), limit))
-                    .await?;
-                let next = if (records.len() as u64) < limit {
-                    None
-                } else {
-                    Some(self.keyset_after(&records, false)?)
-                };
-                Ok(Page {
-                    records,
-                    next,
-                    bad_records: Vec::new(),
-                })
+                let lower = format!("{dt}:GT:{}", escape(&k.datetime));
+                self.range_page(&lower, &end, limit).await
             }
         }
+    }
+}
+
+impl EntityListing {
+    /// Records from `lower` (a `where` condition) to the window end, by
+    /// (datetime, id); a full page continues after its last record.
+    async fn range_page(&self, lower: &str, end: &str, limit: u64) -> Result<Page, FetchError> {
+        let dt = &self.datetime_field;
+        let filter = format!("{lower},{dt}:LT:{end}");
+        let order = format!("{dt}:ASC,{}:ASC", self.id_field);
+        let records = self.list(self.request(&filter, &order, limit)).await?;
+        let next = if (records.len() as u64) < limit {
+            None
+        } else {
+            Some(self.keyset_after(&records, false)?)
+        };
+        Ok(Page {
+            records,
+            next,
+            bad_records: Vec::new(),
+        })
     }
 }
 

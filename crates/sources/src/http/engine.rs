@@ -71,6 +71,15 @@ impl From<HttpError> for FetchError {
     }
 }
 
+impl From<FetchError> for ConnectorError {
+    fn from(e: FetchError) -> Self {
+        match e {
+            FetchError::Http(h) => h.into_connector_error(),
+            FetchError::Other(c) => c,
+        }
+    }
+}
+
 impl From<ConnectorError> for FetchError {
     fn from(e: ConnectorError) -> Self {
         FetchError::Other(e)
@@ -551,10 +560,7 @@ impl ApiReader {
             }
             Err(e) => {
                 self.record_failure(&e, window.as_ref());
-                let error = match e {
-                    FetchError::Http(h) => h.into_connector_error(),
-                    FetchError::Other(c) => c,
-                };
+                let error = ConnectorError::from(e);
                 if !matches!(error, ConnectorError::Retryable { .. }) {
                     return Err(error);
                 }
@@ -626,6 +632,15 @@ fn max_id(records: &[Value], field: &str, current: Option<&Value>) -> Option<Val
 }
 
 pub fn compare_ids(a: &Value, b: &Value) -> std::cmp::Ordering {
+    // Integers exactly (ids beyond 2^53 are common), other numbers as floats.
+    let int = |v: &Value| match v {
+        Value::Number(n) => n.as_i64().map(i128::from).or(n.as_u64().map(i128::from)),
+        Value::String(s) => s.parse::<i128>().ok(),
+        _ => None,
+    };
+    if let (Some(x), Some(y)) = (int(a), int(b)) {
+        return x.cmp(&y);
+    }
     let num = |v: &Value| match v {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.parse::<f64>().ok(),
@@ -641,5 +656,21 @@ pub fn compare_ids(a: &Value, b: &Value) -> std::cmp::Ordering {
 impl StreamReader for ApiReader {
     async fn poll(&mut self) -> Result<Poll, ConnectorError> {
         self.next_batch().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::cmp::Ordering;
+
+    #[test]
+    fn ids_compare_exactly_beyond_float_precision() {
+        let big = json!(9_007_199_254_740_993u64);
+        let smaller = json!(9_007_199_254_740_992u64);
+        assert_eq!(compare_ids(&big, &smaller), Ordering::Greater);
+        assert_eq!(compare_ids(&json!("10"), &json!(9)), Ordering::Greater);
+        assert_eq!(compare_ids(&json!("b"), &json!("a")), Ordering::Greater);
     }
 }

@@ -310,10 +310,7 @@ impl Source for HttpSource {
                 position: None,
                 page_size: Some(1),
             };
-            probe.fetch_with(&query, None).await.map_err(|e| match e {
-                super::engine::FetchError::Http(h) => h.into_connector_error(),
-                super::engine::FetchError::Other(c) => c,
-            })?;
+            probe.fetch_with(&query, None).await?;
         }
         Ok(())
     }
