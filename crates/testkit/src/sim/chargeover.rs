@@ -51,8 +51,8 @@
 //! serves one entity under a second name.)
 
 use super::common::{
-    basic_credentials, bind, json_response, last_param, lock, read_body, secret_eq, serve,
-    truncate_body, with_retry_after, EditMode, FaultPlan, Log, RequestLog,
+    basic_credentials, bind, json_response, last_param, lock, read_body, secret_eq, truncate_body,
+    with_retry_after, EditMode, RequestLog, SimServer,
 };
 use axum::extract::{Request, State};
 use axum::http::{request::Parts, Method};
@@ -64,23 +64,31 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// ChargeOver's datetime format, e.g. `2024-11-01 14:30:00`.
 pub const DATETIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
 /// A running ChargeOver simulator. Cheap to clone; all clones drive the
-/// same server. The server runs until [`ChargeOverSim::shutdown`] or until
+/// same server. The server runs until [`SimServer::shutdown`](super::SimServer::shutdown) or until
 /// its tokio runtime stops.
 #[derive(Clone)]
 pub struct ChargeOverSim {
     inner: Arc<Inner>,
 }
 
+/// The request log, fault knobs and `shutdown` shared by every simulator.
+impl std::ops::Deref for ChargeOverSim {
+    type Target = SimServer;
+
+    fn deref(&self) -> &SimServer {
+        &self.inner.server
+    }
+}
+
 impl std::fmt::Debug for ChargeOverSim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChargeOverSim")
-            .field("addr", &self.inner.addr)
+            .field("addr", &self.inner.server.addr())
             .finish_non_exhaustive()
     }
 }
@@ -88,11 +96,8 @@ impl std::fmt::Debug for ChargeOverSim {
 struct Inner {
     username: String,
     password: String,
-    addr: SocketAddr,
+    server: SimServer,
     state: Mutex<CoState>,
-    faults: Mutex<FaultPlan>,
-    log: Mutex<Log>,
-    abort: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 struct Entity {
@@ -129,7 +134,7 @@ impl ChargeOverSim {
         let inner = Arc::new(Inner {
             username: username.to_string(),
             password: password.to_string(),
-            addr,
+            server: SimServer::new(addr),
             state: Mutex::new(CoState {
                 entities: BTreeMap::new(),
                 aliases: BTreeMap::new(),
@@ -138,30 +143,15 @@ impl ChargeOverSim {
                 default_limit: 10,
                 max_limit: 500,
             }),
-            faults: Mutex::new(FaultPlan::default()),
-            log: Mutex::new(Log::default()),
-            abort: Mutex::new(None),
         });
         let router = Router::new().fallback(handle).with_state(inner.clone());
-        *lock(&inner.abort) = Some(serve(listener, router));
+        inner.server.serve(listener, router);
         Ok(ChargeOverSim { inner })
     }
 
     /// `http://127.0.0.1:PORT/api/v3`: append `/{entity}`.
     pub fn base_url(&self) -> String {
-        format!("http://{}/api/v3", self.inner.addr)
-    }
-
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
-        self.inner.addr
-    }
-
-    /// Stops the server (idempotent).
-    pub fn shutdown(&self) {
-        if let Some(h) = lock(&self.inner.abort).take() {
-            h.abort();
-        }
+        format!("http://{}/api/v3", self.inner.server.addr())
     }
 
     /// Registers `entity` (served at `/api/v3/{entity}`) with id field
@@ -302,28 +292,6 @@ impl ChargeOverSim {
         lock(&self.inner.state).max_limit = limit;
     }
 
-    /// The next `n` requests (to any path) answer `status` with an error
-    /// envelope, and `Retry-After: secs` when given.
-    pub fn fail_next(&self, n: usize, status: u16, retry_after: Option<u64>) {
-        lock(&self.inner.faults).fail_next(n, status, retry_after);
-    }
-
-    /// The next `n` requests wait `delay` before being handled.
-    pub fn slow_next(&self, n: usize, delay: Duration) {
-        lock(&self.inner.faults).slow_next(n, delay);
-    }
-
-    /// The next `n` successful (200) answers have their body cut off
-    /// mid-JSON (with a matching `Content-Length`).
-    pub fn truncate_next(&self, n: usize) {
-        lock(&self.inner.faults).truncate_next(n);
-    }
-
-    /// Drops all queued faults.
-    pub fn clear_faults(&self) {
-        lock(&self.inner.faults).clear();
-    }
-
     /// Simulates concurrent edits: on every list request for `entity` that
     /// has `offset > 0` or a `where` filter, before answering, modifies (as
     /// [`ChargeOverSim::modify`]) up to `per_request` records of the listing
@@ -351,21 +319,6 @@ impl ChargeOverSim {
         } else {
             st.edits.insert(entity.to_string(), (mode, n));
         }
-    }
-
-    /// Every request so far (since the last [`ChargeOverSim::clear_requests`]).
-    pub fn requests(&self) -> Vec<RequestLog> {
-        lock(&self.inner.log).entries()
-    }
-
-    /// How many requests were logged.
-    pub fn request_count(&self) -> usize {
-        lock(&self.inner.log).len()
-    }
-
-    /// Empties the request log.
-    pub fn clear_requests(&self) {
-        lock(&self.inner.log).clear();
     }
 }
 
@@ -766,15 +719,15 @@ async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Response {
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let seq = lock(&inner.log).push(RequestLog::capture(&parts, &body));
+    let seq = lock(&inner.server.log).push(RequestLog::capture(&parts, &body));
     let resp = inner.respond(&parts).await;
-    lock(&inner.log).set_status(seq, resp.status().as_u16());
+    lock(&inner.server.log).set_status(seq, resp.status().as_u16());
     resp
 }
 
 impl Inner {
     async fn respond(&self, parts: &Parts) -> Response {
-        let planned = lock(&self.faults).take();
+        let planned = lock(&self.server.faults).take();
         if let Some(delay) = planned.delay {
             tokio::time::sleep(delay).await;
         }
@@ -815,7 +768,7 @@ impl Inner {
         };
         match result {
             Ok(body) => {
-                let body = if lock(&self.faults).take_truncate() {
+                let body = if lock(&self.server.faults).take_truncate() {
                     truncate_body(&body)
                 } else {
                     body.into()

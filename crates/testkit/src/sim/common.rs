@@ -267,12 +267,83 @@ pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpLis
     tokio::net::TcpListener::bind(addr).await
 }
 
-pub(crate) fn serve(listener: tokio::net::TcpListener, router: Router) -> tokio::task::AbortHandle {
-    let task = tokio::spawn(async move {
-        // The server only ends when the task is aborted or the runtime stops.
-        let _ = axum::serve(listener, router).await;
-    });
-    task.abort_handle()
+/// What every simulator has besides its data: its address, the request
+/// log, the fault knobs and the server task. The simulators dereference to
+/// it, so `sim.fail_next(..)` and `sim.requests()` work on both.
+pub struct SimServer {
+    addr: SocketAddr,
+    pub(crate) faults: Mutex<FaultPlan>,
+    pub(crate) log: Mutex<Log>,
+    abort: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl SimServer {
+    pub(crate) fn new(addr: SocketAddr) -> Self {
+        SimServer {
+            addr,
+            faults: Mutex::new(FaultPlan::default()),
+            log: Mutex::new(Log::default()),
+            abort: Mutex::new(None),
+        }
+    }
+
+    /// Serves `router` on a task of the current runtime until [`SimServer::shutdown`].
+    pub(crate) fn serve(&self, listener: tokio::net::TcpListener, router: Router) {
+        let task = tokio::spawn(async move {
+            // The server only ends when the task is aborted or the runtime stops.
+            let _ = axum::serve(listener, router).await;
+        });
+        *lock(&self.abort) = Some(task.abort_handle());
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the server (idempotent).
+    pub fn shutdown(&self) {
+        if let Some(h) = lock(&self.abort).take() {
+            h.abort();
+        }
+    }
+
+    /// The next `n` requests answer `status` with the simulator's error
+    /// body, and `Retry-After: secs` when given.
+    pub fn fail_next(&self, n: usize, status: u16, retry_after: Option<u64>) {
+        lock(&self.faults).fail_next(n, status, retry_after);
+    }
+
+    /// The next `n` requests wait `delay` before being handled.
+    pub fn slow_next(&self, n: usize, delay: Duration) {
+        lock(&self.faults).slow_next(n, delay);
+    }
+
+    /// The next `n` successful (200) answers have their body cut off
+    /// mid-JSON (with a matching `Content-Length`).
+    pub fn truncate_next(&self, n: usize) {
+        lock(&self.faults).truncate_next(n);
+    }
+
+    /// Drops all queued faults.
+    pub fn clear_faults(&self) {
+        lock(&self.faults).clear();
+    }
+
+    /// Every request so far (since the last [`SimServer::clear_requests`]).
+    pub fn requests(&self) -> Vec<RequestLog> {
+        lock(&self.log).entries()
+    }
+
+    /// How many requests were logged.
+    pub fn request_count(&self) -> usize {
+        lock(&self.log).len()
+    }
+
+    /// Empties the request log.
+    pub fn clear_requests(&self) {
+        lock(&self.log).clear();
+    }
 }
 
 /// Reads a request body; `Err` is the 413 answer.

@@ -17,5 +17,5 @@ pub mod chargeover;
 pub mod rest;
 
 pub use chargeover::ChargeOverSim;
-pub use common::RequestLog;
+pub use common::{RequestLog, SimServer};
 pub use rest::{RestAuth, RestSim, RestSimConfig};

@@ -37,13 +37,13 @@
 //!
 //! # Faults
 //!
-//! [`RestSim::fail_next`], [`RestSim::slow_next`], [`RestSim::truncate_next`],
+//! [`SimServer::fail_next`](super::SimServer::fail_next), `slow_next`, `truncate_next`,
 //! [`RestSim::modify_during_paging`] and [`RestSim::fail_when_limit_above`]
 //! apply to every endpoint except `/oauth/token`.
 
 use super::common::{
     basic_credentials, bearer_token, bind, json_response, last_param, lock, parse_query, read_body,
-    secret_eq, serve, truncate_body, with_retry_after, EditMode, FaultPlan, Log, RequestLog,
+    secret_eq, truncate_body, with_retry_after, EditMode, RequestLog, SimServer,
 };
 use axum::extract::{Request, State};
 use axum::http::{header, request::Parts, HeaderName, HeaderValue, Method};
@@ -140,27 +140,33 @@ impl Default for RestSimConfig {
 }
 
 /// A running REST simulator. Cheap to clone; all clones drive the same
-/// server, which runs until [`RestSim::shutdown`] or until its tokio runtime
+/// server, which runs until [`SimServer::shutdown`](super::SimServer::shutdown) or until its tokio runtime
 /// stops.
 #[derive(Clone)]
 pub struct RestSim {
     inner: Arc<Inner>,
 }
 
+/// The request log, fault knobs and `shutdown` shared by every simulator.
+impl std::ops::Deref for RestSim {
+    type Target = SimServer;
+
+    fn deref(&self) -> &SimServer {
+        &self.inner.server
+    }
+}
+
 impl std::fmt::Debug for RestSim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RestSim")
-            .field("addr", &self.inner.addr)
+            .field("addr", &self.inner.server.addr())
             .finish_non_exhaustive()
     }
 }
 
 struct Inner {
-    addr: SocketAddr,
+    server: SimServer,
     state: Mutex<RestState>,
-    faults: Mutex<FaultPlan>,
-    log: Mutex<Log>,
-    abort: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 struct Item {
@@ -235,32 +241,17 @@ impl RestSim {
         };
         state.generate(config.items, config.start, config.step);
         let inner = Arc::new(Inner {
-            addr,
+            server: SimServer::new(addr),
             state: Mutex::new(state),
-            faults: Mutex::new(FaultPlan::default()),
-            log: Mutex::new(Log::default()),
-            abort: Mutex::new(None),
         });
         let router = Router::new().fallback(handle).with_state(inner.clone());
-        *lock(&inner.abort) = Some(serve(listener, router));
+        inner.server.serve(listener, router);
         Ok(RestSim { inner })
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.inner.addr)
-    }
-
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
-        self.inner.addr
-    }
-
-    /// Stops the server (idempotent).
-    pub fn shutdown(&self) {
-        if let Some(h) = lock(&self.inner.abort).take() {
-            h.abort();
-        }
+        format!("http://{}", self.inner.server.addr())
     }
 
     /// Changes the authentication required from now on (issued OAuth2
@@ -368,31 +359,6 @@ impl RestSim {
         DateTime::from_timestamp_millis(st.now_ms()).unwrap_or_default()
     }
 
-    /// The next `n` requests answer `status` (JSON error body), with
-    /// `Retry-After: secs` when given.
-    pub fn fail_next(&self, n: usize, status: u16, retry_after: Option<u64>) {
-        lock(&self.inner.faults).fail_next(n, status, retry_after);
-    }
-
-    /// The next `n` requests wait `delay` before being handled.
-    pub fn slow_next(&self, n: usize, delay: Duration) {
-        lock(&self.inner.faults).slow_next(n, delay);
-    }
-
-    /// The next `n` successful (200) answers have their body cut off
-    /// mid-JSON.
-    pub fn truncate_next(&self, n: usize) {
-        lock(&self.inner.faults).truncate_next(n);
-    }
-
-    /// Drops all queued faults, the page-size fault and paging edits.
-    pub fn clear_faults(&self) {
-        lock(&self.inner.faults).clear();
-        let mut st = lock(&self.inner.state);
-        st.limit_fault = None;
-        st.edits = None;
-    }
-
     /// Requests whose page size (`limit`, `per_page` or `page_size`) is
     /// above `limit` answer `status` (e.g. 500 or 504), as an API that times
     /// out on big pages.
@@ -430,21 +396,6 @@ impl RestSim {
     /// How many OAuth2 tokens `/oauth/token` issued.
     pub fn tokens_issued(&self) -> usize {
         lock(&self.inner.state).tokens_issued
-    }
-
-    /// Every request so far (since the last [`RestSim::clear_requests`]).
-    pub fn requests(&self) -> Vec<RequestLog> {
-        lock(&self.inner.log).entries()
-    }
-
-    /// How many requests were logged.
-    pub fn request_count(&self) -> usize {
-        lock(&self.inner.log).len()
-    }
-
-    /// Empties the request log.
-    pub fn clear_requests(&self) {
-        lock(&self.inner.log).clear();
     }
 }
 
@@ -770,9 +721,9 @@ async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Response {
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let seq = lock(&inner.log).push(RequestLog::capture(&parts, &body));
+    let seq = lock(&inner.server.log).push(RequestLog::capture(&parts, &body));
     let resp = inner.respond(&parts, &body).await;
-    lock(&inner.log).set_status(seq, resp.status().as_u16());
+    lock(&inner.server.log).set_status(seq, resp.status().as_u16());
     resp
 }
 
@@ -819,7 +770,7 @@ impl Inner {
                 Err(e) => e.into_response(),
             };
         }
-        let planned = lock(&self.faults).take();
+        let planned = lock(&self.server.faults).take();
         if let Some(delay) = planned.delay {
             tokio::time::sleep(delay).await;
         }
@@ -850,7 +801,7 @@ impl Inner {
         };
         match result {
             Ok(answer) => {
-                let body = if lock(&self.faults).take_truncate() {
+                let body = if lock(&self.server.faults).take_truncate() {
                     truncate_body(&answer.body)
                 } else {
                     answer.body.into()
@@ -1082,7 +1033,7 @@ impl Inner {
                         ("limit", q.limit.to_string()),
                     ],
                 );
-                let next = format!("http://{}/items/next-url?{query}", self.addr);
+                let next = format!("http://{}/items/next-url?{query}", self.server.addr());
                 buf.extend_from_slice(b",\"next\":");
                 let _ = serde_json::to_writer(&mut buf, &next);
                 buf.push(b'}');
@@ -1106,7 +1057,7 @@ impl Inner {
                     &q,
                     &[("page", p.to_string()), ("per_page", q.limit.to_string())],
                 );
-                format!("http://{}/items/link?{query}", self.addr)
+                format!("http://{}/items/link?{query}", self.server.addr())
             };
             let value = format!(
                 "<{}>; rel=\"next\", <{}>; rel=\"last\"",
