@@ -69,19 +69,14 @@ backoff_max = "100ms"
     }
 
     fn run_at(&self, clock: &str, args: &[&str]) -> Output {
-        let mut cmd = self.ws.cmd(args);
-        cmd.env("CHARGEOVER_PASSWORD", PASSWORD)
-            .env("TRIBUTARY_CLOCK_START", clock);
-        cmd.stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        wait_output(cmd.spawn().unwrap(), Duration::from_secs(120))
+        wait_output(self.spawn_at(clock, args), Duration::from_secs(120))
     }
 
     fn spawn_at(&self, clock: &str, args: &[&str]) -> std::process::Child {
         let mut cmd = self.ws.cmd(args);
         cmd.env("CHARGEOVER_PASSWORD", PASSWORD)
-            .env("TRIBUTARY_CLOCK_START", clock);
-        cmd.stdout(std::process::Stdio::null())
+            .env("TRIBUTARY_CLOCK_START", clock)
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         cmd.spawn().unwrap()
     }
