@@ -8,6 +8,7 @@
 pub mod checkpoint;
 pub mod clock;
 pub mod error;
+pub mod payload;
 pub mod record;
 pub mod schedule;
 pub mod secret;
@@ -18,6 +19,7 @@ pub mod stream;
 pub use checkpoint::Checkpoint;
 pub use clock::{Clock, ManualClock, ShiftedClock, SystemClock};
 pub use error::{ConnectorError, ErrorClass};
+pub use payload::{ExtraFields, Payload, RawJson};
 pub use record::{Headers, Op, Record};
 pub use schedule::{Schedule, ScheduleError};
 pub use secret::Secret;

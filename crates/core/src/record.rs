@@ -1,3 +1,4 @@
+use crate::Payload;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -20,7 +21,7 @@ pub struct Record {
     /// The primary key: a single value, or an array for composite keys.
     /// `None` when the stream has no key (append-only data).
     pub key: Option<Value>,
-    pub value: Value,
+    pub value: Payload,
     pub headers: Headers,
     /// Where the record goes (topic, table, file). `None` lets the runtime
     /// route it: the stream's configured target, else `{topic_prefix}.{stream}`.
@@ -29,9 +30,9 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn new(value: Value) -> Self {
+    pub fn new(value: impl Into<Payload>) -> Self {
         Record {
-            value,
+            value: value.into(),
             ..Record::default()
         }
     }

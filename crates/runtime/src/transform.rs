@@ -5,7 +5,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 use tributary_config::{MetadataConfig, TimestampFormat};
-use tributary_core::{LoadMode, Record};
+use tributary_core::{ExtraFields, LoadMode, Record};
 
 #[derive(Debug, Clone)]
 pub struct Transform {
@@ -24,30 +24,38 @@ impl Transform {
     }
 
     /// Routes records without a target and adds the metadata fields to object
-    /// values. `ingested_at` is one instant per batch.
+    /// values. `ingested_at` is one instant per batch, so the fields are
+    /// built (and, for raw records, rendered) once per batch.
     pub fn apply(&self, records: &mut [Record], load_mode: LoadMode, ingested_at: DateTime<Utc>) {
-        let ingested_at = match self.metadata.as_ref().map(|m| m.ingested_at_format) {
-            Some(TimestampFormat::UnixMs) => Value::from(ingested_at.timestamp_millis()),
-            _ => Value::String(ingested_at.to_rfc3339_opts(SecondsFormat::Millis, true)),
-        };
+        let extra = self.metadata.as_ref().map(|m| {
+            let ingested_at = match m.ingested_at_format {
+                TimestampFormat::UnixMs => Value::from(ingested_at.timestamp_millis()),
+                TimestampFormat::Rfc3339 => {
+                    Value::String(ingested_at.to_rfc3339_opts(SecondsFormat::Millis, true))
+                }
+            };
+            let fields = [
+                (&m.stream_field, Value::String(self.stream.clone())),
+                (&m.ingested_at_field, ingested_at),
+                (
+                    &m.load_mode_field,
+                    Value::String(load_mode.as_str().to_string()),
+                ),
+            ];
+            ExtraFields::new(
+                fields
+                    .into_iter()
+                    .filter(|(name, _)| !name.is_empty())
+                    .map(|(name, value)| (name.clone(), value))
+                    .collect(),
+            )
+        });
         for r in records.iter_mut() {
             if r.target.is_none() {
                 r.target = Some(self.target.clone());
             }
-            let (Some(m), Value::Object(map)) = (&self.metadata, &mut r.value) else {
-                continue;
-            };
-            if !m.stream_field.is_empty() {
-                map.insert(m.stream_field.clone(), Value::String(self.stream.clone()));
-            }
-            if !m.ingested_at_field.is_empty() {
-                map.insert(m.ingested_at_field.clone(), ingested_at.clone());
-            }
-            if !m.load_mode_field.is_empty() {
-                map.insert(
-                    m.load_mode_field.clone(),
-                    Value::String(load_mode.as_str().to_string()),
-                );
+            if let Some(extra) = extra.as_ref().filter(|e| !e.is_empty()) {
+                r.value.add_fields(extra);
             }
         }
     }
@@ -90,7 +98,7 @@ mod tests {
         };
         let mut recs = vec![Record::new(json!({"id": 1}))];
         Transform::new("s", "t".into(), &m).apply(&mut recs, LoadMode::Initial, at());
-        assert_eq!(recs[0].value["_ingested_at"], json!(1767225600000i64));
+        assert_eq!(recs[0].value.to_value()["_ingested_at"], json!(1767225600000i64));
     }
 
     #[test]

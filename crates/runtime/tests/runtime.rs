@@ -67,8 +67,8 @@ impl Harness {
             .unwrap()
             .written
             .iter()
-            .filter(|r| r.value["_stream"] == json!(stream))
-            .map(|r| r.value["n"].as_u64().unwrap())
+            .filter(|r| r.value.to_value()["_stream"] == json!(stream))
+            .map(|r| r.value.to_value()["n"].as_u64().unwrap())
             .collect()
     }
 
@@ -107,7 +107,7 @@ async fn every_record_is_delivered_once_and_checkpoints_follow_acknowledgement()
     // Routing and metadata were applied.
     let first = h.sink.lock().unwrap().written[0].clone();
     assert!(first.target.as_deref() == Some("c.a") || first.target.as_deref() == Some("c.b"));
-    assert_eq!(first.value["_load_mode"], json!("INITIAL_LOAD"));
+    assert_eq!(first.value.to_value()["_load_mode"], json!("INITIAL_LOAD"));
 }
 
 #[tokio::test]
@@ -461,7 +461,7 @@ async fn cron_schedule_in_a_time_zone_across_dst_with_an_injected_clock() {
         .unwrap()
         .written
         .iter()
-        .filter(|r| r.value["_stream"] == json!("hourly"))
+        .filter(|r| r.value.to_value()["_stream"] == json!("hourly"))
         .map(|r| r.target.clone().unwrap())
         .collect();
     assert!(hourly_targets.iter().all(|t| t == "custom.topic"));

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tributary_core::{ConnectorError, Op, Record};
+use tributary_core::{ConnectorError, Op, Payload, Record};
 
 /// How a record becomes one NDJSON line.
 ///
@@ -26,7 +26,7 @@ struct Envelope<'a> {
     key: Option<&'a Value>,
     op: Op,
     headers: &'a [(String, String)],
-    value: &'a Value,
+    value: &'a Payload,
 }
 
 /// Appends the line of `record` (with its `'\n'`) to `out`.
@@ -41,7 +41,7 @@ pub(crate) fn encode_line(
     out: &mut Vec<u8>,
 ) -> Result<(), ConnectorError> {
     let result = match format {
-        Format::Value => serde_json::to_writer(&mut *out, &record.value),
+        Format::Value => record.value.write_json(out),
         Format::Envelope => serde_json::to_writer(
             &mut *out,
             &Envelope {
@@ -53,7 +53,7 @@ pub(crate) fn encode_line(
             },
         ),
     };
-    // Serializing a `Value` into memory cannot fail (its map keys are strings);
+    // Serializing into memory cannot fail (map keys are strings, raw text is valid JSON);
     // reported per record all the same rather than unwrapped.
     result.map_err(|e| ConnectorError::bad_record(format!("cannot encode record as JSON: {e}")))?;
     out.push(b'\n');

@@ -246,8 +246,8 @@ impl StateStore for CheckingState {
                 .unwrap_or(0);
             let durable: Vec<u64> = log.written[..log.durable]
                 .iter()
-                .filter(|r| r.value["_stream"] == json!(stream))
-                .map(|r| r.value["n"].as_u64().unwrap())
+                .filter(|r| r.value.to_value()["_stream"] == json!(stream))
+                .map(|r| r.value.to_value()["n"].as_u64().unwrap())
                 .collect();
             for i in previous..next {
                 assert!(

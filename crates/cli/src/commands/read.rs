@@ -63,9 +63,12 @@ pub async fn read(args: ReadArgs) -> CmdResult {
         }
         transform.apply(&mut batch.records, batch.load_mode, chrono::Utc::now());
         for r in batch.records.iter().take(args.limit - printed) {
-            serde_json::to_writer(&mut out, &r.value)
+            let mut line = Vec::new();
+            r.value
+                .write_json(&mut line)
                 .map_err(|e| Failure::new(Code::Failure, e))?;
-            out.write_all(b"\n")
+            line.push(b'\n');
+            out.write_all(&line)
                 .map_err(|e| Failure::new(Code::Failure, e))?;
             printed += 1;
         }

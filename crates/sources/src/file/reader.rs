@@ -571,7 +571,7 @@ fn lossy(b: &[u8]) -> String {
 fn record(stream: &StreamSettings, value: Value) -> Record {
     Record {
         key: Record::key_from_fields(&value, &stream.primary_key),
-        value,
+        value: value.into(),
         ..Record::default()
     }
 }

@@ -53,7 +53,7 @@ async fn drain(r: &mut Box<dyn StreamReader>) -> Run {
                 ));
                 for rec in b.records {
                     run.keys.push(rec.key);
-                    run.records.push(rec.value);
+                    run.records.push(rec.value.into_value());
                 }
                 run.bad.extend(b.bad_records);
             }
@@ -747,7 +747,7 @@ async fn poll_is_cancel_safe() {
                 seen.extend(
                     b.records
                         .into_iter()
-                        .map(|x| x.value["i"].as_i64().unwrap()),
+                        .map(|x| x.value.to_value()["i"].as_i64().unwrap()),
                 );
                 continue;
             }
@@ -756,7 +756,7 @@ async fn poll_is_cancel_safe() {
             Poll::Batch(b) => seen.extend(
                 b.records
                     .into_iter()
-                    .map(|x| x.value["i"].as_i64().unwrap()),
+                    .map(|x| x.value.to_value()["i"].as_i64().unwrap()),
             ),
             _ => break,
         }

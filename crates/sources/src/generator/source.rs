@@ -194,7 +194,7 @@ impl StreamReader for GeneratorReader {
                 let key = value.get(primary_key(self.stream.record_type)).cloned();
                 Record {
                     key,
-                    value,
+                    value: value.into(),
                     ..Record::default()
                 }
             })

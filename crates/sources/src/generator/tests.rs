@@ -31,7 +31,7 @@ async fn run(
                 assert_eq!(b.load_mode, LoadMode::Initial);
                 assert!(b.bad_records.is_empty());
                 batches.push((b.records.len(), b.checkpoint.0));
-                records.extend(b.records.into_iter().map(|r| (r.key, r.value)));
+                records.extend(b.records.into_iter().map(|r| (r.key, r.value.into_value())));
             }
             Poll::End => break,
             Poll::Idle => panic!("the generator is never idle"),
