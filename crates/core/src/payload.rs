@@ -260,6 +260,15 @@ impl PartialEq<Value> for Payload {
     }
 }
 
+impl fmt::Debug for RawJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawJson")
+            .field("text", &String::from_utf8_lossy(&self.text))
+            .field("extra", &self.extra)
+            .finish()
+    }
+}
+
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -312,11 +321,17 @@ mod tests {
             p.to_json_string(),
             r#"{"id": 1, "s": "a}","_stream":"items","_at":1767225600000}"#
         );
-        assert_eq!(p, json!({"id": 1, "s": "a}", "_stream": "items", "_at": 1767225600000i64}));
+        assert_eq!(
+            p,
+            json!({"id": 1, "s": "a}", "_stream": "items", "_at": 1767225600000i64})
+        );
 
         let mut empty = raw("{ }");
         empty.add_fields(&metadata());
-        assert_eq!(empty.to_json_string(), r#"{ "_stream":"items","_at":1767225600000}"#);
+        assert_eq!(
+            empty.to_json_string(),
+            r#"{ "_stream":"items","_at":1767225600000}"#
+        );
         assert_eq!(empty, json!({"_stream": "items", "_at": 1767225600000i64}));
     }
 
@@ -326,7 +341,10 @@ mod tests {
         p.add_fields(&metadata());
         let line = p.to_json_string();
         assert_eq!(line.matches("_stream").count(), 1, "{line}");
-        assert_eq!(p, json!({"id": 2, "_stream": "items", "_at": 1767225600000i64}));
+        assert_eq!(
+            p,
+            json!({"id": 2, "_stream": "items", "_at": 1767225600000i64})
+        );
         // A second set of fields also goes through the tree.
         p.add_fields(&ExtraFields::new(vec![("_x".into(), json!(true))]));
         assert_eq!(p.to_value()["_x"], json!(true));

@@ -98,7 +98,10 @@ mod tests {
         };
         let mut recs = vec![Record::new(json!({"id": 1}))];
         Transform::new("s", "t".into(), &m).apply(&mut recs, LoadMode::Initial, at());
-        assert_eq!(recs[0].value.to_value()["_ingested_at"], json!(1767225600000i64));
+        assert_eq!(
+            recs[0].value.to_value()["_ingested_at"],
+            json!(1767225600000i64)
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 use crate::http::client::{HttpClient, HttpRequest, Method};
 use crate::http::engine::{FetchError, Listing, Page, PageQuery};
+use crate::http::raw_page::{PageRecord, RawSelection};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tributary_core::ConnectorError;
@@ -74,18 +75,20 @@ impl EntityListing {
         }
     }
 
-    /// The `response` array of ChargeOver's envelope.
-    async fn list(&self, request: HttpRequest) -> Result<Vec<Value>, FetchError> {
+    /// The `response` array of ChargeOver's envelope, records kept as text
+    /// with their datetime and id read.
+    async fn list(&self, request: HttpRequest) -> Result<Vec<PageRecord>, FetchError> {
         let response = self.client.execute(&request).await?;
-        let body = response.json()?;
-        let malformed = |what: &str| {
-            FetchError::Other(ConnectorError::retryable(format!(
-                "ChargeOver answered {} with {what}",
-                crate::http::client::display_url(&response.url)
-            )))
+        let selection = RawSelection {
+            path: vec!["response".into()],
+            fields: vec![self.datetime_field.clone(), self.id_field.clone()],
         };
-        let Value::Object(mut envelope) = body else {
-            return Err(malformed("something other than its JSON envelope"));
+        let page = selection.read_response(&response)?;
+        let Value::Object(envelope) = &page.body else {
+            return Err(FetchError::Other(ConnectorError::retryable(format!(
+                "ChargeOver answered {} with something other than its JSON envelope",
+                crate::http::client::display_url(&response.url)
+            ))));
         };
         let code = envelope.get("code").and_then(Value::as_u64).unwrap_or(200);
         if code != 200 {
@@ -100,14 +103,10 @@ impl EntityListing {
                 tributary_core::secret::redact(&message)
             ))));
         }
-        match envelope.remove("response") {
-            Some(Value::Array(records)) => Ok(records),
-            Some(Value::Null) | None => Ok(Vec::new()),
-            Some(_) => Err(malformed("a `response` that is not a list")),
-        }
+        Ok(page.records)
     }
 
-    fn keyset_after(&self, records: &[Value], tie_done: bool) -> Result<Value, FetchError> {
+    fn keyset_after(&self, records: &[PageRecord], tie_done: bool) -> Result<Value, FetchError> {
         let last = records.last().ok_or_else(|| {
             FetchError::Other(ConnectorError::fatal("internal: keyset of an empty page"))
         })?;

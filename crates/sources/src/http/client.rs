@@ -86,7 +86,7 @@ pub struct HttpResponse {
     /// The final URL, after redirects: the base for relative next-page links.
     pub url: Url,
     pub headers: HeaderMap,
-    pub body: Vec<u8>,
+    pub body: bytes::Bytes,
 }
 
 impl HttpResponse {
@@ -97,9 +97,19 @@ impl HttpResponse {
     /// `204 No Content`; from any other status it is treated as truncated,
     /// because silently reading "no records" could end a listing early.
     pub fn json(&self) -> Result<Value, HttpError> {
+        self.parse_json(Value::Null, |body| serde_json::from_slice(body))
+    }
+
+    /// Parses the body with `parse`, with [`HttpResponse::json`]'s rules;
+    /// `empty` is the result for a `204 No Content`.
+    pub fn parse_json<T>(
+        &self,
+        empty: T,
+        parse: impl FnOnce(&bytes::Bytes) -> Result<T, serde_json::Error>,
+    ) -> Result<T, HttpError> {
         if self.body.iter().all(u8::is_ascii_whitespace) {
             if self.status == 204 {
-                return Ok(Value::Null);
+                return Ok(empty);
             }
             return Err(HttpError::new(
                 HttpErrorKind::Malformed,
@@ -110,7 +120,7 @@ impl HttpResponse {
                 ),
             ));
         }
-        serde_json::from_slice(&self.body).map_err(|e| {
+        parse(&self.body).map_err(|e| {
             let what = if e.is_eof() {
                 "the response body is truncated"
             } else {
@@ -246,7 +256,7 @@ impl HttpClient {
                     status: status.as_u16(),
                     url,
                     headers,
-                    body: body.into(),
+                    body,
                 });
             }
             if status == StatusCode::UNAUTHORIZED && !retried_auth && inner.auth.invalidate() {

@@ -13,6 +13,7 @@
 //! shrinking survives the retry and the count is visible in `state get`.
 
 use super::client::HttpError;
+use super::raw_page::PageRecord;
 use super::window::{slice_end, DatetimeFormat};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -28,7 +29,7 @@ use tributary_core::{
 /// One page of a listing.
 #[derive(Debug, Default)]
 pub struct Page {
-    pub records: Vec<Value>,
+    pub records: Vec<PageRecord>,
     /// Where the next page starts; `None` when the listing is done.
     pub next: Option<Value>,
     pub bad_records: Vec<BadRecord>,
@@ -466,25 +467,15 @@ impl ApiReader {
         }
     }
 
-    fn to_records(&self, values: Vec<Value>, bad: &mut Vec<BadRecord>) -> Vec<Record> {
-        let mut records = Vec::with_capacity(values.len());
-        for value in values {
+    fn to_records(&self, page: Vec<PageRecord>, bad: &mut Vec<BadRecord>) -> Vec<Record> {
+        let mut records = Vec::with_capacity(page.len());
+        for record in page {
             if self.plan.key_fields.is_empty() {
-                records.push(Record::new(value));
+                records.push(Record::new(record.into_payload()));
                 continue;
             }
-            match Record::key_from_fields(&value, &self.plan.key_fields) {
-                Some(key) => {
-                    let key = match key {
-                        Value::String(_) => key,
-                        other if self.plan.string_keys => Value::String(match other {
-                            Value::Number(n) => n.to_string(),
-                            v => v.to_string(),
-                        }),
-                        other => other,
-                    };
-                    records.push(Record::new(value).with_key(key));
-                }
+            match self.key_of(&record) {
+                Some(key) => records.push(Record::new(record.into_payload()).with_key(key)),
                 None => bad.push(BadRecord {
                     location: format!(
                         "stream {} record {}",
@@ -492,11 +483,33 @@ impl ApiReader {
                         self.state.current_offset + records.len() as u64 + bad.len() as u64
                     ),
                     error: format!("missing key field(s) {}", self.plan.key_fields.join(", ")),
-                    raw: value.to_string(),
+                    raw: record.to_json_string(),
                 }),
             }
         }
         records
+    }
+
+    /// The key fields' value (an array for several), ids as strings when
+    /// the plan says so; `None` when one is missing.
+    fn key_of(&self, record: &PageRecord) -> Option<Value> {
+        let field = |name: &String| {
+            let value = record.get(name)?.clone();
+            Some(match value {
+                Value::String(_) => value,
+                Value::Number(n) if self.plan.string_keys => Value::String(n.to_string()),
+                other if self.plan.string_keys => Value::String(other.to_string()),
+                other => other,
+            })
+        };
+        match self.plan.key_fields.as_slice() {
+            [one] => field(one),
+            many => many
+                .iter()
+                .map(field)
+                .collect::<Option<Vec<_>>>()
+                .map(Value::Array),
+        }
     }
 
     fn batch(
@@ -616,7 +629,7 @@ impl ApiReader {
 
 /// The largest `field` among `records` and `current`, comparing numbers as
 /// numbers and anything else as text.
-fn max_id(records: &[Value], field: &str, current: Option<&Value>) -> Option<Value> {
+fn max_id(records: &[PageRecord], field: &str, current: Option<&Value>) -> Option<Value> {
     let mut best = current.cloned();
     for r in records {
         let Some(v) = r.get(field) else { continue };

@@ -6,6 +6,7 @@ use super::client::{HttpClient, HttpRequest, HttpResponse, Method};
 use super::config::{HttpMethod, KeysetConfig, StreamPagination};
 use super::engine::{FetchError, Listing, Page, PageQuery};
 use super::pagination::{PageState, Paginator};
+use super::raw_page::{PageRecord, RawSelection};
 use super::records::{lookup, RecordSelector};
 use super::template::{render_json, Template};
 use serde_json::{json, Map, Value};
@@ -76,6 +77,8 @@ pub struct GenericListing {
     pub key_fields: Vec<String>,
     /// `{{ vars.* }}`.
     pub vars: Value,
+    /// Set when records can stay JSON text (the fast path).
+    pub raw: Option<RawSelection>,
 }
 
 impl GenericListing {
@@ -147,15 +150,30 @@ impl GenericListing {
             }
         }
         let response = self.client.execute(&request).await?;
-        let body = response.json()?;
-        let raw_count = count_records(&body, self.records_path.as_deref());
-        let next = self.next_position(&state, page_size, &response, &body, raw_count)?;
-        let records = self.selector.select(body).map_err(|e| {
-            FetchError::Other(ConnectorError::retryable(format!(
-                "unexpected response from {}: {e}",
-                super::client::display_url(&response.url)
-            )))
-        })?;
+        let (records, next, raw_count) = match &self.raw {
+            Some(raw) => {
+                let page = raw.read_response(&response)?;
+                let next =
+                    self.next_position(&state, page_size, &response, &page.body, page.raw_count)?;
+                (page.records, next, page.raw_count)
+            }
+            None => {
+                let body = response.json()?;
+                let raw_count = count_records(&body, self.records_path.as_deref());
+                let next = self.next_position(&state, page_size, &response, &body, raw_count)?;
+                let records = self.selector.select(body).map_err(|e| {
+                    FetchError::Other(ConnectorError::retryable(format!(
+                        "unexpected response from {}: {e}",
+                        super::client::display_url(&response.url)
+                    )))
+                })?;
+                (
+                    records.into_iter().map(PageRecord::Parsed).collect(),
+                    next,
+                    raw_count,
+                )
+            }
+        };
         let next = match (&self.pagination, next) {
             (StreamPagination::Keyset(_), _) => keyset_next(
                 &records,
@@ -208,7 +226,7 @@ fn count_records(body: &Value, path: Option<&str>) -> usize {
 /// The keyset position after a page: the last record's (cursor, key); `None`
 /// after a short page.
 fn keyset_next(
-    records: &[Value],
+    records: &[PageRecord],
     raw_count: usize,
     page_size: Option<u64>,
     cursor_field: Option<&str>,
@@ -221,8 +239,8 @@ fn keyset_next(
     let Some(last) = records.last() else {
         return Ok(None);
     };
-    let value = cursor_field.and_then(|f| lookup(last, f)).cloned();
-    let id = key_fields.first().and_then(|f| lookup(last, f)).cloned();
+    let value = cursor_field.and_then(|f| last.get(f)).cloned();
+    let id = key_fields.first().and_then(|f| last.get(f)).cloned();
     match (value, id) {
         (Some(value), Some(id)) => Ok(Some(json!({"value": value, "id": id}))),
         _ => Err(FetchError::Other(ConnectorError::fatal(
@@ -303,7 +321,7 @@ impl Listing for ChildListing {
                 position: child_pos.as_ref(),
                 ..query.clone()
             };
-            let child_page = self.child.fetch_with(&q, Some(parent)).await?;
+            let child_page = self.child.fetch_with(&q, Some(&parent.to_value())).await?;
             let next = match child_page.next {
                 Some(c) => json!({"parent": parent_pos, "index": index, "child": c}),
                 None => json!({"parent": parent_pos, "index": index + 1, "child": null}),

@@ -20,6 +20,7 @@ pub mod config;
 pub mod engine;
 pub mod listing;
 pub mod pagination;
+pub mod raw_page;
 pub mod records;
 pub mod source;
 pub mod template;

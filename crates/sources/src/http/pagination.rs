@@ -143,6 +143,29 @@ pub struct Paginator {
 }
 
 impl Paginator {
+    /// Every path this pagination reads from a response body.
+    pub fn body_paths(&self) -> Vec<&str> {
+        let mut paths = Vec::new();
+        match &self.config {
+            PaginationConfig::Cursor { cursor_path, .. } => paths.push(cursor_path.as_str()),
+            PaginationConfig::NextUrl { next_url_path, .. } => paths.push(next_url_path.as_str()),
+            _ => {}
+        }
+        if let Some(stop) = stops(&self.config) {
+            paths.extend(
+                [
+                    &stop.has_more_path,
+                    &stop.total_path,
+                    &stop.total_pages_path,
+                ]
+                .into_iter()
+                .flatten()
+                .map(String::as_str),
+            );
+        }
+        paths
+    }
+
     pub fn new(config: &PaginationConfig) -> Paginator {
         let short_page_default = match config {
             PaginationConfig::Offset { stop, .. } | PaginationConfig::PageNumber { stop, .. } => {
@@ -987,7 +1010,7 @@ mod tests {
             status: 200,
             url: Url::parse(url).unwrap(),
             headers,
-            body: Vec::new(),
+            body: bytes::Bytes::new(),
         }
     }
 

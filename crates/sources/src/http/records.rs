@@ -58,6 +58,23 @@ impl RecordSelector {
         Ok(RecordSelector { path, filter })
     }
 
+    /// The path's segments when records can stay text ([`super::raw_page`]):
+    /// the whole body or a dotted path through object keys, and no filter.
+    pub fn raw_path(&self) -> Option<Vec<String>> {
+        if self.filter.is_some() {
+            return None;
+        }
+        match &self.path {
+            Selection::Whole => Some(Vec::new()),
+            Selection::Dotted { text, .. } => {
+                let segments: Vec<String> = text.split('.').map(str::to_string).collect();
+                let indexes = segments.iter().any(|s| s.parse::<usize>().is_ok());
+                (!indexes).then_some(segments)
+            }
+            Selection::JsonPath { .. } => None,
+        }
+    }
+
     /// Takes the body by value so a large page is moved, not cloned. An array
     /// at the path yields its elements; an object yields itself as one
     /// record; null or a missing path yields none (an API that omits the list
@@ -100,11 +117,16 @@ fn explode(value: Value, what: &str) -> Result<Vec<Value>, String> {
         Value::Array(items) => Ok(items),
         Value::Object(_) => Ok(vec![value]),
         Value::Null => Ok(Vec::new()),
-        other => Err(format!(
-            "expected records (an array or object) at {what}, found {}",
-            describe(&other)
-        )),
+        other => Err(not_records_message(what, &other)),
     }
+}
+
+/// The error for a scalar where records should be.
+pub(crate) fn not_records_message(what: &str, found: &Value) -> String {
+    format!(
+        "expected records (an array or object) at {what}, found {}",
+        describe(found)
+    )
 }
 
 fn select_json_path(path: &JsonPath, text: &str, mut body: Value) -> Result<Vec<Value>, String> {

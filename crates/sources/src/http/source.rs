@@ -7,6 +7,7 @@ use super::config::{HttpSourceConfig, HttpStreamConfig, IncrementalConfig, Strea
 use super::engine::{ApiCheckpoint, ApiReader, DatetimeCursor, Incremental, PageQuery, StreamPlan};
 use super::listing::{ChildListing, GenericListing, RequestTemplate};
 use super::pagination::Paginator;
+use super::raw_page::RawSelection;
 use super::records::RecordSelector;
 use super::template::Template;
 use super::window::{parse_duration, DatetimeFormat};
@@ -214,6 +215,23 @@ fn build_listing(
         Some(IncrementalConfig::Datetime { cursor_field, .. }) => Some(cursor_field.clone()),
         _ => None,
     };
+    let is_parent = cfg
+        .streams
+        .values()
+        .any(|o| o.parent.as_ref().is_some_and(|p| p.stream == name));
+    let mut field_paths: Vec<&str> = s.primary_key.iter().map(String::as_str).collect();
+    if let Some(
+        IncrementalConfig::Datetime { cursor_field, .. }
+        | IncrementalConfig::Id { cursor_field, .. },
+    ) = &s.incremental
+    {
+        field_paths.push(cursor_field);
+    }
+    let pagination_paths = paginator
+        .as_ref()
+        .map(Paginator::body_paths)
+        .unwrap_or_default();
+    let raw = RawSelection::plan(&selector, is_parent, &field_paths, &pagination_paths);
     Ok(GenericListing {
         client: client.clone(),
         request: RequestTemplate {
@@ -230,6 +248,7 @@ fn build_listing(
         cursor_field,
         key_fields: s.primary_key.clone(),
         vars: vars.clone(),
+        raw,
     })
 }
 

@@ -1,0 +1,501 @@
+//! Pages whose records stay JSON text: the fast path of the `http` source.
+//!
+//! A page is scanned once. Everything but the records array becomes a small
+//! `Value` (what pagination reads: cursors, totals, `has_more`); each record
+//! becomes a zero-copy slice of the page plus the handful of top-level fields
+//! the stream reads itself (key, id cursor, keyset fields). The record is
+//! never turned into a tree, which was most of the source's CPU time. The
+//! listing falls back to parsing whole pages when it needs more: JSONPath
+//! selection, a record filter, a parent stream's templates, or a pagination
+//! path that points into the records.
+
+use super::client::{display_url, HttpResponse};
+use super::engine::FetchError;
+use super::records::{lookup, not_records_message, RecordSelector};
+use bytes::Bytes;
+use serde::de::{
+    self, value::MapAccessDeserializer, value::SeqAccessDeserializer, DeserializeSeed,
+    Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::fmt;
+use tributary_core::{ConnectorError, Payload, RawJson};
+
+/// A record as it came off a page.
+#[derive(Debug, Clone)]
+pub enum PageRecord {
+    Parsed(Value),
+    /// The record's text, and an object of only the top-level fields the
+    /// stream reads (`Null` when it reads none or the record is no object).
+    Raw {
+        json: RawJson,
+        fields: Value,
+    },
+}
+
+impl PageRecord {
+    /// A dotted path or JSONPath into the record. For a raw record only the
+    /// fields the listing asked for are there.
+    pub fn get(&self, path: &str) -> Option<&Value> {
+        match self {
+            PageRecord::Parsed(v) => lookup(v, path),
+            PageRecord::Raw { fields, .. } => lookup(fields, path),
+        }
+    }
+
+    pub fn to_value(&self) -> Cow<'_, Value> {
+        match self {
+            PageRecord::Parsed(v) => Cow::Borrowed(v),
+            PageRecord::Raw { json, .. } => Cow::Owned(Payload::Raw(json.clone()).into_value()),
+        }
+    }
+
+    pub fn into_payload(self) -> Payload {
+        match self {
+            PageRecord::Parsed(v) => Payload::Json(v),
+            PageRecord::Raw { json, .. } => Payload::Raw(json),
+        }
+    }
+
+    /// The record as JSON text, for a bad-record report.
+    pub fn to_json_string(&self) -> String {
+        match self {
+            PageRecord::Parsed(v) => v.to_string(),
+            PageRecord::Raw { json, .. } => String::from_utf8_lossy(json.text()).into_owned(),
+        }
+    }
+}
+
+/// Where a listing's records are and which of their fields it reads, when
+/// its records can stay text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawSelection {
+    pub path: Vec<String>,
+    pub fields: Vec<String>,
+}
+
+impl RawSelection {
+    /// `None` when the listing needs whole records: a record path that is
+    /// not plain (see [`RecordSelector::raw_path`]), a parent stream (its
+    /// records feed templates), a field path in JSONPath, or a pagination
+    /// path that may point into the records.
+    pub fn plan(
+        selector: &RecordSelector,
+        is_parent: bool,
+        field_paths: &[&str],
+        pagination_paths: &[&str],
+    ) -> Option<RawSelection> {
+        let path = selector.raw_path().filter(|_| !is_parent)?;
+        let mut fields: Vec<String> = Vec::new();
+        for field in field_paths {
+            if field.starts_with('$') {
+                return None;
+            }
+            let top = field.split('.').next().unwrap_or_default().to_string();
+            if !fields.contains(&top) {
+                fields.push(top);
+            }
+        }
+        let into_records = |p: &&str| {
+            p.starts_with('$')
+                || path
+                    .first()
+                    .is_none_or(|first| p.split('.').next() == Some(first))
+        };
+        if pagination_paths.iter().any(into_records) {
+            return None;
+        }
+        Some(RawSelection { path, fields })
+    }
+
+    /// Reads a response's page. A body that is not JSON is the client's
+    /// malformed-body error; a scalar where the records should be is
+    /// retryable too (a proxy's error page, a half-deployed API).
+    pub fn read_response(&self, response: &HttpResponse) -> Result<RawPage, FetchError> {
+        let mut not_records = None;
+        let page = response.parse_json(RawPage::default(), |body| {
+            match read_page(body, &self.path, &self.fields) {
+                Ok(page) => Ok(page),
+                Err(RawPageError::Json(e)) => Err(e),
+                Err(RawPageError::NotRecords { at, found }) => {
+                    not_records = Some(not_records_message(&at, &found));
+                    Ok(RawPage::default())
+                }
+            }
+        })?;
+        match not_records {
+            None => Ok(page),
+            Some(message) => Err(FetchError::Other(ConnectorError::retryable(format!(
+                "unexpected response from {}: {message}",
+                display_url(&response.url)
+            )))),
+        }
+    }
+}
+
+/// A page with its records taken out.
+#[derive(Debug, Default)]
+pub struct RawPage {
+    /// The body with the records array replaced by `null`.
+    pub body: Value,
+    pub records: Vec<PageRecord>,
+    /// Records at the path (an array's length, 1 for an object).
+    pub raw_count: usize,
+}
+
+/// Why a page could not be read.
+#[derive(Debug)]
+enum RawPageError {
+    Json(serde_json::Error),
+    /// Something other than records (an array or object) at the path.
+    NotRecords {
+        at: String,
+        found: Value,
+    },
+}
+
+/// Reads the records at `path` (dotted segments; empty is the whole body)
+/// from `page`, keeping each as text with only `fields` extracted.
+fn read_page(page: &Bytes, path: &[String], fields: &[String]) -> Result<RawPage, RawPageError> {
+    let mut found = Found::Missing;
+    let mut de = serde_json::Deserializer::from_slice(page);
+    let body = Walk {
+        path,
+        found: &mut found,
+    }
+    .deserialize(&mut de)
+    .and_then(|body| de.end().map(|()| body))
+    .map_err(RawPageError::Json)?;
+    let (records, raw_count) = match found {
+        Found::Missing | Found::Null => (Vec::new(), 0),
+        Found::Many(items) => {
+            let mut records = Vec::with_capacity(items.len());
+            for raw in &items {
+                records.push(PageRecord::Raw {
+                    json: RawJson::within(raw, page),
+                    fields: project(raw, fields).map_err(RawPageError::Json)?,
+                });
+            }
+            (records, items.len())
+        }
+        Found::One(object) => (vec![PageRecord::Parsed(object)], 1),
+        Found::Other(found) => {
+            let at = if path.is_empty() {
+                "the response body".to_string()
+            } else {
+                format!("`{}`", path.join("."))
+            };
+            return Err(RawPageError::NotRecords { at, found });
+        }
+    };
+    Ok(RawPage {
+        body,
+        records,
+        raw_count,
+    })
+}
+
+/// What was at the records path.
+enum Found<'de> {
+    Missing,
+    Null,
+    Many(Vec<&'de RawValue>),
+    /// A single object is one record; rare enough to parse.
+    One(Value),
+    Other(Value),
+}
+
+/// Builds the body as a `Value` down to the records path, where [`Records`]
+/// takes over.
+struct Walk<'a, 'de> {
+    path: &'a [String],
+    found: &'a mut Found<'de>,
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_, 'de> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        if self.path.is_empty() {
+            *self.found = deserializer.deserialize_any(Records)?;
+            return Ok(Value::Null);
+        }
+        deserializer.deserialize_any(self)
+    }
+}
+
+/// Scalars become the `Value`s they are; shared by the visitors below.
+macro_rules! scalars_as_values {
+    ($wrap:expr) => {
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Ok($wrap(Value::Bool(v)))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok($wrap(Value::from(v)))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok($wrap(Value::from(v)))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok($wrap(Value::from(v)))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok($wrap(Value::String(v.to_string())))
+        }
+    };
+}
+
+impl<'de> Visitor<'de> for Walk<'_, 'de> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    scalars_as_values!(std::convert::identity);
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+        // The path only descends through objects (array indexes take the
+        // parsed path), so an array on the way holds no records.
+        Value::deserialize(SeqAccessDeserializer::new(seq))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let Some((segment, rest)) = self.path.split_first() else {
+            return Value::deserialize(MapAccessDeserializer::new(map));
+        };
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = if key == *segment && matches!(self.found, Found::Missing) {
+                map.next_value_seed(Walk {
+                    path: rest,
+                    found: &mut *self.found,
+                })?
+            } else {
+                map.next_value::<Value>()?
+            };
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// The value at the records path.
+struct Records;
+
+impl<'de> Visitor<'de> for Records {
+    type Value = Found<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("records (an array or object)")
+    }
+
+    scalars_as_values!(Found::Other);
+
+    fn visit_unit<E: de::Error>(self) -> Result<Found<'de>, E> {
+        Ok(Found::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Found<'de>, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(1024));
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            // `null` entries are no records, as on the parsed path.
+            if item.get() != "null" {
+                items.push(item);
+            }
+        }
+        Ok(Found::Many(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Found<'de>, A::Error> {
+        Value::deserialize(MapAccessDeserializer::new(map)).map(Found::One)
+    }
+}
+
+/// The top-level `fields` of an object record; other fields are skipped
+/// without being built.
+fn project(raw: &RawValue, fields: &[String]) -> Result<Value, serde_json::Error> {
+    if fields.is_empty() || !raw.get().starts_with('{') {
+        return Ok(Value::Null);
+    }
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    de.deserialize_map(Projection { fields })
+}
+
+struct Projection<'a> {
+    fields: &'a [String],
+}
+
+impl<'de> Visitor<'de> for Projection<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(wanted) = map.next_key_seed(FieldIndex(self.fields))? {
+            match wanted {
+                Some(i) => {
+                    out.insert(self.fields[i].clone(), map.next_value::<Value>()?);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// A key's index in the wanted fields, read without allocating the key.
+struct FieldIndex<'a>(&'a [String]);
+
+impl<'de> DeserializeSeed<'de> for FieldIndex<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldIndex<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Option<usize>, E> {
+        Ok(self.0.iter().position(|f| f == key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn read(body: &str, path: &[&str], fields: &[&str]) -> Result<RawPage, RawPageError> {
+        let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+        let fields: Vec<String> = fields.iter().map(|s| s.to_string()).collect();
+        read_page(&Bytes::copy_from_slice(body.as_bytes()), &path, &fields)
+    }
+
+    fn texts(page: &RawPage) -> Vec<String> {
+        page.records
+            .iter()
+            .map(PageRecord::to_json_string)
+            .collect()
+    }
+
+    #[test]
+    fn records_stay_text_and_the_rest_of_the_body_is_parsed() {
+        let body = r#"{"meta": {"next": "c2", "total": 3}, "data": {"items": [{"id": 1, "n": {"x": "y"}}, null, {"n": 2, "id": "7\u0041"}]}, "after": true}"#;
+        let page = read(body, &["data", "items"], &["id"]).unwrap();
+        assert_eq!(page.raw_count, 2);
+        assert_eq!(
+            texts(&page),
+            [
+                r#"{"id": 1, "n": {"x": "y"}}"#,
+                r#"{"n": 2, "id": "7\u0041"}"#
+            ]
+        );
+        assert_eq!(page.records[0].get("id"), Some(&json!(1)));
+        assert_eq!(page.records[1].get("id"), Some(&json!("7A")));
+        assert_eq!(
+            page.records[0].get("n"),
+            None,
+            "only asked-for fields are read"
+        );
+        assert_eq!(
+            *page.records[0].to_value(),
+            json!({"id": 1, "n": {"x": "y"}})
+        );
+        assert_eq!(
+            page.body,
+            json!({"meta": {"next": "c2", "total": 3}, "data": {"items": null}, "after": true})
+        );
+    }
+
+    #[test]
+    fn whole_body_single_object_null_and_missing() {
+        let page = read(r#"[{"id":1},{"id":2}]"#, &[], &["id"]).unwrap();
+        assert_eq!(texts(&page), [r#"{"id":1}"#, r#"{"id":2}"#]);
+        let page = read(r#"{"data": {"id": 5}}"#, &["data"], &["id"]).unwrap();
+        assert_eq!(page.raw_count, 1);
+        assert_eq!(page.records[0].get("id"), Some(&json!(5)));
+        let page = read(r#"{"data": null}"#, &["data"], &[]).unwrap();
+        assert_eq!((page.raw_count, page.records.len()), (0, 0));
+        let page = read(r#"{"other": [1]}"#, &["data"], &[]).unwrap();
+        assert_eq!((page.raw_count, page.records.len()), (0, 0));
+        assert_eq!(page.body, json!({"other": [1]}));
+    }
+
+    #[test]
+    fn plain_listings_keep_records_as_text() {
+        let plan = |records: Option<&str>,
+                    filter: Option<&str>,
+                    parent,
+                    fields: &[&str],
+                    pages: &[&str]| {
+            RawSelection::plan(
+                &RecordSelector::new(records, filter).unwrap(),
+                parent,
+                fields,
+                pages,
+            )
+        };
+        assert_eq!(
+            plan(
+                Some("data.items"),
+                None,
+                false,
+                &["id", "meta.updated", "id"],
+                &["meta.next"]
+            ),
+            Some(RawSelection {
+                path: vec!["data".into(), "items".into()],
+                fields: vec!["id".into(), "meta".into()],
+            })
+        );
+        assert!(plan(None, None, false, &["id"], &[]).is_some());
+        assert!(
+            plan(None, None, false, &["id"], &["next"]).is_none(),
+            "the body is the records"
+        );
+        assert!(plan(Some("data"), None, false, &[], &["data.99.id"]).is_none());
+        assert!(plan(Some("data"), None, false, &[], &["$.next"]).is_none());
+        assert!(plan(Some("data"), None, false, &["$.id"], &[]).is_none());
+        assert!(
+            plan(Some("data"), None, true, &[], &[]).is_none(),
+            "a parent"
+        );
+        assert!(plan(Some("data"), Some("@.a == 1"), false, &[], &[]).is_none());
+        assert!(plan(Some("$.data[*]"), None, false, &[], &[]).is_none());
+        assert!(plan(Some("pages.0.rows"), None, false, &[], &[]).is_none());
+    }
+
+    #[test]
+    fn bad_pages_are_errors() {
+        match read(r#"{"data": 42}"#, &["data"], &[]) {
+            Err(RawPageError::NotRecords { at, found }) => {
+                assert_eq!(at, "`data`");
+                assert_eq!(found, json!(42));
+            }
+            other => panic!("{other:?}"),
+        }
+        let truncated = read(r#"{"data": [{"id": 1}, {"id""#, &["data"], &["id"]);
+        assert!(matches!(truncated, Err(RawPageError::Json(e)) if e.is_eof()));
+        let trailing = read(r#"{"data": []} x"#, &["data"], &[]);
+        assert!(matches!(trailing, Err(RawPageError::Json(_))));
+    }
+}
