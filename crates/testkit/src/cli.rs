@@ -91,6 +91,16 @@ impl Workspace {
 
     /// Every JSON line in the files of `dir` whose name starts with `{target}-`, in file order.
     pub fn output(&self, dir: &str, target: &str) -> Vec<Value> {
+        self.output_lines(dir, target)
+            .iter()
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"))
+            })
+            .collect()
+    }
+
+    /// The lines themselves, as [`Workspace::output`] reads them.
+    pub fn output_lines(&self, dir: &str, target: &str) -> Vec<String> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(self.path(dir))
             .map(|rd| rd.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
@@ -103,12 +113,7 @@ impl Workspace {
         let mut out = Vec::new();
         for f in files {
             let text = std::fs::read_to_string(&f).unwrap();
-            for line in text.lines() {
-                out.push(
-                    serde_json::from_str(line)
-                        .unwrap_or_else(|e| panic!("{}: bad line {line:?}: {e}", f.display())),
-                );
-            }
+            out.extend(text.lines().map(str::to_string));
         }
         out
     }
