@@ -21,7 +21,7 @@ pub use error::{ConnectorError, ErrorClass};
 pub use record::{Headers, Op, Record};
 pub use schedule::{Schedule, ScheduleError};
 pub use secret::Secret;
-pub use sink::Sink;
+pub use sink::{Sink, SinkStream};
 pub use source::{BadRecord, Batch, Health, Poll, RunProgress, Source, StreamReader};
 pub use stream::{LoadMode, StreamSpec};
 
