@@ -1,4 +1,15 @@
-use crate::{ConnectorError, Record};
+use crate::{Checkpoint, ConnectorError, Record, StreamSpec};
+
+/// A stream whose records a sink is about to receive: its spec (primary key,
+/// JSON Schema) and the target the runtime routes its records to.
+///
+/// Records carry only their target, so a sink that creates tables needs this
+/// to find the schema and key columns of a target before the first write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkStream {
+    pub spec: StreamSpec,
+    pub target: String,
+}
 
 /// Where records go.
 ///
@@ -6,6 +17,12 @@ use crate::{ConnectorError, Record};
 /// record passed to `write` before it is durable (fsynced, acknowledged by all
 /// in-sync replicas, committed). The runtime commits checkpoints only after
 /// that, which is what makes DESIGN.md invariant 1 hold by construction.
+///
+/// A sink that can store checkpoints in the same transaction as the data
+/// (PostgreSQL) overrides [`Sink::flush_with_checkpoints`] and
+/// [`Sink::stored_checkpoints`]: records and checkpoints then commit
+/// together (exactly-once, DESIGN.md invariant 2), and the sink's copy of a
+/// checkpoint is the authoritative one at startup.
 #[async_trait::async_trait]
 pub trait Sink: Send {
     /// Verifies configuration and connectivity without writing data.
@@ -13,12 +30,38 @@ pub trait Sink: Send {
         Ok(())
     }
 
+    /// Tells the sink, once before the first write, which streams feed it.
+    /// Records routed elsewhere by their source may still arrive.
+    fn set_streams(&mut self, _streams: &[SinkStream]) {}
+
     /// Accepts records for delivery; they may be buffered until [`Sink::flush`].
     /// Every record has its `target` set by the runtime.
     async fn write(&mut self, records: &[Record]) -> Result<(), ConnectorError>;
 
     /// Makes everything written so far durable: the acknowledgement.
     async fn flush(&mut self) -> Result<(), ConnectorError>;
+
+    /// Makes everything written so far durable and, when the sink can, stores
+    /// `checkpoints` (stream name, checkpoint) atomically with it. Returns
+    /// whether the checkpoints were stored. The runtime calls this instead of
+    /// [`Sink::flush`] and still commits the checkpoints to the state store
+    /// afterwards (so `tributary state` shows them).
+    async fn flush_with_checkpoints(
+        &mut self,
+        checkpoints: &[(String, Checkpoint)],
+    ) -> Result<bool, ConnectorError> {
+        let _ = checkpoints;
+        self.flush().await?;
+        Ok(false)
+    }
+
+    /// The checkpoints the sink committed with its data (stream name,
+    /// checkpoint), read at startup before any stream opens. A stream listed
+    /// here resumes from this checkpoint, not the state store's: a crash
+    /// between the sink's commit and the state store's must not replay.
+    async fn stored_checkpoints(&mut self) -> Result<Vec<(String, Checkpoint)>, ConnectorError> {
+        Ok(Vec::new())
+    }
 
     /// Flushes and releases resources; called once at shutdown.
     async fn close(&mut self) -> Result<(), ConnectorError> {

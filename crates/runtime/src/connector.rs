@@ -9,7 +9,11 @@
 //! ```
 //!
 //! Checkpoints travel only with their batches and are committed only by the
-//! sink task after `sink.flush()` returned: invariant 1 holds by construction.
+//! sink task after the sink's flush returned: invariant 1 holds by
+//! construction. The flush is `sink.flush_with_checkpoints`, so a sink that
+//! stores checkpoints in its own transaction (PostgreSQL, exactly-once) gets
+//! them there first; at startup such a sink's stored checkpoints win over the
+//! state store's, which may lag by one commit after a crash.
 
 use crate::clock::Clock;
 use crate::dead_letter::DeadLetterFile;
@@ -26,8 +30,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use tributary_config::{BadRecordPolicy, ConnectorConfig};
 use tributary_core::{
-    BadRecord, Checkpoint, ConnectorError, Poll, Record, RunProgress, Schedule, Sink, Source,
-    StreamReader, StreamSpec,
+    BadRecord, Checkpoint, ConnectorError, Poll, Record, RunProgress, Schedule, Sink, SinkStream,
+    Source, StreamReader, StreamSpec,
 };
 use tributary_metrics::{Registry, StreamEvent, StreamStats, StreamStatus};
 use tributary_state::StateStore;
@@ -81,7 +85,7 @@ pub async fn run_connector(
     let ConnectorParts {
         config,
         source,
-        sink,
+        mut sink,
         state,
     } = parts;
     let name = config.name.clone();
@@ -109,18 +113,49 @@ pub async fn run_connector(
         }
     }
 
+    let sink_streams: Vec<SinkStream> = streams
+        .iter()
+        .map(|spec| SinkStream {
+            spec: spec.clone(),
+            target: config.target_for(&spec.name),
+        })
+        .collect();
+    sink.set_streams(&sink_streams);
+    let Some(mut in_sink) = sink_checkpoints_with_retries(&config, sink.as_mut(), &stop).await?
+    else {
+        return Ok(RunSummary {
+            connector: name,
+            committed: BTreeMap::new(),
+            interrupted: true,
+        });
+    };
+
     let (tx, rx) = mpsc::channel::<Envelope>(config.runtime.channel_capacity.max(1));
     let mut commit_watchers = Vec::new();
     let mut stream_tasks = JoinSet::new();
     let mut stats = Vec::new();
+    // Sink checkpoints the state store lags behind: copied into it below.
+    let mut catch_up = Vec::new();
     for (index, spec) in streams.into_iter().enumerate() {
-        let committed = state
+        let stored = state
             .load(&spec.name)
             .await
             .map_err(|source| RuntimeError::State {
                 connector: name.clone(),
                 source,
-            })?;
+            })?
+            .map(|c| c.checkpoint);
+        // The sink's checkpoint committed with its data: authoritative.
+        let position = match in_sink.remove(&spec.name) {
+            Some(from_sink) => {
+                if stored.as_ref() != Some(&from_sink) {
+                    info!(connector = %name, stream = %spec.name, "resuming from the checkpoint the sink committed with its data (the state store's is older)");
+                    catch_up.push((spec.name.clone(), from_sink.clone()));
+                }
+                Some(from_sink)
+            }
+            None => stored,
+        };
         let st = env.metrics.stream(&name, &spec.name);
         stats.push((spec.name.clone(), st.clone()));
         let (commit_tx, commit_rx) = watch::channel(None);
@@ -130,7 +165,7 @@ pub async fn run_connector(
             transform: Transform::new(&spec.name, config.target_for(&spec.name), &config.metadata),
             schedule: config.schedule_for(&spec.name).clone(),
             spec,
-            position: committed.map(|c| c.checkpoint),
+            position,
             config: config.clone(),
             source: source.clone(),
             tx: tx.clone(),
@@ -142,6 +177,16 @@ pub async fn run_connector(
         stream_tasks.spawn(task.run());
     }
     drop(tx);
+    if !catch_up.is_empty() {
+        // So that `tributary state` shows where the streams really resume.
+        state
+            .commit(&catch_up)
+            .await
+            .map_err(|source| RuntimeError::State {
+                connector: name.clone(),
+                source,
+            })?;
+    }
 
     let sink_task = tokio::spawn(
         SinkTask {
@@ -230,6 +275,36 @@ async fn discover_with_retries(
                     connector: config.name.clone(),
                     stream: "*".into(),
                     source: e,
+                })
+            }
+        }
+    }
+}
+
+/// The checkpoints the sink stored with its data, by stream; `None` if
+/// shutdown came first.
+async fn sink_checkpoints_with_retries(
+    config: &ConnectorConfig,
+    sink: &mut dyn Sink,
+    stop: &CancellationToken,
+) -> Result<Option<BTreeMap<String, Checkpoint>>, RuntimeError> {
+    let mut attempt = 0;
+    loop {
+        match sink.stored_checkpoints().await {
+            Ok(list) => return Ok(Some(list.into_iter().collect())),
+            Err(e @ ConnectorError::Retryable { .. }) if attempt < config.runtime.max_retries => {
+                attempt += 1;
+                let wait = retry_wait(&e, attempt, config);
+                warn!(connector = %config.name, error = %e, ?wait, "reading the sink's checkpoints failed; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            Err(source) => {
+                return Err(RuntimeError::Sink {
+                    connector: config.name.clone(),
+                    source,
                 })
             }
         }
@@ -660,9 +735,9 @@ impl SinkTask {
         })
     }
 
-    /// The acknowledgement point: flush the sink (durable delivery), make the
-    /// dead letters durable, then commit every stream's latest checkpoint in
-    /// one atomic state write.
+    /// The acknowledgement point: flush the sink (durable delivery, with the
+    /// checkpoints when the sink stores them), make the dead letters durable,
+    /// then commit every stream's latest checkpoint in one atomic state write.
     async fn flush_and_commit(
         &mut self,
         pending: &mut Pending,
@@ -671,21 +746,23 @@ impl SinkTask {
         if pending.checkpoints.is_empty() {
             return Ok(());
         }
+        let batch: Vec<(String, Checkpoint)> = pending
+            .checkpoints
+            .iter()
+            .map(|(i, (c, _))| (self.streams[*i].0.clone(), c.clone()))
+            .collect();
         let mut attempt = 0;
         loop {
-            match self.sink.flush().await {
-                Ok(()) => break,
+            // A sink that stores the checkpoints with its data (exactly-once)
+            // makes them authoritative here; the state store copy follows.
+            match self.sink.flush_with_checkpoints(&batch).await {
+                Ok(_) => break,
                 Err(e) => self.retry_or_fail(e, &mut attempt, None).await?,
             }
         }
         self.dead_letters
             .sync()
             .map_err(|e| self.dead_letter_error(e))?;
-        let batch: Vec<(String, Checkpoint)> = pending
-            .checkpoints
-            .iter()
-            .map(|(i, (c, _))| (self.streams[*i].0.clone(), c.clone()))
-            .collect();
         let mut attempt = 0;
         loop {
             match self.state.commit(&batch).await {

@@ -501,3 +501,139 @@ async fn unknown_stream_override_is_a_config_error() {
         "connector `c`: [streams.nope] names no stream of this source; it offers: a, b"
     );
 }
+
+type CheckpointBatches = Arc<Mutex<Vec<Vec<(String, Checkpoint)>>>>;
+
+/// A sink that stores checkpoints with its data, as the postgres sink does
+/// with `exactly_once`: each flush_with_checkpoints is one "transaction".
+struct TransactionalSink {
+    inner: MemorySink,
+    /// The checkpoints it holds, by stream.
+    stored: Arc<Mutex<std::collections::BTreeMap<String, Checkpoint>>>,
+    /// Every batch of checkpoints it committed, in order.
+    commits: CheckpointBatches,
+    /// Fail this many `stored_checkpoints` calls retryably first.
+    failing_reads: usize,
+}
+
+#[tributary_core::async_trait]
+impl tributary_core::Sink for TransactionalSink {
+    async fn write(
+        &mut self,
+        records: &[tributary_core::Record],
+    ) -> Result<(), tributary_core::ConnectorError> {
+        self.inner.write(records).await
+    }
+    async fn flush(&mut self) -> Result<(), tributary_core::ConnectorError> {
+        self.inner.flush().await
+    }
+    async fn flush_with_checkpoints(
+        &mut self,
+        checkpoints: &[(String, Checkpoint)],
+    ) -> Result<bool, tributary_core::ConnectorError> {
+        self.inner.flush().await?;
+        let mut stored = self.stored.lock().unwrap();
+        for (s, c) in checkpoints {
+            stored.insert(s.clone(), c.clone());
+        }
+        self.commits.lock().unwrap().push(checkpoints.to_vec());
+        Ok(true)
+    }
+    async fn stored_checkpoints(
+        &mut self,
+    ) -> Result<Vec<(String, Checkpoint)>, tributary_core::ConnectorError> {
+        if self.failing_reads > 0 {
+            self.failing_reads -= 1;
+            return Err(tributary_core::ConnectorError::retryable(
+                "connection refused",
+            ));
+        }
+        Ok(self
+            .stored
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(s, c)| (s.clone(), c.clone()))
+            .collect())
+    }
+}
+
+fn transactional(h: &Harness, failing_reads: usize) -> TransactionalSink {
+    TransactionalSink {
+        inner: MemorySink(h.sink.clone()),
+        stored: Arc::new(Mutex::new(Default::default())),
+        commits: Arc::new(Mutex::new(Vec::new())),
+        failing_reads,
+    }
+}
+
+#[tokio::test]
+async fn the_sink_gets_every_checkpoint_before_the_state_store_does() {
+    let h = Harness::new();
+    let dir = tempdir();
+    let mut cfg = config("c", &dir);
+    cfg.runtime.flush_records = 10;
+    let mut parts = h.parts(cfg, &[("a", 25), ("b", 7)], 10, None, false);
+    let sink = transactional(&h, 0);
+    let (stored, commits) = (sink.stored.clone(), sink.commits.clone());
+    parts.sink = Box::new(sink);
+    run_connector(parts, h.env(Arc::new(SystemClock)))
+        .await
+        .unwrap();
+    // The same batches, in the same order: the sink's commit came first
+    // (the state store checks at each commit that the records are durable).
+    assert_eq!(*commits.lock().unwrap(), *h.state.commits.lock().unwrap());
+    assert!(commits.lock().unwrap().len() >= 3);
+    let stored = stored.lock().unwrap();
+    assert_eq!(stored.get("a"), Some(&Checkpoint(json!({"next": 25}))));
+    assert_eq!(stored.get("b"), Some(&Checkpoint(json!({"next": 7}))));
+}
+
+#[tokio::test]
+async fn checkpoints_the_sink_stored_win_over_the_state_store_at_startup() {
+    let h = Harness::new();
+    let dir = tempdir();
+    // An earlier run wrote and committed a:0..30 in the sink, then crashed
+    // before its state-store commit, which is still at next=10.
+    {
+        let mut log = h.sink.lock().unwrap();
+        log.written = (0..30)
+            .map(|i| tributary_core::Record::new(json!({"n": i, "_stream": "a"})))
+            .collect();
+        log.durable = 30;
+    }
+    h.state.map.lock().unwrap().insert(
+        "a".into(),
+        tributary_state::StoredCheckpoint {
+            stream: "a".into(),
+            checkpoint: Checkpoint(json!({"next": 10})),
+            committed_at: Utc::now(),
+            advanced_at: Utc::now(),
+        },
+    );
+    let mut parts = h.parts(config("c", &dir), &[("a", 50), ("b", 5)], 10, None, false);
+    // Reading the sink's checkpoints fails once (the database is restarting).
+    let sink = transactional(&h, 1);
+    sink.stored
+        .lock()
+        .unwrap()
+        .insert("a".into(), Checkpoint(json!({"next": 30})));
+    parts.sink = Box::new(sink);
+    run_connector(parts, h.env(Arc::new(SystemClock)))
+        .await
+        .unwrap();
+    // Resumed at the sink's checkpoint: nothing replayed, nothing lost.
+    assert_eq!(h.written_ns("a"), (0..50).collect::<Vec<_>>());
+    assert_eq!(h.written_ns("b"), (0..5).collect::<Vec<_>>());
+    let opens = h.script.lock().unwrap().opens.clone();
+    let a_open = opens.iter().find(|(s, _, _)| s == "a").unwrap();
+    assert_eq!(a_open.1, Some(Checkpoint(json!({"next": 30}))));
+    let b_open = opens.iter().find(|(s, _, _)| s == "b").unwrap();
+    assert_eq!(b_open.1, None, "a stream the sink has no checkpoint for");
+    // The state store caught up first, then followed the run.
+    assert_eq!(
+        h.state.commits.lock().unwrap()[0],
+        vec![("a".to_string(), Checkpoint(json!({"next": 30})))]
+    );
+    assert_eq!(h.committed("a"), Some(json!({"next": 50})));
+}

@@ -1,25 +1,31 @@
-//! Where records go: one folder per sink (`stdout/`, `file/`), each with its
-//! typed `config.rs`, and [`build`], which turns a `[sink]` table into a
-//! running [`Sink`].
+//! Where records go: one folder per sink (`stdout/`, `file/`, `postgres/`),
+//! each with its typed `config.rs`, and [`build`], which turns a `[sink]`
+//! table into a running [`Sink`].
 //!
-//! Every sink here writes NDJSON in one of two [`Format`]s. Encoding goes
-//! straight from the record into a reused byte buffer (no `String` per
-//! record), because the whole pipeline targets >= 500k records/s and the sink
-//! is the last hop on that path.
+//! The stdout and file sinks write NDJSON in one of two [`Format`]s.
+//! Encoding goes straight from the record into a reused byte buffer (no
+//! `String` per record), because the whole pipeline targets >= 500k
+//! records/s and the sink is the last hop on that path.
+//!
+//! The postgres sink writes tables (upsert or append, soft or hard deletes,
+//! schema evolution) in one transaction per flush, and can commit the
+//! checkpoints in that same transaction (exactly-once); see [`postgres`].
 
 pub mod file;
 mod ndjson;
+pub mod postgres;
 pub mod stdout;
 
 pub use file::{FileSink, FileSinkConfig};
 pub use ndjson::Format;
+pub use postgres::{PostgresSink, PostgresSinkConfig};
 pub use stdout::{StdoutSink, StdoutSinkConfig};
 
 use tributary_config::{ConfigError, SectionConfig};
 use tributary_core::Sink;
 
 /// Every `type` accepted in `[sink]`, for did-you-mean suggestions and docs.
-pub const SINK_TYPES: &[&str] = &["stdout", "file"];
+pub const SINK_TYPES: &[&str] = &["stdout", "file", "postgres"];
 
 /// What a sink may need to know about the connector it serves.
 #[derive(Debug, Clone, Default)]
@@ -31,12 +37,14 @@ pub struct SinkContext {
 
 /// Builds the sink a `[sink]` table describes, validating its configuration.
 ///
-/// Nothing is opened or written here: files are created on first write, so
-/// `tributary check` can build a sink without side effects.
+/// Nothing is opened or written here: files are created on first write and
+/// the database is connected to on first use, so `tributary check` can build
+/// a sink without side effects.
 pub fn build(section: &SectionConfig, ctx: &SinkContext) -> Result<Box<dyn Sink>, ConfigError> {
     match section.kind.as_str() {
         "stdout" => Ok(Box::new(StdoutSink::from_section(section)?)),
         "file" => Ok(Box::new(FileSink::from_section(section, ctx)?)),
+        "postgres" => Ok(Box::new(PostgresSink::from_section(section, ctx)?)),
         _ => Err(section.unknown_type(SINK_TYPES)),
     }
 }

@@ -79,7 +79,7 @@ fn unknown_sink_type_names_the_key_and_suggests() {
         .err()
         .unwrap();
     assert_eq!(err.suggestion, None);
-    assert_eq!(SINK_TYPES, ["stdout", "file"]);
+    assert_eq!(SINK_TYPES, ["stdout", "file", "postgres"]);
 }
 
 #[test]
