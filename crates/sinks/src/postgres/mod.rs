@@ -61,10 +61,10 @@ use std::time::Duration;
 use tributary_config::{ConfigError, SectionConfig};
 use tributary_core::{Checkpoint, ConnectorError, Record, Secret, Sink, SinkStream};
 
-/// The one place that reads a record's value, so that a change of the type
-/// of `Record::value` touches this line only.
+/// The record's value as a tree: tables need its fields, so a record kept
+/// as JSON text is parsed here.
 fn record_value(record: &Record) -> Cow<'_, Value> {
-    Cow::Borrowed(&record.value)
+    record.value.to_value()
 }
 
 /// `url` for messages and `Debug`: the password (and any `*password*` query
