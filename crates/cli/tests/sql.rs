@@ -1,0 +1,454 @@
+//! The `sql` source end to end: the real binary against the PostgreSQL and
+//! MariaDB servers on 127.0.0.1 (started by `scripts/services`; a missing
+//! server fails these tests) and SQLite files. Every test uses tables named
+//! with its own id, so tests run in parallel.
+
+use serde_json::{json, Value};
+use sqlx::{Connection, Executor};
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+use tributary_testkit::cli::*;
+
+const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const MY_URL: &str = "mysql://root@127.0.0.1:3306/test";
+
+/// A scratch workspace, an async runtime for the test's own SQL, and a
+/// name unique to this test process.
+struct Env {
+    ws: Workspace,
+    rt: tokio::runtime::Runtime,
+    id: String,
+}
+
+fn env(name: &str) -> Env {
+    Env {
+        ws: Workspace::new(env!("CARGO_BIN_EXE_tributary")),
+        rt: tokio::runtime::Runtime::new().unwrap(),
+        id: format!("tt_{name}_{}", std::process::id()),
+    }
+}
+
+impl Env {
+    /// Runs statements on PostgreSQL (simple protocol: several per call).
+    fn pg(&self, sql: &str) {
+        self.rt.block_on(async {
+            let mut c = sqlx::PgConnection::connect(PG_URL)
+                .await
+                .expect("PostgreSQL on 127.0.0.1:5432 (run scripts/services)");
+            c.execute(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        })
+    }
+
+    fn my(&self, sql: &str) {
+        self.rt.block_on(async {
+            let mut c = sqlx::MySqlConnection::connect(MY_URL)
+                .await
+                .expect("MariaDB on 127.0.0.1:3306 (run scripts/services)");
+            c.execute(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        })
+    }
+
+    /// Writes `db.toml` (source `url`, then `source`, a file sink, `extra`).
+    fn config(&self, url: &str, source: &str, extra: &str) -> String {
+        let text = format!(
+            r#"name = "db"
+
+[source]
+type = "sql"
+url = "{url}"
+{source}
+
+[sink]
+type = "file"
+dir = "out"
+{extra}
+"#
+        );
+        self.ws.write("db.toml", &text);
+        self.ws.path("db.toml").to_string_lossy().into_owned()
+    }
+
+    fn run_once(&self, cfg: &str) {
+        let o = self.ws.run(&["run", "--once", "--no-progress", cfg]);
+        assert_exit(&o, 0);
+    }
+
+    fn state(&self, cfg: &str, stream: &str) -> Value {
+        let o = self.ws.run(&["state", "get", cfg, "--stream", stream]);
+        assert_exit(&o, 0);
+        serde_json::from_str(&stdout(&o)).unwrap()
+    }
+
+    fn ids(&self, stream: &str) -> BTreeMap<i64, usize> {
+        counts(&self.ws.output("out", &format!("db.{stream}")), "id")
+    }
+}
+
+fn once(ids: impl IntoIterator<Item = i64>) -> BTreeMap<i64, usize> {
+    ids.into_iter().map(|i| (i, 1)).collect()
+}
+
+#[test]
+fn postgres_initial_and_incremental_loads_of_100k_rows() {
+    let e = env("pg100k");
+    let t = &e.id;
+    // 50 rows per timestamp; pages of 7,777 rows end inside such groups.
+    e.pg(&format!(
+        "DROP TABLE IF EXISTS {t};
+         CREATE TABLE {t} (id int8 PRIMARY KEY, updated_at timestamptz NOT NULL, amount numeric(12,2), note text);
+         INSERT INTO {t} SELECT i, timestamptz '2024-01-01 00:00:00+00' + (i / 50) * interval '1 second',
+             i * 1.25, 'n' || i FROM generate_series(1, 100000) i;
+         CREATE INDEX ON {t} (updated_at, id);"
+    ));
+    let cfg = e.config(
+        PG_URL,
+        &format!(
+            "fetch_size = 7777\n[source.streams.orders]\ntable = \"{t}\"\nincremental = {{ column = \"updated_at\", kind = \"timestamp\" }}\n"
+        ),
+        "",
+    );
+    e.run_once(&cfg);
+    assert_eq!(e.ids("orders"), once(1..=100_000));
+    let out = e.ws.output("out", "db.orders");
+    assert_eq!(out[0]["amount"], json!("1.25"));
+    assert_eq!(out[0]["_load_mode"], json!("INITIAL_LOAD"));
+    assert_eq!(
+        e.state(&cfg, "orders"),
+        json!({"mode": "incremental", "after": {"updated_at": "2024-01-01T00:33:20Z", "id": 100000}, "initial_done": true})
+    );
+
+    // 1,000 new rows and 10 updated ones: exactly those are read next.
+    e.pg(&format!(
+        "INSERT INTO {t} SELECT i, timestamptz '2024-02-01 00:00:00+00' + (i % 7) * interval '1 microsecond', 0, 'new'
+             FROM generate_series(100001, 101000) i;
+         UPDATE {t} SET note = 'changed', updated_at = '2024-03-01T00:00:00.000001Z' WHERE id % 10000 = 0;"
+    ));
+    e.run_once(&cfg);
+    let all = e.ws.output("out", "db.orders");
+    let second: Vec<&Value> = all[100_000..].iter().collect();
+    let ids = counts(&all[100_000..], "id");
+    let mut want = once(100_001..=101_000);
+    want.extend(once((1..=10).map(|k| k * 10_000)));
+    assert_eq!(ids, want);
+    assert!(second.iter().all(|v| v["_load_mode"] == "INCREMENTAL_LOAD"));
+    assert_eq!(
+        e.state(&cfg, "orders"),
+        json!({"mode": "incremental", "after": {"updated_at": "2024-03-01T00:00:00.000001Z", "id": 100000}, "initial_done": true})
+    );
+    // Caught up: a third run adds nothing.
+    e.run_once(&cfg);
+    assert_eq!(e.ws.output("out", "db.orders").len(), 101_010);
+    e.pg(&format!("DROP TABLE {t}"));
+}
+
+#[test]
+fn a_late_committing_transaction_within_the_lag_is_read_by_the_next_run() {
+    let e = env("pglate");
+    let t = &e.id;
+    e.pg(&format!(
+        "DROP TABLE IF EXISTS {t};
+         CREATE TABLE {t} (id int8 PRIMARY KEY, ts timestamptz NOT NULL);
+         INSERT INTO {t} SELECT i, now() - interval '1 hour' FROM generate_series(1, 10) i;"
+    ));
+    // Two streams over the same table: with a lag and without.
+    let cfg = e.config(
+        PG_URL,
+        &format!(
+            "[source.streams.lagged]\ntable = \"{t}\"\nincremental = {{ column = \"ts\", kind = \"timestamp\", lag = \"3s\" }}\n\
+             [source.streams.eager]\ntable = \"{t}\"\nincremental = {{ column = \"ts\", kind = \"timestamp\", lag = \"0s\" }}\n"
+        ),
+        "",
+    );
+    e.rt.block_on(async {
+        let mut late = sqlx::PgConnection::connect(PG_URL).await.unwrap();
+        let mut tx = late.begin().await.unwrap();
+        // The late row takes its timestamp now but commits after the first run.
+        tx.execute(format!("INSERT INTO {t} VALUES (100, clock_timestamp())").as_str())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut other = sqlx::PgConnection::connect(PG_URL).await.unwrap();
+        other
+            .execute(format!("INSERT INTO {t} VALUES (101, clock_timestamp())").as_str())
+            .await
+            .unwrap();
+        e.run_once(&cfg);
+        tx.commit().await.unwrap();
+    });
+    assert_eq!(e.ids("lagged"), once(1..=10));
+    // Without a lag, the committed row 101 is read and the checkpoint passes
+    // the late row's timestamp before it commits...
+    assert_eq!(e.ids("eager"), once((1..=10).chain([101])));
+    std::thread::sleep(Duration::from_millis(3_500));
+    e.run_once(&cfg);
+    // ...so it is skipped forever; with the lag both are read.
+    assert_eq!(e.ids("lagged"), once((1..=10).chain([100, 101])));
+    assert_eq!(e.ids("eager"), once((1..=10).chain([101])));
+    e.pg(&format!("DROP TABLE {t}"));
+}
+
+#[test]
+fn updates_and_soft_deletes_arrive_as_upserts_and_deletes() {
+    let e = env("pgsoft");
+    let t = &e.id;
+    e.pg(&format!(
+        "DROP TABLE IF EXISTS {t};
+         CREATE TABLE {t} (id int8 PRIMARY KEY, updated_at timestamptz NOT NULL, name text, deleted_at timestamptz);
+         INSERT INTO {t} SELECT i, '2024-01-01T00:00:00Z', 'n' || i, NULL FROM generate_series(1, 5) i;"
+    ));
+    let cfg = e.config(
+        PG_URL,
+        &format!(
+            "[source.streams.c]\ntable = \"{t}\"\nincremental = {{ column = \"updated_at\", kind = \"timestamp\" }}\nsoft_delete_column = \"deleted_at\"\n"
+        ),
+        "format = \"envelope\"\n[metadata]\nenabled = false\n",
+    );
+    e.run_once(&cfg);
+    e.pg(&format!(
+        "UPDATE {t} SET name = 'renamed', updated_at = '2024-01-02T00:00:00Z' WHERE id = 3;
+         UPDATE {t} SET deleted_at = '2024-01-03T00:00:00Z', updated_at = '2024-01-03T00:00:00Z' WHERE id = 2;"
+    ));
+    e.run_once(&cfg);
+    let out = e.ws.output("out", "db.c");
+    assert_eq!(out.len(), 7);
+    assert!(out[..5].iter().all(|l| l["op"] == "upsert"));
+    assert_eq!(
+        out[5],
+        json!({"target": "db.c", "key": 3, "op": "upsert", "headers": [], "value":
+            {"id": 3, "updated_at": "2024-01-02T00:00:00Z", "name": "renamed", "deleted_at": null}})
+    );
+    assert_eq!(
+        out[6],
+        json!({"target": "db.c", "key": 2, "op": "delete", "headers": [], "value":
+            {"id": 2, "updated_at": "2024-01-03T00:00:00Z", "name": "n2", "deleted_at": "2024-01-03T00:00:00Z"}})
+    );
+    e.pg(&format!("DROP TABLE {t}"));
+}
+
+#[test]
+fn typed_columns_of_all_three_databases_through_the_binary() {
+    let e = env("types3");
+    let t = &e.id;
+    e.pg(&format!(
+        "DROP TABLE IF EXISTS {t};
+         CREATE TABLE {t} (id int4 PRIMARY KEY, n numeric(8,3), ts timestamp, tz timestamptz, j jsonb, a text[], b bytea, u uuid, d date, f float8, ok bool);
+         INSERT INTO {t} VALUES (1, 2.5, '2024-06-01 12:00:00', '2024-06-01 12:00:00.5+00', '{{\"x\": [1]}}',
+             '{{a,NULL}}', '\\x0102', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '2024-06-01', 0.5, false);"
+    ));
+    e.my(&format!("DROP TABLE IF EXISTS {t}"));
+    e.my(&format!(
+        "CREATE TABLE {t} (id INT PRIMARY KEY, n DECIMAL(8,3), ts DATETIME(3), tz TIMESTAMP(3) NULL, j JSON, b VARBINARY(4), d DATE, f DOUBLE, ok BOOLEAN)"
+    ));
+    e.my(&format!(
+        "INSERT INTO {t} VALUES (1, 2.5, '2024-06-01 12:00:00', '2024-06-01 12:00:00.5', '{{\"x\": [1]}}', X'0102', '2024-06-01', 0.5, false)"
+    ));
+    let sqlite = e.ws.path("app.db");
+    e.rt.block_on(async {
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&sqlite)
+            .create_if_missing(true);
+        let mut c = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+        c.execute(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, n DECIMAL(8,3), ts DATETIME, tz TIMESTAMP, j JSON, b BLOB, d DATE, f REAL, ok BOOLEAN);
+             INSERT INTO t VALUES (1, 2.5, '2024-06-01 12:00:00', '2024-06-01T12:00:00.5Z', '{\"x\": [1]}', X'0102', '2024-06-01', 0.5, 0);",
+        )
+        .await
+        .unwrap();
+    });
+    let common = json!({
+        "id": 1, "n": "2.500", "ts": "2024-06-01T10:00:00Z", "tz": "2024-06-01T12:00:00.500Z",
+        "j": {"x": [1]}, "b": "AQI=", "d": "2024-06-01", "f": 0.5, "ok": false
+    });
+    // Naive timestamps in Europe/Berlin (UTC+2 in June).
+    let extra = "[metadata]\nenabled = false\n";
+    let source = |table: &str, json: &str| {
+        format!("timezone = \"Europe/Berlin\"\n[source.streams.s]\ntable = \"{table}\"\n{json}")
+    };
+    let cfg = e.config(PG_URL, &source(t, ""), extra);
+    e.run_once(&cfg);
+    let mut pg = common.clone();
+    pg["n"] = json!("2.500");
+    pg["a"] = json!(["a", null]);
+    pg["u"] = json!("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+    assert_eq!(e.ws.output("out", "db.s"), vec![pg]);
+
+    std::fs::remove_dir_all(e.ws.path("out")).unwrap();
+    std::fs::remove_dir_all(e.ws.path(".tributary")).unwrap();
+    let cfg = e.config(MY_URL, &source(t, "json_columns = [\"j\"]\n"), extra);
+    e.run_once(&cfg);
+    assert_eq!(e.ws.output("out", "db.s"), vec![common.clone()]);
+
+    std::fs::remove_dir_all(e.ws.path("out")).unwrap();
+    std::fs::remove_dir_all(e.ws.path(".tributary")).unwrap();
+    let cfg = e.config("sqlite://app.db", &source("t", ""), extra);
+    e.run_once(&cfg);
+    let mut lite = common.clone();
+    lite["n"] = json!("2.5"); // SQLite stores 2.5 as a REAL: no scale to keep.
+    assert_eq!(e.ws.output("out", "db.s"), vec![lite]);
+
+    // discover prints keys and JSON Schemas.
+    let o = e.ws.run(&["discover", &cfg]);
+    assert_exit(&o, 0);
+    let d: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(d["streams"][0]["primary_key"], json!(["id"]));
+    assert_eq!(
+        d["streams"][0]["json_schema"]["properties"]["ts"],
+        json!({"type": ["string", "null"], "format": "date-time"})
+    );
+    e.pg(&format!("DROP TABLE {t}"));
+    e.my(&format!("DROP TABLE {t}"));
+}
+
+#[test]
+fn kill_9_mid_load_resumes_without_loss() {
+    let e = env("pgkill");
+    let t = &e.id;
+    let total = 300_000;
+    e.pg(&format!(
+        "DROP TABLE IF EXISTS {t};
+         CREATE TABLE {t} (id int8 PRIMARY KEY, updated_at timestamptz NOT NULL, payload text);
+         INSERT INTO {t} SELECT i, timestamptz '2024-01-01 00:00:00+00' + (i / 20) * interval '1 millisecond', repeat('x', 50)
+             FROM generate_series(1, {total}) i;
+         CREATE INDEX ON {t} (updated_at, id);"
+    ));
+    let cfg = e.config(
+        PG_URL,
+        &format!(
+            "fetch_size = 5000\n[source.streams.big]\ntable = \"{t}\"\nincremental = {{ column = \"updated_at\", kind = \"timestamp\" }}\n"
+        ),
+        "[runtime]\nbatch_size = 500\nflush_records = 2000\nflush_interval = \"50ms\"\n",
+    );
+    let kills = [40_000usize, 120_000];
+    for at in kills {
+        let mut child = e.ws.spawn(&["run", "--no-progress", &cfg]);
+        wait_until(Duration::from_secs(120), "part of the load", || {
+            e.ws.written_lines("out", "db.big") >= at
+        });
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let state = e.state(&cfg, "big");
+        assert_eq!(state["initial_done"], json!(false), "{state}");
+    }
+    e.run_once(&cfg);
+    let seen = e.ids("big");
+    assert_eq!(seen.len(), total as usize);
+    assert_eq!(*seen.keys().next().unwrap(), 1);
+    assert_eq!(*seen.keys().last().unwrap(), total);
+    // Duplicates only from each killed run's uncommitted tail: at most
+    // flush_records plus a batch written but not yet committed.
+    let duplicates: usize = seen.values().map(|c| c - 1).sum();
+    assert!(
+        duplicates <= kills.len() * (2_000 + 500),
+        "{duplicates} duplicates"
+    );
+    assert_eq!(e.state(&cfg, "big")["after"]["id"], json!(total));
+    e.pg(&format!("DROP TABLE {t}"));
+}
+
+#[test]
+fn injection_attempts_in_config_values_are_harmless() {
+    let e = env("inject");
+    let t = &e.id;
+    let victim = format!("{t}_victim");
+    e.pg(&format!(
+        "DROP TABLE IF EXISTS {t}; DROP TABLE IF EXISTS {victim};
+         CREATE TABLE {t} (id int PRIMARY KEY, name text);
+         INSERT INTO {t} VALUES (1, 'a'), (2, 'b');
+         CREATE TABLE {victim} (x int);"
+    ));
+    // A table name that is a statement: a config error, nothing runs.
+    let cfg = e.config(
+        PG_URL,
+        &format!("[source.streams.s]\ntable = \"x; DROP TABLE {victim}\"\n"),
+        "",
+    );
+    let o = e.ws.run(&["run", "--once", &cfg]);
+    assert_exit(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains("db.toml:7: source.streams.s.table:") && err.contains("';' is not allowed"),
+        "{err}"
+    );
+    // A parameter that would be an injection if spliced is data.
+    let cfg = e.config(
+        PG_URL,
+        &format!(
+            "[source.streams.s]\nquery = \"SELECT id, name FROM {t} WHERE name = :name\"\nparams = {{ name = \"' OR 1=1; DROP TABLE {victim}; --\" }}\n"
+        ),
+        "",
+    );
+    e.run_once(&cfg);
+    assert!(e.ws.output("out", "db.s").is_empty());
+    e.pg(&format!("SELECT * FROM {victim}")); // still there
+    e.pg(&format!("DROP TABLE {t}; DROP TABLE {victim}"));
+}
+
+#[test]
+fn config_errors_suggest_keys_and_secrets_stay_hidden() {
+    let e = env("cfgerr");
+    let cfg = e.config(PG_URL, "fetch_sise = 10\n", "");
+    let o = e.ws.run(&["check", &cfg]);
+    assert_exit(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "db.toml:6: source.fetch_sise: unknown key `fetch_sise` (did you mean `fetch_size`?)"
+        ),
+        "{err}"
+    );
+    let cfg = e.config(
+        PG_URL,
+        "[source.streams.s]\ntable = \"t\"\nincremental = { column = \"id\", knd = \"id\" }\n",
+        "",
+    );
+    let o = e.ws.run(&["check", &cfg]);
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains("did you mean `kind`?"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Unknown columns are found by `check`, with a suggestion.
+    let t = &e.id;
+    e.pg(&format!(
+        "DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (id int PRIMARY KEY, updated_at timestamptz)"
+    ));
+    let cfg = e.config(
+        PG_URL,
+        &format!("[source.streams.s]\ntable = \"{t}\"\nincremental = {{ column = \"updatedat\", kind = \"timestamp\" }}\n"),
+        "",
+    );
+    let o = e.ws.run(&["check", &cfg]);
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains("has no column `updatedat` (did you mean `updated_at`?)"),
+        "{}",
+        stderr(&o)
+    );
+    e.pg(&format!("DROP TABLE {t}"));
+
+    // A password from the environment never shows, even when connecting fails.
+    let cfg = e.config(
+        "postgres://postgres:${TT_SQL_PASSWORD}@127.0.0.1:1/test",
+        "connect_timeout = \"1s\"\ntables = [\"t\"]\n",
+        "",
+    );
+    let mut cmd = e.ws.cmd(&["check", &cfg]);
+    cmd.env("TT_SQL_PASSWORD", "s3cret-Passw0rd")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let o = wait_output(cmd.spawn().unwrap(), Duration::from_secs(60));
+    assert_exit(&o, 3);
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(!all.contains("s3cret-Passw0rd"), "{all}");
+    assert!(
+        all.contains("postgres://postgres:***@127.0.0.1:1/test"),
+        "{all}"
+    );
+}
