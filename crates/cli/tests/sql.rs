@@ -42,6 +42,17 @@ impl Env {
         })
     }
 
+    /// `(id, name, amount)` rows of a PostgreSQL query.
+    fn pg_rows(&self, sql: &str) -> Vec<(i64, Option<String>, Option<String>)> {
+        self.rt.block_on(async {
+            let mut c = sqlx::PgConnection::connect(PG_URL).await.unwrap();
+            sqlx::query_as(sql)
+                .fetch_all(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        })
+    }
+
     fn my(&self, sql: &str) {
         self.rt.block_on(async {
             let mut c = sqlx::MySqlConnection::connect(MY_URL)
@@ -228,6 +239,78 @@ fn updates_and_soft_deletes_arrive_as_upserts_and_deletes() {
             {"id": 2, "updated_at": "2024-01-03T00:00:00Z", "name": "n2", "deleted_at": "2024-01-03T00:00:00Z"}})
     );
     e.pg(&format!("DROP TABLE {t}"));
+}
+
+/// The whole of issue 4 in one pipeline: a PostgreSQL table read
+/// incrementally by the `sql` source into the `postgres` sink (upsert, hard
+/// delete), with updates, soft deletes and new rows between runs. The
+/// target ends with exactly the source's live rows.
+#[test]
+fn postgres_to_postgres_upsert_pipeline_ends_with_the_source_state() {
+    let e = env("pg2pg");
+    let t = &e.id;
+    let dst = format!("{t}_dst");
+    e.pg(&format!(
+        "DROP TABLE IF EXISTS {t}; DROP SCHEMA IF EXISTS {dst} CASCADE;
+         CREATE TABLE {t} (id int8 PRIMARY KEY, updated_at timestamptz NOT NULL, name text,
+                           amount numeric(12,2), deleted_at timestamptz);
+         INSERT INTO {t} SELECT i, '2024-01-01T00:00:00Z'::timestamptz + (i / 10) * interval '1 second',
+                                'n' || i, i * 1.25, NULL FROM generate_series(1, 3000) i;"
+    ));
+    let text = format!(
+        r#"name = "db"
+
+[source]
+type = "sql"
+url = "{PG_URL}"
+fetch_size = 700
+
+[source.streams.orders]
+table = "{t}"
+incremental = {{ column = "updated_at", kind = "timestamp", lag = "0s" }}
+soft_delete_column = "deleted_at"
+
+[sink]
+type = "postgres"
+url = "{PG_URL}"
+schema = "{dst}"
+mode = "upsert"
+delete = "hard"
+exactly_once = true
+"#
+    );
+    e.ws.write("pipeline.toml", &text);
+    let cfg = e.ws.path("pipeline.toml").to_string_lossy().into_owned();
+    let source_rows = || {
+        e.pg_rows(&format!(
+            "SELECT id, name, amount::text FROM {t} WHERE deleted_at IS NULL ORDER BY id"
+        ))
+    };
+    let target_rows = || {
+        e.pg_rows(&format!(
+            "SELECT id, name, amount::text FROM {dst}.db_orders ORDER BY id"
+        ))
+    };
+
+    e.run_once(&cfg);
+    assert_eq!(target_rows().len(), 3000);
+    assert_eq!(target_rows(), source_rows());
+
+    e.pg(&format!(
+        "UPDATE {t} SET name = 'renamed', amount = 0.01, updated_at = now() - interval '1 hour' WHERE id % 100 = 0;
+         UPDATE {t} SET deleted_at = now(), updated_at = now() - interval '1 hour' WHERE id % 7 = 0;
+         INSERT INTO {t} SELECT i, now() - interval '1 hour', 'new' || i, 2.5, NULL FROM generate_series(3001, 3100) i;"
+    ));
+    e.run_once(&cfg);
+    let expected = source_rows();
+    assert_eq!(expected.len(), 3100 - 3000 / 7);
+    assert_eq!(target_rows(), expected);
+    assert!(expected.contains(&(300, Some("renamed".into()), Some("0.01".into()))));
+
+    // A third run reads nothing new and changes nothing.
+    e.run_once(&cfg);
+    assert_eq!(target_rows(), expected);
+    e.pg(&format!("DROP TABLE {t}; DROP SCHEMA {dst} CASCADE;"));
 }
 
 #[test]
