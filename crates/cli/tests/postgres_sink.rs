@@ -5,19 +5,12 @@
 //! own schema, dropped at the end. A missing server fails the tests.
 
 use serde_json::{json, Value};
-use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::Connection;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tributary_testkit::cli::*;
+use tributary_testkit::postgres as pg;
 
 fn workspace() -> Workspace {
     Workspace::new(env!("CARGO_BIN_EXE_tributary"))
-}
-
-fn base_url() -> String {
-    std::env::var("TRIBUTARY_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// A scratch schema, dropped on drop; queries run on a private runtime.
@@ -28,17 +21,8 @@ struct Db {
 
 impl Db {
     fn new() -> Db {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
         let db = Db {
-            schema: format!(
-                "t_cli_{}_{}_{nanos}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ),
+            schema: pg::unique_schema("t_cli"),
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -48,24 +32,9 @@ impl Db {
         db
     }
 
-    async fn connect() -> PgConnection {
-        let options = base_url()
-            .parse::<PgConnectOptions>()
-            .unwrap()
-            .options([("TimeZone", "UTC")]);
-        PgConnection::connect_with(&options)
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "PostgreSQL must be running at {} (set TRIBUTARY_TEST_POSTGRES_URL): {e}",
-                    base_url()
-                )
-            })
-    }
-
     fn exec(&self, sql: &str) {
         self.rt.block_on(async {
-            let mut c = Self::connect().await;
+            let mut c = pg::connect().await;
             sqlx::raw_sql(sql)
                 .execute(&mut c)
                 .await
@@ -75,20 +44,8 @@ impl Db {
 
     /// The rows of a query as JSON objects.
     fn rows(&self, sql: &str) -> Vec<Value> {
-        self.rt.block_on(async {
-            let mut c = Self::connect().await;
-            let text: String = sqlx::query_scalar(&format!(
-                "SELECT coalesce(json_agg(x), '[]')::text FROM ({sql}) x"
-            ))
-            .fetch_one(&mut c)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            serde_json::from_str::<Value>(&text)
-                .unwrap()
-                .as_array()
-                .unwrap()
-                .clone()
-        })
+        self.rt
+            .block_on(async { pg::rows(&mut pg::connect().await, sql).await })
     }
 
     fn table(&self, name: &str) -> String {
@@ -99,7 +56,7 @@ impl Db {
     fn sink(&self, extra: &str) -> String {
         format!(
             "[sink]\ntype = \"postgres\"\nurl = \"{}\"\nschema = \"{}\"\n{extra}\n",
-            base_url(),
+            pg::url(),
             self.schema
         )
     }
@@ -107,11 +64,7 @@ impl Db {
 
 impl Drop for Db {
     fn drop(&mut self) {
-        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);
-        self.rt.block_on(async {
-            let mut c = Self::connect().await;
-            let _ = sqlx::raw_sql(&sql).execute(&mut c).await;
-        });
+        pg::drop_schema(&self.schema);
     }
 }
 

@@ -4,21 +4,15 @@
 //! server fails the tests: they never skip.
 
 use serde_json::{json, Value};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::Connection;
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tributary_config::{ConfigDocument, SectionConfig};
 use tributary_core::{
     Checkpoint, ConnectorError, ErrorClass, Op, Record, Sink, SinkStream, StreamSpec,
 };
 use tributary_sinks::{build, SinkContext};
-
-fn base_url() -> String {
-    std::env::var("TRIBUTARY_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
+use tributary_testkit::postgres as pg;
 
 /// A scratch schema, dropped on drop.
 struct Db {
@@ -28,30 +22,12 @@ struct Db {
 
 impl Db {
     async fn new() -> Db {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let schema = format!(
-            "t_{}_{}_{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let options = base_url()
-            .parse::<PgConnectOptions>()
-            .unwrap()
-            .options([("TimeZone", "UTC")]);
+        let schema = pg::unique_schema("t");
         let pool = PgPoolOptions::new()
             .max_connections(2)
-            .connect_with(options)
+            .connect_with(pg::options())
             .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "PostgreSQL must be running at {} (set TRIBUTARY_TEST_POSTGRES_URL): {e}",
-                    base_url()
-                )
-            });
+            .unwrap_or_else(|e| panic!("PostgreSQL must be running at {}: {e}", pg::url()));
         sqlx::raw_sql(&format!("CREATE SCHEMA \"{schema}\""))
             .execute(&pool)
             .await
@@ -61,17 +37,7 @@ impl Db {
 
     /// The rows of a query as JSON objects (timestamps as ISO 8601 text).
     async fn rows(&self, sql: &str) -> Vec<Value> {
-        let text: String = sqlx::query_scalar(&format!(
-            "SELECT coalesce(json_agg(x), '[]')::text FROM ({sql}) x"
-        ))
-        .fetch_one(&self.pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        serde_json::from_str::<Value>(&text)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .clone()
+        pg::rows(&mut self.pool.acquire().await.unwrap(), sql).await
     }
 
     /// `[name, type]` of a table's columns, in order.
@@ -123,7 +89,7 @@ impl Db {
     fn sink(&self, extra: &str) -> Box<dyn Sink> {
         let text = format!(
             "url = \"{}?application_name={}\"\nschema = \"{}\"\n{extra}",
-            base_url(),
+            pg::url(),
             self.schema,
             self.schema
         );
@@ -150,22 +116,7 @@ impl Db {
 
 impl Drop for Db {
     fn drop(&mut self) {
-        let schema = self.schema.clone();
-        // A fresh runtime on another thread: Drop may run inside a runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut c) = PgConnection::connect(&base_url()).await {
-                    let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-                        .execute(&mut c)
-                        .await;
-                }
-            })
-        })
-        .join();
+        pg::drop_schema(&self.schema);
     }
 }
 
@@ -327,7 +278,7 @@ async fn records_route_by_target_to_schema_and_table() {
     // Without `schema`, the target's first part is the schema.
     let text = format!(
         "url = \"{}\"\n[tables.\"{s}.renamed\"]\ntable = \"other\"\nprimary_key = [\"k\"]\n",
-        base_url(),
+        pg::url(),
         s = db.schema
     );
     let mut sink = build(&section(&text, &std::env::temp_dir()), &ctx()).unwrap();

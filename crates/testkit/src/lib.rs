@@ -1,7 +1,9 @@
 //! Test support shared across crates: fault injection for the runtime
 //! (`scripted`), end-to-end helpers for the `tributary` binary (`cli`), and
-//! HTTP API simulators (`sim`: ChargeOver, paginated REST).
+//! HTTP API simulators (`sim`: ChargeOver, paginated REST), and scratch schemas
+//! in the test PostgreSQL (`postgres`).
 
 pub mod cli;
+pub mod postgres;
 pub mod scripted;
 pub mod sim;

@@ -1,0 +1,82 @@
+//! Scratch space in the real PostgreSQL the tests run against
+//! (`TRIBUTARY_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`, started by `scripts/services`).
+//! A missing server fails the test that asked for it: nothing skips.
+
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::Connection;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub fn url() -> String {
+    std::env::var("TRIBUTARY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Connection options for [`url`] with the session in UTC, so timestamps
+/// read back as text compare exactly.
+pub fn options() -> PgConnectOptions {
+    url()
+        .parse::<PgConnectOptions>()
+        .expect("TRIBUTARY_TEST_POSTGRES_URL is a postgres:// URL")
+        .options([("TimeZone", "UTC")])
+}
+
+pub async fn connect() -> PgConnection {
+    PgConnection::connect_with(&options())
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL must be running at {} (scripts/services starts it; or set TRIBUTARY_TEST_POSTGRES_URL): {e}",
+                url()
+            )
+        })
+}
+
+/// A schema name no other test (in this or another process) uses.
+pub fn unique_schema(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The rows of a query as JSON objects (timestamps as ISO 8601 text).
+pub async fn rows(conn: &mut PgConnection, sql: &str) -> Vec<Value> {
+    let text: String = sqlx::query_scalar(&format!(
+        "SELECT coalesce(json_agg(x), '[]')::text FROM ({sql}) x"
+    ))
+    .fetch_one(conn)
+    .await
+    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    match serde_json::from_str(&text) {
+        Ok(Value::Array(rows)) => rows,
+        other => panic!("json_agg gave {other:?}"),
+    }
+}
+
+/// Drops `schema` and everything in it, from a thread of its own so it works
+/// inside or outside a runtime (a test's `Drop`).
+pub fn drop_schema(schema: &str) {
+    let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            if let Ok(mut c) = PgConnection::connect_with(&options()).await {
+                let _ = sqlx::raw_sql(&sql).execute(&mut c).await;
+            }
+        })
+    })
+    .join();
+}
