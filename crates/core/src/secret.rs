@@ -7,6 +7,40 @@ use std::sync::{OnceLock, RwLock};
 
 const MASK: &str = "***";
 
+/// A URL for messages and `Debug`: the user-info password, query values
+/// named like a password (`sslpassword`) and query values holding a
+/// registered secret (an API key) become `***`; the rest of the text is then
+/// passed through [`redact`]. Query values are checked decoded, so a
+/// percent-encoded key is caught too; the query is re-encoded only when a
+/// value was masked.
+pub fn mask_url(url: &url::Url) -> String {
+    let mut url = url.clone();
+    if url.password().is_some() {
+        // Only fails for URLs that cannot have credentials, which have none.
+        let _ = url.set_password(Some(MASK));
+    }
+    if url.query().is_some() {
+        let mut masked_any = false;
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret = k.to_ascii_lowercase().contains("password") || redact(&v) != v;
+                masked_any |= secret;
+                let v = if secret {
+                    MASK.to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        if masked_any {
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+    }
+    redact(url.as_str())
+}
+
 /// A credential. Printing it in any way shows `***`; only [`Secret::expose`] reveals it.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(String);
@@ -83,6 +117,22 @@ pub fn redact(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_show_no_password_no_password_parameter_and_no_registered_key() {
+        register("key-a9f3e1");
+        let url = url::Url::parse(
+            "postgres://loader:pw-123456@db:5432/w?sslmode=require&sslpassword=x&k=key%2Da9f3e1",
+        )
+        .unwrap();
+        assert_eq!(
+            mask_url(&url),
+            "postgres://loader:***@db:5432/w?sslmode=require&sslpassword=***&k=***"
+        );
+        // Nothing to mask: the query keeps its original encoding.
+        let plain = url::Url::parse("https://api.example.com/x?q=a%20b&page=2").unwrap();
+        assert_eq!(mask_url(&plain), "https://api.example.com/x?q=a%20b&page=2");
+    }
 
     #[test]
     fn secrets_never_print_and_are_redacted_from_text() {

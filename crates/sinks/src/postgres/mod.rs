@@ -67,30 +67,13 @@ fn record_value(record: &Record) -> Cow<'_, Value> {
     record.value.to_value()
 }
 
-/// `url` for messages and `Debug`: the password (and any `*password*` query
-/// parameter) replaced by `***`.
+/// `url` for messages and `Debug`, credentials masked
+/// ([`tributary_core::secret::mask_url`]).
 pub fn redact_url(url: &str) -> String {
-    let Ok(mut parsed) = url::Url::parse(url) else {
-        return "(invalid URL)".into();
-    };
-    if parsed.password().is_some() {
-        let _ = parsed.set_password(Some("***"));
+    match url::Url::parse(url) {
+        Ok(parsed) => tributary_core::secret::mask_url(&parsed),
+        Err(_) => "(invalid URL)".into(),
     }
-    if parsed.query().is_some() {
-        let pairs: Vec<(String, String)> = parsed
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if k.to_ascii_lowercase().contains("password") {
-                    "***".to_string()
-                } else {
-                    v.into_owned()
-                };
-                (k.into_owned(), v)
-            })
-            .collect();
-        parsed.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    parsed.to_string()
 }
 
 /// The sink's settings, resolved from [`PostgresSinkConfig`].

@@ -520,32 +520,9 @@ pub(crate) fn parse_retry_after(
     Some(delay.min(MAX_RETRY_AFTER))
 }
 
-/// A URL for messages: credentials in user-info and query values that hold
-/// a registered secret are masked. Query values are checked decoded, so a
-/// percent-encoded API key is caught too.
+/// A URL for messages, credentials masked ([`tributary_core::secret::mask_url`]).
 pub(crate) fn display_url(url: &Url) -> String {
-    let mut url = url.clone();
-    if url.password().is_some() {
-        // Only fails for URLs that cannot have credentials, which have none.
-        let _ = url.set_password(Some("***"));
-    }
-    if url.query().is_some() {
-        let pairs: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(k, v)| {
-                let masked = if redact(&v) != v {
-                    "***".to_string()
-                } else {
-                    v.into_owned()
-                };
-                (k.into_owned(), masked)
-            })
-            .collect();
-        if pairs.iter().any(|(_, v)| v == "***") {
-            url.query_pairs_mut().clear().extend_pairs(pairs);
-        }
-    }
-    redact(url.as_str())
+    tributary_core::secret::mask_url(url)
 }
 
 /// Sets a query parameter, replacing the first of that name in place and

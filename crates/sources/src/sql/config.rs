@@ -317,15 +317,14 @@ fn parse_url(section: &SectionConfig, url: &str) -> Result<(Dialect, Target, Str
     if parsed.host_str().is_none_or(str::is_empty) && !socket {
         return Err(section.error("url", "the database URL has no host"));
     }
-    let mut shown = parsed.clone();
     if let Some(p) = parsed.password() {
         // Both spellings of the password are masked wherever text is redacted.
         tributary_core::secret::register(p);
         if let Ok(decoded) = urlencoding_decode(p) {
             tributary_core::secret::register(&decoded);
         }
-        let _ = shown.set_password(Some("***"));
     }
+    let shown = tributary_core::secret::mask_url(&parsed);
     // sqlx's own parsing of the URL's options (sslmode, ...), without connecting.
     let checked = match dialect {
         Dialect::Postgres => sqlx::postgres::PgConnectOptions::from_str(url).map(|_| ()),
@@ -338,7 +337,7 @@ fn parse_url(section: &SectionConfig, url: &str) -> Result<(Dialect, Target, Str
             tributary_core::secret::redact(&format!("invalid database URL: {e}")),
         ));
     }
-    Ok((dialect, Target::Url(Secret::new(url)), shown.to_string()))
+    Ok((dialect, Target::Url(Secret::new(url)), shown))
 }
 
 fn urlencoding_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
