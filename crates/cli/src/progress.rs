@@ -58,6 +58,7 @@ pub fn spawn(
                         format!("retry #{attempt}: {reason}")
                     }
                     StreamStatus::Failed { reason } => format!("failed: {reason}"),
+                    StreamStatus::Stuck { reason } => format!("stuck: {reason}"),
                     other => format!("{other:?}").to_lowercase(),
                 };
                 let bad =

@@ -205,6 +205,11 @@ pub struct RuntimeConfig {
     pub backoff_initial: Duration,
     #[serde(deserialize_with = "de_duration")]
     pub backoff_max: Duration,
+    /// A stream whose checkpoint has not advanced for this long is stale:
+    /// reported by `/health`, `tributary state stuck` and the status page
+    /// (the alarm seed 004 lacked). Unset: no freshness check.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub max_staleness: Option<Duration>,
 }
 
 impl Default for RuntimeConfig {
@@ -218,6 +223,7 @@ impl Default for RuntimeConfig {
             max_retries: 10,
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
+            max_staleness: None,
         }
     }
 }

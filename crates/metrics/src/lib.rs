@@ -57,6 +57,9 @@ pub enum StreamStatus {
     Finished,
     /// Stopped by a fatal error.
     Failed { reason: String },
+    /// Cannot make progress on its own (e.g. a report run that failed N
+    /// times in a row); an operator must look. Other streams keep running.
+    Stuck { reason: String },
 }
 
 #[derive(Debug, Default)]
