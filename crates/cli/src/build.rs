@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use tributary_config::{ConnectorConfig, StateConfig};
 use tributary_core::{Clock, ShiftedClock, Sink, Source, SystemClock};
-use tributary_state::{EmbeddedStore, StateError, StateStore};
+use tributary_state::{EmbeddedStore, StateError, StateStore, StoreAccess};
 
 pub fn load(path: &Path) -> Result<ConnectorConfig, Failure> {
     let mut config =
@@ -64,6 +64,23 @@ pub fn state(config: &ConnectorConfig) -> Result<Arc<dyn StateStore>, Failure> {
                 ),
             ))
         }
+    }
+}
+
+/// The state store for `tributary state` commands, and whether the
+/// connector is running: while it holds the embedded store, reads come from
+/// the snapshot it keeps and every write is refused.
+pub fn state_for_operator(
+    config: &ConnectorConfig,
+) -> Result<(Arc<dyn StateStore>, bool), Failure> {
+    match &config.state {
+        StateConfig::Embedded { dir } => {
+            match EmbeddedStore::open_or_snapshot(dir, &config.name).map_err(state_failure)? {
+                StoreAccess::Exclusive(s) => Ok((Arc::new(s), false)),
+                StoreAccess::Running(s) => Ok((Arc::new(s), true)),
+            }
+        }
+        StateConfig::Url(_) => state(config).map(|s| (s, false)),
     }
 }
 

@@ -82,12 +82,15 @@ pub struct ReadArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
-    /// Every stream's checkpoint, commit time and age.
+    /// Every stream's checkpoint, commit time, age and status (ok | running | stuck + reason).
     List {
         config: PathBuf,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Count streams not advanced for this long as stuck (default: `runtime.max_staleness`).
+        #[arg(long, value_name = "DURATION")]
+        older_than: Option<String>,
     },
     /// Print committed checkpoints as JSON (one stream, or all).
     Get {
@@ -95,14 +98,61 @@ pub enum StateCommand {
         #[arg(long)]
         stream: Option<String>,
     },
-    /// Remove checkpoints so streams start from the beginning. Refused while the connector runs.
+    /// Streams stuck in the past: marked stuck by their source, or not advanced
+    /// for `--older-than` (default: `runtime.max_staleness`). Exit code 0: none; 5: some.
+    Stuck {
+        config: PathBuf,
+        /// e.g. `7d`, `36h`.
+        #[arg(long, value_name = "DURATION")]
+        older_than: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove checkpoints so streams start from the beginning, or move a stream to a
+    /// position in time. Refused while the connector runs.
     Reset {
         config: PathBuf,
         /// The stream to reset.
         #[arg(long, conflicts_with = "all", required_unless_present = "all")]
         stream: Option<String>,
-        /// Reset every stream of the connector.
-        #[arg(long)]
+        /// Reset every stream of the connector (to its beginning).
+        #[arg(long, conflicts_with_all = ["to_now", "to", "to_available_end"])]
         all: bool,
+        /// Skip everything before now: the next run reads from the current time.
+        #[arg(long, conflicts_with_all = ["to", "to_available_end"])]
+        to_now: bool,
+        /// Read from this time (RFC 3339, or YYYY-MM-DD for midnight UTC).
+        #[arg(long, value_name = "DATETIME", conflicts_with = "to_available_end")]
+        to: Option<String>,
+        /// Skip to the newest data the source says is ready (Stripe's data_available_end).
+        #[arg(long)]
+        to_available_end: bool,
+        /// Print the before/after diff; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write a stream's checkpoint (JSON). Refused while the connector runs.
+    Set {
+        config: PathBuf,
+        #[arg(long)]
+        stream: String,
+        /// The checkpoint, e.g. `{"interval_start": "2024-11-01T00:00:00Z", ...}`.
+        #[arg(long, value_name = "JSON")]
+        json: String,
+        /// Print the before/after diff; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print every checkpoint, with its times, as a versioned JSON backup on stdout.
+    Export { config: PathBuf },
+    /// Replace every checkpoint with a backup from `state export`. Refused while the connector runs.
+    Import {
+        config: PathBuf,
+        /// The file `state export` wrote.
+        file: PathBuf,
+        /// Print the before/after diff; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }

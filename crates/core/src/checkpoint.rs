@@ -23,7 +23,22 @@ impl Checkpoint {
     pub fn as_json(&self) -> &Value {
         &self.0
     }
+
+    /// Why the stream cannot make progress on its own, when its source
+    /// said so by writing [`STUCK_REASON`] at the top level of the
+    /// checkpoint. A convention rather than a field of the state store so
+    /// that the mark is committed with the position it describes, survives
+    /// restarts, and reads the same from every backend, the CLI and the
+    /// admin server without building the source.
+    pub fn stuck_reason(&self) -> Option<&str> {
+        self.0.get(STUCK_REASON).and_then(Value::as_str)
+    }
 }
+
+/// The top-level checkpoint key a source sets to mark its stream stuck
+/// (DESIGN.md invariant 4: "or marks the stream stuck, visibly, with the
+/// reason") and removes once it makes progress again.
+pub const STUCK_REASON: &str = "stuck_reason";
 
 #[cfg(test)]
 mod tests {
@@ -40,5 +55,16 @@ mod tests {
         assert_eq!(c.0, serde_json::json!({"offset": 7}));
         assert_eq!(c.to_state::<S>().unwrap(), S { offset: 7 });
         assert!(Checkpoint(serde_json::json!("x")).to_state::<S>().is_err());
+    }
+
+    #[test]
+    fn stuck_reason_is_a_top_level_string() {
+        let c = Checkpoint(serde_json::json!({"stuck_reason": "failed 5 times", "a": 1}));
+        assert_eq!(c.stuck_reason(), Some("failed 5 times"));
+        assert_eq!(Checkpoint(serde_json::json!({"a": 1})).stuck_reason(), None);
+        assert_eq!(
+            Checkpoint(serde_json::json!({"stuck_reason": null})).stuck_reason(),
+            None
+        );
     }
 }

@@ -24,7 +24,9 @@ pub use record::{Headers, Op, Record};
 pub use schedule::{Schedule, ScheduleError};
 pub use secret::Secret;
 pub use sink::{Sink, SinkStream};
-pub use source::{BadRecord, Batch, Health, Poll, RunProgress, Source, StreamReader};
+pub use source::{
+    BadRecord, Batch, Health, Poll, ResetPosition, RunProgress, Source, StreamReader,
+};
 pub use stream::{LoadMode, StreamSpec};
 
 /// Re-exported so connector crates implement the traits with the same macro version.

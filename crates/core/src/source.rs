@@ -33,6 +33,25 @@ pub trait Source: Send + Sync {
         RunProgress::Unknown
     }
 
+    /// The checkpoint that makes `stream` resume from `position`
+    /// (`tributary state reset --to-now | --to DATETIME | --to-available-end`).
+    /// `current` is the committed checkpoint, if any, for fields a source
+    /// wants to keep (counters, load mode). Only sources with a time cursor
+    /// can answer; the default says so, and the operator can still remove
+    /// the checkpoint or write one with `state set`.
+    async fn checkpoint_at(
+        &self,
+        stream: &StreamSpec,
+        current: Option<&Checkpoint>,
+        position: ResetPosition,
+    ) -> Result<Checkpoint, ConnectorError> {
+        let _ = current;
+        Err(ConnectorError::config(format!(
+            "stream `{}`: this source cannot build a checkpoint for {position}; reset the stream to its beginning (without --to...) or write a checkpoint with `tributary state set`",
+            stream.name
+        )))
+    }
+
     /// A cheap, non-blocking view of the source's condition for health endpoints.
     fn health(&self) -> Health {
         Health::Healthy
@@ -78,6 +97,32 @@ pub enum RunProgress {
     InProgress,
     /// The last run finished; it started (its window was captured) at this instant.
     CompletedAt(chrono::DateTime<chrono::Utc>),
+}
+
+/// Where `tributary state reset --to...` moves a stream: see [`Source::checkpoint_at`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetPosition {
+    /// Skip everything before the current time (the source's clock).
+    Now,
+    /// Read again (or skip) from this instant.
+    At(chrono::DateTime<chrono::Utc>),
+    /// The newest data the outside system says is ready (Stripe's
+    /// `data_available_end`).
+    AvailableEnd,
+}
+
+impl std::fmt::Display for ResetPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResetPosition::Now => f.write_str("--to-now"),
+            ResetPosition::At(t) => write!(
+                f,
+                "--to {}",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            ResetPosition::AvailableEnd => f.write_str("--to-available-end"),
+        }
+    }
 }
 
 /// The outcome of one [`StreamReader::poll`].

@@ -160,7 +160,11 @@ pub async fn run_connector(
         stats.push((spec.name.clone(), st.clone()));
         let (commit_tx, commit_rx) = watch::channel(None);
         commit_watchers.push(commit_tx);
+        let stuck = position
+            .as_ref()
+            .and_then(|p| p.stuck_reason().map(str::to_string));
         let task = StreamTask {
+            stuck,
             index,
             transform: Transform::new(&spec.name, config.target_for(&spec.name), &config.metadata),
             schedule: config.schedule_for(&spec.name).clone(),
@@ -344,15 +348,51 @@ struct StreamTask {
     clock: Arc<dyn Clock>,
     stats: Arc<StreamStats>,
     stop: CancellationToken,
+    /// The source marked the stream stuck in its last checkpoint
+    /// ([`Checkpoint::stuck_reason`]): shown instead of `Scheduled` between
+    /// runs, so metrics and health report it until a run makes progress.
+    stuck: Option<String>,
 }
 
 impl StreamTask {
+    /// `Scheduled`, unless the stream is marked stuck.
+    fn waiting_status(&self, next_run: DateTime<Utc>) -> StreamStatus {
+        match &self.stuck {
+            Some(reason) => StreamStatus::Stuck {
+                reason: reason.clone(),
+            },
+            None => StreamStatus::Scheduled { next_run },
+        }
+    }
+
+    /// Follows the stuck mark of each checkpoint handed to the sink.
+    fn note_stuck(&mut self, checkpoint: &Checkpoint) {
+        let now = checkpoint.stuck_reason();
+        if now == self.stuck.as_deref() {
+            return;
+        }
+        match now {
+            Some(reason) => {
+                warn!(connector = %self.config.name, stream = %self.spec.name, reason, "stream is stuck: it cannot make progress on its own; other streams go on")
+            }
+            None => {
+                info!(connector = %self.config.name, stream = %self.spec.name, "stream is no longer stuck")
+            }
+        }
+        self.stuck = now.map(str::to_string);
+    }
+
     async fn run(mut self) -> Result<(), RuntimeError> {
         let result = self.run_schedule().await;
         let status = match &result {
-            Ok(StreamEnd::Finished) => StreamStatus::Finished,
+            Ok(StreamEnd::Finished) => match &self.stuck {
+                Some(reason) => StreamStatus::Stuck {
+                    reason: reason.clone(),
+                },
+                None => StreamStatus::Finished,
+            },
             Ok(StreamEnd::Cancelled) => match self.stats.status() {
-                s @ StreamStatus::Scheduled { .. } => s,
+                s @ (StreamStatus::Scheduled { .. } | StreamStatus::Stuck { .. }) => s,
                 _ => StreamStatus::Idle,
             },
             Err(e) => StreamStatus::Failed {
@@ -371,9 +411,7 @@ impl StreamTask {
         while let Some(at) = next_run {
             if at > self.clock.now() {
                 self.stats
-                    .record(StreamEvent::Status(StreamStatus::Scheduled {
-                        next_run: at,
-                    }));
+                    .record(StreamEvent::Status(self.waiting_status(at)));
                 tokio::select! {
                     _ = self.stop.cancelled() => return Ok(StreamEnd::Cancelled),
                     _ = self.clock.sleep_until(at) => {}
@@ -503,6 +541,7 @@ impl StreamTask {
                     self.stats.record(StreamEvent::BatchRead {
                         records: batch.records.len() as u64,
                     });
+                    self.note_stuck(&batch.checkpoint);
                     let envelope = Envelope {
                         stream: self.index,
                         records: batch.records,

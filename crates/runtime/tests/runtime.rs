@@ -637,3 +637,68 @@ async fn checkpoints_the_sink_stored_win_over_the_state_store_at_startup() {
     );
     assert_eq!(h.committed("a"), Some(json!({"next": 50})));
 }
+
+/// A source whose only stream hands over one empty batch marked stuck
+/// (as stripe_reporting does after N failed report runs), then ends.
+struct StuckSource;
+
+struct StuckReader(bool);
+
+#[tributary_core::async_trait]
+impl tributary_core::Source for StuckSource {
+    async fn check(&self) -> Result<(), tributary_core::ConnectorError> {
+        Ok(())
+    }
+    async fn discover(
+        &self,
+    ) -> Result<Vec<tributary_core::StreamSpec>, tributary_core::ConnectorError> {
+        Ok(vec![tributary_core::StreamSpec::new("reports")])
+    }
+    async fn open(
+        &self,
+        _stream: &tributary_core::StreamSpec,
+        _checkpoint: Option<Checkpoint>,
+    ) -> Result<Box<dyn tributary_core::StreamReader>, tributary_core::ConnectorError> {
+        Ok(Box::new(StuckReader(false)))
+    }
+}
+
+#[tributary_core::async_trait]
+impl tributary_core::StreamReader for StuckReader {
+    async fn poll(&mut self) -> Result<tributary_core::Poll, tributary_core::ConnectorError> {
+        if std::mem::replace(&mut self.0, true) {
+            return Ok(tributary_core::Poll::End);
+        }
+        Ok(tributary_core::Poll::Batch(tributary_core::Batch::new(
+            Vec::new(),
+            Checkpoint(json!({"next": 0, "stuck_reason": "report run failed 3 times in a row"})),
+            tributary_core::LoadMode::Incremental,
+        )))
+    }
+}
+
+#[tokio::test]
+async fn a_stream_its_source_marks_stuck_reports_stuck_and_the_mark_is_committed() {
+    let h = Harness::new();
+    let dir = tempfile::tempdir().unwrap();
+    let parts = ConnectorParts {
+        config: config("c", dir.path()),
+        source: Arc::new(StuckSource),
+        sink: Box::new(MemorySink(h.sink.clone())),
+        state: h.state.clone(),
+    };
+    run_connector(parts, h.env(Arc::new(SystemClock)))
+        .await
+        .unwrap();
+    let snap = h.metrics.snapshot();
+    assert_eq!(
+        snap[0].status,
+        StreamStatus::Stuck {
+            reason: "report run failed 3 times in a row".into()
+        }
+    );
+    assert_eq!(
+        h.committed("reports").unwrap()["stuck_reason"],
+        "report run failed 3 times in a row"
+    );
+}

@@ -10,12 +10,14 @@
 //! | `chargeover` | ChargeOver entities, windowed by modification time (seed 000) ([`chargeover`]) |
 //! | `http` | any REST API described in TOML: auth, pagination, incremental windows ([`http`]) |
 //! | `sql` | PostgreSQL, MySQL/MariaDB and SQLite tables and queries, keyset-paged, incremental by timestamp or id ([`sql`]) |
+//! | `stripe_reporting` | Stripe Reporting report runs per report type × timezone (seed 004) ([`stripe`]) |
 
 pub mod chargeover;
 pub mod file;
 pub mod generator;
 pub mod http;
 pub mod sql;
+pub mod stripe;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -71,7 +73,14 @@ impl SourceContext {
 }
 
 /// Every value `[source] type` accepts.
-pub const SOURCE_TYPES: &[&str] = &["chargeover", "file", "generator", "http", "sql"];
+pub const SOURCE_TYPES: &[&str] = &[
+    "chargeover",
+    "file",
+    "generator",
+    "http",
+    "sql",
+    "stripe_reporting",
+];
 
 /// Builds the source a `[source]` section describes.
 ///
@@ -89,6 +98,9 @@ pub fn build(section: &SectionConfig, ctx: &SourceContext) -> Result<Box<dyn Sou
         "chargeover" => Ok(Box::new(chargeover::ChargeOverSource::from_section(
             section, ctx,
         )?)),
+        "stripe_reporting" => Ok(Box::new(stripe::StripeReportingSource::from_section(
+            section, ctx,
+        )?)),
         _ => Err(section.unknown_type(SOURCE_TYPES)),
     }
 }
@@ -99,6 +111,7 @@ pub fn build(section: &SectionConfig, ctx: &SourceContext) -> Result<Box<dyn Sou
 pub fn apply_defaults(config: &mut ConnectorConfig) -> Result<(), ConfigError> {
     match config.source.kind.as_str() {
         "chargeover" => chargeover::apply_defaults(config),
+        "stripe_reporting" => stripe::apply_defaults(config),
         _ => Ok(()),
     }
 }

@@ -19,7 +19,17 @@
 //! JSON of [`StoredCheckpoint`]. JSON rather than a binary encoding so that a
 //! checkpoint stays readable and stays decodable when sources evolve their
 //! state shapes.
+//!
+//! The lock also keeps every other process out while the connector runs,
+//! yet operators need `state list` and `state stuck` most on a live
+//! connector (seed 004's step 2). So after every write the holder also
+//! writes a read-only snapshot, `{dir}/{connector}.snapshot.json` (the
+//! `state export` format, replaced by rename so readers never see half a
+//! file); [`EmbeddedStore::open_or_snapshot`] falls back to it while the
+//! store is locked. It is informational: redb stays the only source of
+//! truth, and the snapshot is never read when the lock is free.
 
+use crate::ops::StateExport;
 use crate::{StateError, StateStore, StoredCheckpoint};
 use chrono::Utc;
 use redb::{
@@ -42,6 +52,27 @@ const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoi
 pub struct EmbeddedStore {
     db: Arc<Database>,
     path: Arc<PathBuf>,
+    snapshot: Arc<Snapshot>,
+}
+
+/// Where and for whom the read-only snapshot is written.
+#[derive(Debug)]
+struct Snapshot {
+    path: PathBuf,
+    connector: String,
+}
+
+/// An embedded store opened by `state` commands: the store itself, or,
+/// while a running connector holds it, its read-only snapshot.
+pub enum StoreAccess {
+    Exclusive(EmbeddedStore),
+    /// The connector is running: reads come from the snapshot it keeps,
+    /// writes fail with [`StateError::Locked`].
+    Running(SnapshotStore),
+}
+
+fn snapshot_path(dir: &Path, connector: &str) -> PathBuf {
+    dir.join(format!("{connector}.snapshot.json"))
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -89,11 +120,43 @@ impl EmbeddedStore {
         let txn = db.begin_write().map_err(|e| storage(&shown, e))?;
         txn.open_table(CHECKPOINTS)
             .map_err(|e| storage(&shown, e))?;
+        let entries = {
+            let table = txn
+                .open_table(CHECKPOINTS)
+                .map_err(|e| storage(&shown, e))?;
+            all_entries(&table, &shown)?
+        };
         txn.commit().map_err(|e| storage(&shown, e))?;
+        let snapshot = Snapshot {
+            path: snapshot_path(dir, connector),
+            connector: connector.to_string(),
+        };
+        snapshot.write(&entries);
         Ok(EmbeddedStore {
             db: Arc::new(db),
             path: Arc::new(path),
+            snapshot: Arc::new(snapshot),
         })
+    }
+
+    /// Opens the store, or its snapshot while a running connector holds the
+    /// lock; [`StateError::Locked`] when it is locked and has no snapshot
+    /// (a connector started by an older tributary).
+    pub fn open_or_snapshot(dir: &Path, connector: &str) -> Result<StoreAccess, StateError> {
+        match EmbeddedStore::open(dir, connector) {
+            Ok(store) => Ok(StoreAccess::Exclusive(store)),
+            Err(StateError::Locked { path }) => {
+                let snapshot = snapshot_path(dir, connector);
+                if !snapshot.exists() {
+                    return Err(StateError::Locked { path });
+                }
+                Ok(StoreAccess::Running(SnapshotStore {
+                    store_path: PathBuf::from(path),
+                    snapshot,
+                }))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The database file.
@@ -114,6 +177,77 @@ impl EmbeddedStore {
             .await
             .map_err(|e| storage(&shown, format!("state store task failed: {e}")))?
     }
+
+    /// One durable write transaction over the table; the snapshot follows
+    /// once it committed.
+    async fn write<T, F>(&self, f: F) -> Result<T, StateError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut redb::Table<'_, &'static str, &'static [u8]>, &str) -> Result<T, StateError>
+            + Send
+            + 'static,
+    {
+        let snapshot = Arc::clone(&self.snapshot);
+        self.blocking(move |db, path| {
+            let mut txn = db.begin_write().map_err(|e| storage(path, e))?;
+            // Immediate is redb's default; set it explicitly because the whole
+            // no-gap guarantee rests on this commit being fsynced.
+            txn.set_durability(Durability::Immediate)
+                .map_err(|e| storage(path, e))?;
+            let (out, entries) = {
+                let mut table = txn.open_table(CHECKPOINTS).map_err(|e| storage(path, e))?;
+                let out = f(&mut table, path)?;
+                (out, all_entries(&table, path)?)
+            };
+            txn.commit().map_err(|e| storage(path, e))?;
+            snapshot.write(&entries);
+            Ok(out)
+        })
+        .await
+    }
+}
+
+impl Snapshot {
+    /// Best effort: a failure is logged, never fails the commit it follows
+    /// (the checkpoints are safe in redb; only the view is stale).
+    fn write(&self, entries: &[StoredCheckpoint]) {
+        let export = StateExport::new(&self.connector, Utc::now(), entries.to_vec());
+        let tmp = self.path.with_extension("json.tmp");
+        let result = serde_json::to_vec_pretty(&export)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, &self.path));
+        if let Err(e) = result {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot write the state snapshot; `tributary state list` may show older checkpoints while the connector runs");
+        }
+    }
+}
+
+fn all_entries(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    path: &str,
+) -> Result<Vec<StoredCheckpoint>, StateError> {
+    // redb iterates `&str` keys in byte order: already sorted by stream name.
+    let mut out = Vec::new();
+    for entry in table.iter().map_err(|e| storage(path, e))? {
+        let (k, v) = entry.map_err(|e| storage(path, e))?;
+        out.push(decode(path, k.value(), v.value())?);
+    }
+    Ok(out)
+}
+
+fn insert(
+    table: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    path: &str,
+    stored: &StoredCheckpoint,
+    buf: &mut Vec<u8>,
+) -> Result<(), StateError> {
+    buf.clear();
+    serde_json::to_writer(&mut *buf, stored).map_err(|e| storage(path, e))?;
+    table
+        .insert(stored.stream.as_str(), buf.as_slice())
+        .map_err(|e| storage(path, e))?;
+    Ok(())
 }
 
 fn storage(path: &str, e: impl Display) -> StateError {
@@ -150,13 +284,7 @@ impl StateStore for EmbeddedStore {
         self.blocking(|db, path| {
             let txn = db.begin_read().map_err(|e| storage(path, e))?;
             let table = txn.open_table(CHECKPOINTS).map_err(|e| storage(path, e))?;
-            // redb iterates `&str` keys in byte order: already sorted by stream name.
-            let mut out = Vec::new();
-            for entry in table.iter().map_err(|e| storage(path, e))? {
-                let (k, v) = entry.map_err(|e| storage(path, e))?;
-                out.push(decode(path, k.value(), v.value())?);
-            }
-            Ok(out)
+            all_entries(&table, path)
         })
         .await
     }
@@ -166,74 +294,144 @@ impl StateStore for EmbeddedStore {
             return Ok(());
         }
         let checkpoints = checkpoints.to_vec();
-        self.blocking(move |db, path| {
+        self.write(move |table, path| {
             let now = Utc::now();
-            let mut txn = db.begin_write().map_err(|e| storage(path, e))?;
-            // Immediate is redb's default; set it explicitly because the whole
-            // no-gap guarantee rests on this commit being fsynced.
-            txn.set_durability(Durability::Immediate)
-                .map_err(|e| storage(path, e))?;
-            {
-                let mut table = txn.open_table(CHECKPOINTS).map_err(|e| storage(path, e))?;
-                let mut buf = Vec::with_capacity(256);
-                for (stream, checkpoint) in checkpoints {
-                    // A corrupt previous entry must not wedge the stream: the
-                    // new checkpoint replaces it and counts as an advance.
-                    let previous = table
-                        .get(stream.as_str())
-                        .map_err(|e| storage(path, e))?
-                        .and_then(|v| serde_json::from_slice::<StoredCheckpoint>(v.value()).ok());
-                    let advanced_at = match previous {
-                        Some(p) if p.checkpoint == checkpoint => p.advanced_at,
-                        _ => now,
-                    };
-                    let stored = StoredCheckpoint {
-                        stream,
-                        checkpoint,
-                        committed_at: now,
-                        advanced_at,
-                    };
-                    buf.clear();
-                    serde_json::to_writer(&mut buf, &stored).map_err(|e| storage(path, e))?;
-                    table
-                        .insert(stored.stream.as_str(), buf.as_slice())
-                        .map_err(|e| storage(path, e))?;
-                }
+            let mut buf = Vec::with_capacity(256);
+            for (stream, checkpoint) in checkpoints {
+                // A corrupt previous entry must not wedge the stream: the
+                // new checkpoint replaces it and counts as an advance.
+                let previous = table
+                    .get(stream.as_str())
+                    .map_err(|e| storage(path, e))?
+                    .and_then(|v| serde_json::from_slice::<StoredCheckpoint>(v.value()).ok());
+                let advanced_at = match previous {
+                    Some(p) if p.checkpoint == checkpoint => p.advanced_at,
+                    _ => now,
+                };
+                let stored = StoredCheckpoint {
+                    stream,
+                    checkpoint,
+                    committed_at: now,
+                    advanced_at,
+                };
+                insert(table, path, &stored, &mut buf)?;
             }
-            txn.commit().map_err(|e| storage(path, e))
+            Ok(())
         })
         .await
     }
 
     async fn reset(&self, stream: Option<&str>) -> Result<usize, StateError> {
         let stream = stream.map(str::to_string);
-        self.blocking(move |db, path| {
-            let mut txn = db.begin_write().map_err(|e| storage(path, e))?;
-            txn.set_durability(Durability::Immediate)
-                .map_err(|e| storage(path, e))?;
-            let removed = {
-                let mut table = txn.open_table(CHECKPOINTS).map_err(|e| storage(path, e))?;
-                match &stream {
-                    Some(s) => usize::from(
-                        table
-                            .remove(s.as_str())
-                            .map_err(|e| storage(path, e))?
-                            .is_some(),
-                    ),
-                    None => {
-                        let n = table.len().map_err(|e| storage(path, e))?;
-                        table.retain(|_, _| false).map_err(|e| storage(path, e))?;
-                        usize::try_from(n).unwrap_or(usize::MAX)
-                    }
-                }
-            };
-            txn.commit().map_err(|e| storage(path, e))?;
-            Ok(removed)
+        self.write(move |table, path| match &stream {
+            Some(s) => Ok(usize::from(
+                table
+                    .remove(s.as_str())
+                    .map_err(|e| storage(path, e))?
+                    .is_some(),
+            )),
+            None => {
+                let n = table.len().map_err(|e| storage(path, e))?;
+                table.retain(|_, _| false).map_err(|e| storage(path, e))?;
+                Ok(usize::try_from(n).unwrap_or(usize::MAX))
+            }
+        })
+        .await
+    }
+
+    async fn put(&self, entries: &[StoredCheckpoint]) -> Result<(), StateError> {
+        let entries = entries.to_vec();
+        self.write(move |table, path| {
+            let mut buf = Vec::with_capacity(256);
+            for stored in &entries {
+                insert(table, path, stored, &mut buf)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn replace_all(&self, entries: &[StoredCheckpoint]) -> Result<(), StateError> {
+        let entries = entries.to_vec();
+        self.write(move |table, path| {
+            table.retain(|_, _| false).map_err(|e| storage(path, e))?;
+            let mut buf = Vec::with_capacity(256);
+            for stored in &entries {
+                insert(table, path, stored, &mut buf)?;
+            }
+            Ok(())
         })
         .await
     }
 
     fn describe(&self) -> String {
         self.path.display().to_string()
+    }
+}
+
+/// The checkpoints of a running connector, as its last write left them
+/// (see the module docs). Every write is refused with
+/// [`StateError::Locked`]: changing state under a live connector is what
+/// seed 004's recovery must never do.
+#[derive(Debug, Clone)]
+pub struct SnapshotStore {
+    store_path: PathBuf,
+    snapshot: PathBuf,
+}
+
+impl SnapshotStore {
+    fn read(&self) -> Result<StateExport, StateError> {
+        let shown = self.snapshot.display().to_string();
+        let text = std::fs::read_to_string(&self.snapshot).map_err(|e| storage(&shown, e))?;
+        serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
+            path: shown,
+            stream: "*".into(),
+            message: e.to_string(),
+        })
+    }
+
+    fn locked(&self) -> StateError {
+        StateError::Locked {
+            path: self.store_path.display().to_string(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl StateStore for SnapshotStore {
+    async fn load(&self, stream: &str) -> Result<Option<StoredCheckpoint>, StateError> {
+        Ok(self
+            .read()?
+            .streams
+            .into_iter()
+            .find(|c| c.stream == stream))
+    }
+
+    async fn load_all(&self) -> Result<Vec<StoredCheckpoint>, StateError> {
+        Ok(self.read()?.streams)
+    }
+
+    async fn commit(&self, _checkpoints: &[(String, Checkpoint)]) -> Result<(), StateError> {
+        Err(self.locked())
+    }
+
+    async fn reset(&self, _stream: Option<&str>) -> Result<usize, StateError> {
+        Err(self.locked())
+    }
+
+    async fn put(&self, _entries: &[StoredCheckpoint]) -> Result<(), StateError> {
+        Err(self.locked())
+    }
+
+    async fn replace_all(&self, _entries: &[StoredCheckpoint]) -> Result<(), StateError> {
+        Err(self.locked())
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} (read from {}: the connector is running)",
+            self.store_path.display(),
+            self.snapshot.display()
+        )
     }
 }

@@ -6,8 +6,9 @@
 //! multi-stream commit lands whole or not at all.
 
 mod embedded;
+pub mod ops;
 
-pub use embedded::EmbeddedStore;
+pub use embedded::{EmbeddedStore, SnapshotStore, StoreAccess};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,22 @@ pub trait StateStore: Send + Sync {
     /// Removes the checkpoint of `stream`, or of every stream when `None`;
     /// the stream then starts from the beginning. Returns how many were removed.
     async fn reset(&self, stream: Option<&str>) -> Result<usize, StateError>;
+
+    /// Writes `entries` exactly as given, times included, in one atomic
+    /// write; other streams are untouched. The operator's path
+    /// (`state set`, `state reset --to...`, the admin server's offsets
+    /// API): unlike [`StateStore::commit`] it does not stamp the times, so
+    /// a restored backup is exact.
+    async fn put(&self, entries: &[StoredCheckpoint]) -> Result<(), StateError>;
+
+    /// Makes the store hold exactly `entries` (`state import`): streams not
+    /// in `entries` lose their checkpoint. Backends that can should do it in
+    /// one atomic write; this default is two writes (remove all, then put),
+    /// so a crash in between leaves an empty store that a second import fixes.
+    async fn replace_all(&self, entries: &[StoredCheckpoint]) -> Result<(), StateError> {
+        self.reset(None).await?;
+        self.put(entries).await
+    }
 
     /// A human-readable location for messages (`/path/to/state/billing.redb`).
     fn describe(&self) -> String;

@@ -256,3 +256,80 @@ async fn kill_9_never_tears_a_commit() {
         drop(store);
     }
 }
+
+#[tokio::test]
+async fn put_and_replace_all_keep_the_given_times_exactly() {
+    use chrono::TimeZone;
+    use tributary_state::StoredCheckpoint;
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), "c").unwrap();
+    store
+        .commit(&[
+            ("a".into(), cp(json!({"n": 1}))),
+            ("b".into(), cp(json!({"n": 2}))),
+        ])
+        .await
+        .unwrap();
+    let old = chrono::Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap();
+    let entry = |s: &str, n: u64| StoredCheckpoint {
+        stream: s.into(),
+        checkpoint: cp(json!({ "n": n })),
+        committed_at: old,
+        advanced_at: old - chrono::Duration::days(1),
+    };
+    store.put(&[entry("a", 10)]).await.unwrap();
+    let all = store.load_all().await.unwrap();
+    assert_eq!(all[0], entry("a", 10));
+    assert_eq!(all[1].checkpoint, cp(json!({"n": 2})), "put leaves b alone");
+
+    store
+        .replace_all(&[entry("c", 3), entry("a", 4)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load_all().await.unwrap(),
+        vec![entry("a", 4), entry("c", 3)],
+        "b is gone, the rest exactly as given"
+    );
+}
+
+#[tokio::test]
+async fn while_locked_the_holders_snapshot_is_readable_and_refuses_writes() {
+    use tributary_state::StoreAccess;
+    let dir = tempfile::tempdir().unwrap();
+    // Not running: the store itself.
+    match EmbeddedStore::open_or_snapshot(dir.path(), "c").unwrap() {
+        StoreAccess::Exclusive(_) => {}
+        StoreAccess::Running(_) => panic!("nothing holds the store"),
+    }
+    let holder = EmbeddedStore::open(dir.path(), "c").unwrap();
+    holder
+        .commit(&[("s".into(), cp(json!({"n": 7})))])
+        .await
+        .unwrap();
+    let StoreAccess::Running(view) = EmbeddedStore::open_or_snapshot(dir.path(), "c").unwrap()
+    else {
+        panic!("the holder runs")
+    };
+    assert_eq!(
+        view.load_all().await.unwrap(),
+        holder.load_all().await.unwrap()
+    );
+    assert_eq!(
+        view.load("s").await.unwrap().unwrap().checkpoint,
+        cp(json!({"n": 7}))
+    );
+    holder.reset(Some("s")).await.unwrap();
+    assert_eq!(view.load("s").await.unwrap(), None, "follows every write");
+    for refused in [
+        view.reset(None).await.err(),
+        view.commit(&[("s".into(), cp(json!(1)))]).await.err(),
+        view.put(&[]).await.err(),
+    ] {
+        assert!(
+            matches!(refused, Some(StateError::Locked { .. })),
+            "{refused:?}"
+        );
+    }
+    assert!(view.describe().contains("the connector is running"));
+}

@@ -275,6 +275,13 @@ impl StateStore for CheckingState {
     async fn reset(&self, _stream: Option<&str>) -> Result<usize, StateError> {
         Ok(0)
     }
+    async fn put(&self, entries: &[StoredCheckpoint]) -> Result<(), StateError> {
+        let mut map = self.map.lock().unwrap();
+        for e in entries {
+            map.insert(e.stream.clone(), e.clone());
+        }
+        Ok(())
+    }
     fn describe(&self) -> String {
         "memory".into()
     }

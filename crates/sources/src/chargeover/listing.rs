@@ -72,6 +72,7 @@ impl EntityListing {
             url,
             headers: vec![("Accept".into(), "application/json".into())],
             body: None,
+            form: None,
         }
     }
 

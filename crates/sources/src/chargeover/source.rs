@@ -248,6 +248,7 @@ impl Source for ChargeOverSource {
                 url,
                 headers: vec![("Accept".into(), "application/json".into())],
                 body: None,
+                form: None,
             })
             .await
             .map_err(|e| e.into_connector_error())?;
@@ -272,5 +273,18 @@ impl Source for ChargeOverSource {
 
     fn run_progress(&self, _stream: &StreamSpec, checkpoint: &Checkpoint) -> RunProgress {
         ApiCheckpoint::run_progress(checkpoint, Some(&self.format))
+    }
+
+    async fn checkpoint_at(
+        &self,
+        stream: &StreamSpec,
+        _current: Option<&Checkpoint>,
+        position: tributary_core::ResetPosition,
+    ) -> Result<Checkpoint, ConnectorError> {
+        let plan = self
+            .plans
+            .get(&stream.name)
+            .ok_or_else(|| ConnectorError::config(format!("no entity `{}`", stream.name)))?;
+        crate::http::engine::checkpoint_at(plan, position)
     }
 }

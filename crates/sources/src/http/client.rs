@@ -66,6 +66,9 @@ pub struct HttpRequest {
     pub headers: Vec<(String, String)>,
     /// Sent as JSON (`Content-Type: application/json` unless a header says otherwise).
     pub body: Option<Value>,
+    /// Sent as `application/x-www-form-urlencoded` pairs, in order, repeated
+    /// names kept (Stripe's `parameters[columns][]`). Not with `body`.
+    pub form: Option<Vec<(String, String)>>,
 }
 
 impl HttpRequest {
@@ -75,6 +78,7 @@ impl HttpRequest {
             url,
             headers: Vec::new(),
             body: None,
+            form: None,
         }
     }
 }
@@ -267,6 +271,58 @@ impl HttpClient {
             return Err(HttpError::from_response(method, response).await);
         }
     }
+
+    /// Sends one request like [`HttpClient::execute`] and streams a 2xx
+    /// body into `out` chunk by chunk, so a large file never sits in
+    /// memory. `timeout` replaces the client's for this exchange: a report
+    /// file may take far longer to transfer than an API call to answer.
+    /// Returns the number of bytes written. A failed write to `out` is
+    /// [`HttpErrorKind::Invalid`] (a full disk is not the server's fault).
+    pub async fn download(
+        &self,
+        request: &HttpRequest,
+        timeout: Duration,
+        out: &mut (impl std::io::Write + Send),
+    ) -> Result<u64, HttpError> {
+        let inner = &*self.inner;
+        let _permit = inner
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| HttpError::invalid("the HTTP client is shut down"))?;
+        let method = request.method.as_str();
+        if let Some(throttle) = &inner.throttle {
+            throttle.acquire().await;
+        }
+        let mut outgoing = build_request(request)?;
+        *outgoing.timeout_mut() = Some(timeout);
+        inner.auth.authorize(&inner.http, &mut outgoing).await?;
+        let sent_url = outgoing.url().clone();
+        let mut response = inner
+            .http
+            .execute(outgoing)
+            .await
+            .map_err(|e| HttpError::transport(method, &sent_url, e, Some(timeout)))?;
+        if !response.status().is_success() {
+            return Err(HttpError::from_response(method, response).await);
+        }
+        let url = response.url().clone();
+        let mut written = 0u64;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| HttpError::transport(method, &url, e, Some(timeout)))?
+        {
+            out.write_all(&chunk).map_err(|e| {
+                HttpError::invalid(format!(
+                    "{method} {}: cannot store the downloaded file: {e}",
+                    display_url(&url)
+                ))
+            })?;
+            written += chunk.len() as u64;
+        }
+        Ok(written)
+    }
 }
 
 fn build_request(request: &HttpRequest) -> Result<reqwest::Request, HttpError> {
@@ -293,6 +349,21 @@ fn build_request(request: &HttpRequest) -> Result<reqwest::Request, HttpError> {
         let bytes = serde_json::to_vec(body)
             .map_err(|e| HttpError::invalid(format!("cannot encode the request body: {e}")))?;
         *out.body_mut() = Some(bytes.into());
+    }
+    if let Some(form) = &request.form {
+        if request.body.is_some() {
+            return Err(HttpError::invalid(
+                "a request cannot have both a JSON body and a form body",
+            ));
+        }
+        out.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        let encoded = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        *out.body_mut() = Some(encoded.into());
     }
     Ok(out)
 }

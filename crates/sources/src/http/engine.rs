@@ -219,6 +219,42 @@ impl ApiCheckpoint {
     }
 }
 
+/// The checkpoint of a datetime-cursor stream positioned at `position`
+/// (`tributary state reset --to-now | --to`): everything before it counts as
+/// read, and the last run counts as started then, so the next start runs at
+/// once when a fire time passed since (as after a downtime).
+pub fn checkpoint_at(
+    plan: &StreamPlan,
+    position: tributary_core::ResetPosition,
+) -> Result<Checkpoint, ConnectorError> {
+    use tributary_core::ResetPosition;
+    let Incremental::Datetime(d) = &plan.incremental else {
+        return Err(ConnectorError::config(format!(
+            "stream `{}` has no datetime cursor, so it has no position in time; reset it to its beginning (without --to...) or write a checkpoint with `tributary state set`",
+            plan.stream
+        )));
+    };
+    let at = match position {
+        ResetPosition::Now => plan.clock.now(),
+        ResetPosition::At(t) => t,
+        ResetPosition::AvailableEnd => {
+            return Err(ConnectorError::config(format!(
+                "stream `{}`: this API has no data_available_end; use --to-now or --to DATETIME",
+                plan.stream
+            )))
+        }
+    };
+    let at = d.format.truncate(at);
+    let text = d.format.format(at);
+    Ok(Checkpoint::from_state(&ApiCheckpoint {
+        load_mode: Some(LoadMode::Incremental),
+        last_processed_datetime: Some(text.clone()),
+        batch_end_datetime: Some(text),
+        next_scheduled_run: plan.schedule.next_after(at).map(|t| t.timestamp_millis()),
+        ..ApiCheckpoint::default()
+    }))
+}
+
 /// Reads one stream, one page per batch.
 pub struct ApiReader {
     plan: Arc<StreamPlan>,

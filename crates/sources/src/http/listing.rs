@@ -56,6 +56,7 @@ impl RequestTemplate {
             url,
             headers,
             body,
+            form: None,
         })
     }
 }

@@ -347,6 +347,15 @@ impl Source for HttpSource {
         Ok(Box::new(ApiReader::new(plan.clone(), checkpoint)?))
     }
 
+    async fn checkpoint_at(
+        &self,
+        stream: &StreamSpec,
+        _current: Option<&Checkpoint>,
+        position: tributary_core::ResetPosition,
+    ) -> Result<Checkpoint, ConnectorError> {
+        super::engine::checkpoint_at(self.plan(&stream.name)?, position)
+    }
+
     fn run_progress(&self, stream: &StreamSpec, checkpoint: &Checkpoint) -> RunProgress {
         let format = self
             .plans

@@ -7,7 +7,11 @@
 //!   (offset, page, cursor, next URL, `Link` header, keyset, POST search),
 //!   with none/basic/bearer/API-key/OAuth2 authentication.
 //!
-//! Both log every request ([`RequestLog`]) and take fault knobs: fail the
+//! - [`stripe::StripeSim`]: Stripe's Reporting API (report types, report
+//!   runs created form-encoded, listed with pagination, files), with report
+//!   latency, failed runs and a log of the runs created.
+//!
+//! All log every request ([`RequestLog`]) and take fault knobs: fail the
 //! next N requests (429 with `Retry-After`, 5xx), slow them, truncate
 //! successful bodies mid-JSON, and modify records while a listing is paged.
 
@@ -15,7 +19,9 @@ mod common;
 
 pub mod chargeover;
 pub mod rest;
+pub mod stripe;
 
 pub use chargeover::ChargeOverSim;
 pub use common::{RequestLog, SimServer};
 pub use rest::{RestAuth, RestSim, RestSimConfig};
+pub use stripe::StripeSim;
