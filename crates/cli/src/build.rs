@@ -49,11 +49,17 @@ pub fn sink(config: &ConnectorConfig) -> Result<Box<dyn Sink>, Failure> {
     tributary_sinks::build(&config.sink, &ctx).map_err(|e| Failure::new(Code::Config, e))
 }
 
+/// How long a starting connector waits for a `tributary state` command that
+/// briefly holds the embedded store's lock.
+const OPERATOR_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub fn state(config: &ConnectorConfig) -> Result<Arc<dyn StateStore>, Failure> {
     match &config.state {
-        StateConfig::Embedded { dir } => EmbeddedStore::open(dir, &config.name)
-            .map(|s| Arc::new(s) as Arc<dyn StateStore>)
-            .map_err(state_failure),
+        StateConfig::Embedded { dir } => {
+            EmbeddedStore::open_waiting(dir, &config.name, OPERATOR_LOCK_PATIENCE)
+                .map(|s| Arc::new(s) as Arc<dyn StateStore>)
+                .map_err(state_failure)
+        }
         StateConfig::Url(url) => {
             let scheme = url.split("://").next().unwrap_or(url);
             Err(Failure::new(

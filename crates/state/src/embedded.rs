@@ -139,6 +139,27 @@ impl EmbeddedStore {
         })
     }
 
+    /// [`EmbeddedStore::open`], waiting up to `patience` while the lock is
+    /// held. A connector starting at the moment an operator runs `state list`
+    /// must not fail: those commands hold the lock for milliseconds. A
+    /// running connector holds it for good, so the wait ends in
+    /// [`StateError::Locked`].
+    pub fn open_waiting(
+        dir: &Path,
+        connector: &str,
+        patience: std::time::Duration,
+    ) -> Result<EmbeddedStore, StateError> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            match EmbeddedStore::open(dir, connector) {
+                Err(StateError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Opens the store, or its snapshot while a running connector holds the
     /// lock; [`StateError::Locked`] when it is locked and has no snapshot
     /// (a connector started by an older tributary).
