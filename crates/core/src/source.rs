@@ -1,4 +1,4 @@
-use crate::{Checkpoint, ConnectorError, LoadMode, Record, StreamSpec};
+use crate::{Checkpoint, CheckpointSummary, ConnectorError, LoadMode, Record, StreamSpec};
 
 /// A configured connection to an outside system.
 ///
@@ -31,6 +31,13 @@ pub trait Source: Send + Sync {
     /// waiting for the next fire time.
     fn run_progress(&self, _stream: &StreamSpec, _checkpoint: &Checkpoint) -> RunProgress {
         RunProgress::Unknown
+    }
+
+    /// What a committed checkpoint means (cursor, window, position) for the
+    /// admin server's status, `tributary status` and the cursor-lag metric.
+    /// Called once per commit, so it must be cheap; the default knows nothing.
+    fn summarize(&self, _stream: &StreamSpec, _checkpoint: &Checkpoint) -> CheckpointSummary {
+        CheckpointSummary::default()
     }
 
     /// A cheap, non-blocking view of the source's condition for health endpoints.

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tributary_config::{ConfigError, ConnectorConfig, SectionConfig};
 use tributary_core::{Clock, Schedule, Source, SystemClock};
+use tributary_metrics::ConnectorStats;
 
 /// What every source may need from the connector around it.
 #[derive(Debug, Clone)]
@@ -38,6 +39,11 @@ pub struct SourceContext {
     /// `next_scheduled_run`).
     pub schedule: Schedule,
     pub stream_schedules: BTreeMap<String, Schedule>,
+    /// Where a source reports what only it sees (HTTP statuses, rate-limit
+    /// waits) as typed events; the runtime's counters and the exporter read
+    /// them. Detached (counted nowhere) unless the CLI attaches the
+    /// connector's entry in the process registry.
+    pub metrics: Arc<ConnectorStats>,
 }
 
 impl SourceContext {
@@ -48,6 +54,7 @@ impl SourceContext {
             clock: Arc::new(SystemClock),
             schedule: Schedule::Once,
             stream_schedules: BTreeMap::new(),
+            metrics: Arc::default(),
         }
     }
 
@@ -62,6 +69,7 @@ impl SourceContext {
                 .iter()
                 .filter_map(|(name, o)| Some((name.clone(), o.schedule.clone()?)))
                 .collect(),
+            metrics: Arc::default(),
         }
     }
 
