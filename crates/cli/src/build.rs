@@ -36,7 +36,18 @@ pub fn clock() -> Result<Arc<dyn Clock>, Failure> {
 }
 
 pub fn source(config: &ConnectorConfig, clock: Arc<dyn Clock>) -> Result<Arc<dyn Source>, Failure> {
-    let ctx = tributary_sources::SourceContext::from_config(config, clock);
+    source_reporting(config, clock, Arc::default())
+}
+
+/// [`source`], reporting what only the source sees (HTTP statuses,
+/// rate-limit waits) on the connector's entry in the process's metrics.
+pub fn source_reporting(
+    config: &ConnectorConfig,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<tributary_metrics::ConnectorStats>,
+) -> Result<Arc<dyn Source>, Failure> {
+    let mut ctx = tributary_sources::SourceContext::from_config(config, clock);
+    ctx.metrics = metrics;
     tributary_sources::build(&config.source, &ctx)
         .map(Arc::from)
         .map_err(|e| Failure::new(Code::Config, e))

@@ -1,6 +1,9 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// Where `status` looks for a running process when `--admin-addr` is not given.
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:8088";
+
 /// Move data from APIs, files and databases into streams and tables, with
 /// exact, durable progress tracking.
 #[derive(Debug, Parser)]
@@ -37,6 +40,21 @@ pub enum Command {
     State(StateCommand),
     /// Convert a Kafka Connect ChargeOver source config (JSON or .properties) to a tributary config.
     Convert(ConvertArgs),
+    /// Show every stream of a running `tributary run` (its admin server): state, age, throughput, next run.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The admin server of the running process (`run --admin-addr`); `PORT` alone means 127.0.0.1:PORT.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADMIN_ADDR)]
+    pub admin_addr: String,
+    /// A file holding the admin server's bearer token (else `TRIBUTARY_ADMIN_TOKEN`).
+    #[arg(long, value_name = "PATH")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Print the status JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +82,16 @@ pub struct RunArgs {
     /// jobs and CI).
     #[arg(long)]
     pub once: bool,
+    /// Serve health, Prometheus metrics, connector status and the status page
+    /// on this address (`PORT` alone means 127.0.0.1:PORT; port 0 picks a free
+    /// one, logged). Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub admin_addr: Option<String>,
+    /// Require `Authorization: Bearer <token>` with the token in this file
+    /// (else `TRIBUTARY_ADMIN_TOKEN`, if set) on every endpoint except
+    /// `/health`, `/ready` and the page itself.
+    #[arg(long, value_name = "PATH", requires = "admin_addr")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

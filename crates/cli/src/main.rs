@@ -15,6 +15,7 @@ macro_rules! out {
     }};
 }
 
+mod admin;
 mod build;
 mod cli;
 mod commands;

@@ -1,6 +1,10 @@
 //! The live progress line per stream on an interactive terminal: records
-//! delivered, current rate, and what the stream is doing.
+//! delivered, current rate, and what the stream is doing. While a windowed
+//! run reads (an API source's initial load of months of data, or a long
+//! catch-up) the line becomes a bar: how far the window being read has moved
+//! from where the run started to its end.
 
+use chrono::{DateTime, Utc};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -12,7 +16,13 @@ struct Line {
     since_count: u64,
     since: Instant,
     rate: f64,
+    /// The run being shown as a bar: its window's end, and the first window
+    /// start seen for it (where the run started, as far as we saw).
+    run: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
+
+/// Resolution of the bar: ten thousand steps.
+const BAR_STEPS: u64 = 10_000;
 
 pub fn spawn(
     multi: MultiProgress,
@@ -22,6 +32,10 @@ pub fn spawn(
     tokio::spawn(async move {
         let style = ProgressStyle::with_template("{spinner} {prefix:.bold} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let bar_style =
+            ProgressStyle::with_template("{spinner} {prefix:.bold} [{bar:24}] {percent:>3}% {msg}")
+                .map(|s| s.progress_chars("=> "))
+                .unwrap_or_else(|_| style.clone());
         let mut bars: BTreeMap<(String, String), Line> = BTreeMap::new();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
@@ -40,8 +54,41 @@ pub fn spawn(
                         since_count: 0,
                         since: Instant::now(),
                         rate: 0.0,
+                        run: None,
                     }
                 });
+                let window = match (s.summary.window_start, s.summary.window_end) {
+                    (Some(start), Some(end)) if end > start => Some((start, end)),
+                    _ => None,
+                };
+                let window_text = match window {
+                    Some((start, end)) => {
+                        let origin = match line.run {
+                            Some((run_end, origin)) if run_end == end && origin <= start => origin,
+                            _ => {
+                                line.bar.set_style(bar_style.clone());
+                                line.bar.set_length(BAR_STEPS);
+                                start
+                            }
+                        };
+                        line.run = Some((end, origin));
+                        let total = (end - origin).num_seconds().max(1) as f64;
+                        let done = (start - origin).num_seconds().max(0) as f64;
+                        line.bar
+                            .set_position(((done / total) * BAR_STEPS as f64) as u64);
+                        format!(
+                            ", window {} → {}",
+                            start.format("%Y-%m-%d %H:%M"),
+                            end.format("%Y-%m-%d %H:%M")
+                        )
+                    }
+                    None => {
+                        if line.run.take().is_some() {
+                            line.bar.set_style(style.clone());
+                        }
+                        String::new()
+                    }
+                };
                 // Sources deliver in batches: measure the rate over a
                 // window of at least a second so it does not jump per batch.
                 let elapsed = line.since.elapsed().as_secs_f64();
@@ -69,7 +116,7 @@ pub fn spawn(
                     String::new()
                 };
                 line.bar.set_message(format!(
-                    "{} records ({} committed{bad}), {:.0}/s, {status}",
+                    "{} records ({} committed{bad}), {:.0}/s, {status}{window_text}",
                     s.records_written, s.records_committed, line.rate
                 ));
                 line.bar.tick();

@@ -1,3 +1,4 @@
+use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 
@@ -39,6 +40,25 @@ impl Checkpoint {
 /// (DESIGN.md invariant 4: "or marks the stream stuck, visibly, with the
 /// reason") and removes once it makes progress again.
 pub const STUCK_REASON: &str = "stuck_reason";
+
+/// What a checkpoint means, as its source reads it: the part of an opaque
+/// checkpoint that status pages, `tributary status` and the cursor-lag metric
+/// can show without knowing each source's state shape.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointSummary {
+    /// Everything modified before this instant has been read (datetime
+    /// cursors); "now" minus this is the stream's cursor lag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<DateTime<Utc>>,
+    /// The window `[start, end)` the current run reads, while one is in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_end: Option<DateTime<Utc>>,
+    /// A short position for people (`byte 1234 of orders.csv`, `id 5000`); no secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+}
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,7 @@ pub mod sink;
 pub mod source;
 pub mod stream;
 
-pub use checkpoint::Checkpoint;
+pub use checkpoint::{Checkpoint, CheckpointSummary};
 pub use clock::{Clock, ManualClock, ShiftedClock, SystemClock};
 pub use error::{ConnectorError, ErrorClass};
 pub use payload::{ExtraFields, Payload, RawJson};

@@ -209,6 +209,31 @@ impl Payload {
         }
     }
 
+    /// The length of the value as compact JSON, without added fields: the
+    /// bytes the source produced, for the `bytes_read` metric. Free for raw
+    /// records; parsed ones are serialized into a counter (no allocation).
+    pub fn json_len(&self) -> u64 {
+        struct Count(u64);
+        impl std::io::Write for Count {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0 += b.len() as u64;
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        match self {
+            Payload::Raw(raw) => raw.text.len() as u64,
+            Payload::Json(v) => {
+                let mut c = Count(0);
+                // A `Value` always serializes.
+                let _ = serde_json::to_writer(&mut c, v);
+                c.0
+            }
+        }
+    }
+
     /// Appends the value as compact JSON (no newline).
     pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         match self {
@@ -311,6 +336,14 @@ mod tests {
             ("_stream".into(), json!("items")),
             ("_at".into(), json!(1767225600000i64)),
         ])
+    }
+
+    #[test]
+    fn json_len_is_the_compact_text_without_added_fields() {
+        let mut p = raw(" {\"id\": 1} ");
+        p.add_fields(&metadata());
+        assert_eq!(p.json_len(), 9);
+        assert_eq!(Payload::Json(json!({"id": 1, "s": "é"})).json_len(), 17);
     }
 
     #[test]

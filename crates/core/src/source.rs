@@ -1,4 +1,4 @@
-use crate::{Checkpoint, ConnectorError, LoadMode, Record, StreamSpec};
+use crate::{Checkpoint, CheckpointSummary, ConnectorError, LoadMode, Record, StreamSpec};
 
 /// A configured connection to an outside system.
 ///
@@ -50,6 +50,13 @@ pub trait Source: Send + Sync {
             "stream `{}`: this source cannot build a checkpoint for {position}; reset the stream to its beginning (without --to...) or write a checkpoint with `tributary state set`",
             stream.name
         )))
+    }
+
+    /// What a committed checkpoint means (cursor, window, position) for the
+    /// admin server's status, `tributary status` and the cursor-lag metric.
+    /// Called once per commit, so it must be cheap; the default knows nothing.
+    fn summarize(&self, _stream: &StreamSpec, _checkpoint: &Checkpoint) -> CheckpointSummary {
+        CheckpointSummary::default()
     }
 
     /// A cheap, non-blocking view of the source's condition for health endpoints.

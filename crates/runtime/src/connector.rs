@@ -17,23 +17,26 @@
 
 use crate::clock::Clock;
 use crate::dead_letter::DeadLetterFile;
+use crate::handle::{ConnectorHandle, ConnectorPhase};
 use crate::transform::Transform;
 use crate::{backoff, RuntimeError};
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use tributary_config::{BadRecordPolicy, ConnectorConfig};
 use tributary_core::{
-    BadRecord, Checkpoint, ConnectorError, Poll, Record, RunProgress, Schedule, Sink, SinkStream,
-    Source, StreamReader, StreamSpec,
+    BadRecord, Checkpoint, CheckpointSummary, ConnectorError, Poll, Record, RunProgress, Schedule,
+    Sink, SinkStream, Source, StreamReader, StreamSpec,
 };
-use tributary_metrics::{Registry, StreamEvent, StreamStats, StreamStatus};
+use tributary_metrics::{
+    ConnectorEvent, ConnectorStats, Registry, RetryReason, StreamEvent, StreamStats, StreamStatus,
+};
 use tributary_state::StateStore;
 
 /// What a connector is made of; built by the CLI from a [`ConnectorConfig`].
@@ -69,6 +72,8 @@ struct Envelope {
     records: Vec<Record>,
     dead_letters: Vec<BadRecord>,
     checkpoint: Checkpoint,
+    /// What the checkpoint means, for status and cursor lag once committed.
+    summary: CheckpointSummary,
 }
 
 enum StreamEnd {
@@ -82,6 +87,33 @@ pub async fn run_connector(
     parts: ConnectorParts,
     env: RuntimeEnv,
 ) -> Result<RunSummary, RuntimeError> {
+    let handle = ConnectorHandle::new(&parts, &env);
+    run_connector_with(parts, env, handle).await
+}
+
+/// [`run_connector`] with a handle made beforehand
+/// ([`ConnectorHandle::new`]), through which the admin server watches the
+/// connector and can stop it alone.
+pub async fn run_connector_with(
+    parts: ConnectorParts,
+    env: RuntimeEnv,
+    handle: Arc<ConnectorHandle>,
+) -> Result<RunSummary, RuntimeError> {
+    let result = run(parts, env, &handle).await;
+    handle.set_phase(match &result {
+        Ok(_) => ConnectorPhase::Stopped,
+        Err(e) => ConnectorPhase::Failed {
+            reason: tributary_core::secret::redact(&e.to_string()),
+        },
+    });
+    result
+}
+
+async fn run(
+    parts: ConnectorParts,
+    env: RuntimeEnv,
+    handle: &ConnectorHandle,
+) -> Result<RunSummary, RuntimeError> {
     let ConnectorParts {
         config,
         source,
@@ -90,7 +122,10 @@ pub async fn run_connector(
     } = parts;
     let name = config.name.clone();
     let config = Arc::new(config);
-    let stop = env.shutdown.child_token();
+    // A child of the handle's token: a failing stream cancels this one to
+    // stop its siblings, without that looking like an operator's stop.
+    let stop = handle.stop_token().child_token();
+    let connector_stats = handle.stats().clone();
 
     let streams = discover_with_retries(&config, source.as_ref(), &stop).await?;
     let Some(streams) = streams else {
@@ -134,9 +169,14 @@ pub async fn run_connector(
     let mut commit_watchers = Vec::new();
     let mut stream_tasks = JoinSet::new();
     let mut stats = Vec::new();
+    let mut last_committed = Vec::new();
     // Sink checkpoints the state store lags behind: copied into it below.
     let mut catch_up = Vec::new();
     for (index, spec) in streams.into_iter().enumerate() {
+        let st = env.metrics.stream(&name, &spec.name);
+        st.record(StreamEvent::Started {
+            at: env.clock.now(),
+        });
         let stored = state
             .load(&spec.name)
             .await
@@ -144,7 +184,14 @@ pub async fn run_connector(
                 connector: name.clone(),
                 source,
             })?
-            .map(|c| c.checkpoint);
+            .map(|c| {
+                st.record(StreamEvent::Restored {
+                    advanced_at: c.advanced_at,
+                    committed_at: c.committed_at,
+                    summary: summarize(source.as_ref(), &spec, &c.checkpoint),
+                });
+                c.checkpoint
+            });
         // The sink's checkpoint committed with its data: authoritative.
         let position = match in_sink.remove(&spec.name) {
             Some(from_sink) => {
@@ -156,8 +203,8 @@ pub async fn run_connector(
             }
             None => stored,
         };
-        let st = env.metrics.stream(&name, &spec.name);
         stats.push((spec.name.clone(), st.clone()));
+        last_committed.push(position.clone());
         let (commit_tx, commit_rx) = watch::channel(None);
         commit_watchers.push(commit_tx);
         let stuck = position
@@ -201,11 +248,14 @@ pub async fn run_connector(
             dead_letters: DeadLetterFile::new(config.bad_records.dead_letter_path.clone()),
             commit_watchers,
             streams: stats.clone(),
+            last_committed,
+            connector_stats,
             stop: stop.clone(),
             clock: env.clock.clone(),
         }
         .run(rx),
     );
+    handle.set_phase(ConnectorPhase::Running);
 
     let mut first_error = None;
     while let Some(joined) = stream_tasks.join_next().await {
@@ -251,7 +301,7 @@ pub async fn run_connector(
             .zip(committed)
             .map(|((n, _), c)| (n.clone(), c))
             .collect(),
-        interrupted: env.shutdown.is_cancelled(),
+        interrupted: handle.stop_token().is_cancelled(),
     })
 }
 
@@ -327,6 +377,26 @@ fn retry_wait(e: &ConnectorError, attempt: u32, config: &ConnectorConfig) -> Dur
             config.runtime.backoff_max,
         ),
     }
+}
+
+/// The source's summary of a checkpoint; for sources that give no position,
+/// the checkpoint itself, compact, cut short and with registered secrets masked.
+fn summarize(source: &dyn Source, spec: &StreamSpec, checkpoint: &Checkpoint) -> CheckpointSummary {
+    const MAX: usize = 160;
+    let mut summary = source.summarize(spec, checkpoint);
+    if summary.position.is_none() {
+        let mut text = tributary_core::secret::redact(&checkpoint.as_json().to_string());
+        if text.len() > MAX {
+            let cut = (0..=MAX - 3)
+                .rev()
+                .find(|i| text.is_char_boundary(*i))
+                .unwrap_or(0);
+            text.truncate(cut);
+            text.push_str("...");
+        }
+        summary.position = Some(text);
+    }
+    summary
 }
 
 fn timestamp(t: DateTime<Utc>) -> String {
@@ -480,8 +550,16 @@ impl StreamTask {
                     attempt += 1;
                     let wait = retry_wait(&error, attempt, &self.config);
                     warn!(connector = %self.config.name, stream = %self.spec.name, attempt, error = %error, ?wait, "retryable error; reopening from the last position");
+                    let reason = match &error {
+                        ConnectorError::Retryable {
+                            retry_after: Some(_),
+                            ..
+                        } => RetryReason::Throttled,
+                        _ => RetryReason::SourceError,
+                    };
                     self.stats.record(StreamEvent::Retry {
-                        reason: error.to_string(),
+                        reason,
+                        message: error.to_string(),
                     });
                     self.stats
                         .record(StreamEvent::Status(StreamStatus::Retrying {
@@ -522,10 +600,12 @@ impl StreamTask {
     ) -> Result<StreamEnd, ConnectorError> {
         loop {
             self.deliver_commits(reader).await?;
+            let poll_started = Instant::now();
             let polled = tokio::select! {
                 _ = self.stop.cancelled() => return Ok(StreamEnd::Cancelled),
                 p = reader.poll() => p?,
             };
+            let poll = poll_started.elapsed();
             match polled {
                 Poll::Batch(mut batch) => {
                     // Only records prove progress: API sources hand over an
@@ -535,17 +615,21 @@ impl StreamTask {
                         *attempt = 0;
                     }
                     let dead_letters = self.apply_policy(&mut batch.bad_records)?;
+                    let bytes = batch.records.iter().map(|r| r.value.json_len()).sum();
                     let now = self.clock.now();
                     self.transform
                         .apply(&mut batch.records, batch.load_mode, now);
                     self.stats.record(StreamEvent::BatchRead {
                         records: batch.records.len() as u64,
+                        bytes,
+                        poll,
                     });
                     self.note_stuck(&batch.checkpoint);
                     let envelope = Envelope {
                         stream: self.index,
                         records: batch.records,
                         dead_letters,
+                        summary: summarize(self.source.as_ref(), &self.spec, &batch.checkpoint),
                         checkpoint: batch.checkpoint.clone(),
                     };
                     tokio::select! {
@@ -560,6 +644,9 @@ impl StreamTask {
                     self.position = Some(batch.checkpoint);
                 }
                 Poll::Idle => {
+                    self.stats.record(StreamEvent::RunCompleted {
+                        at: self.clock.now(),
+                    });
                     self.stats.record(StreamEvent::Status(StreamStatus::Idle));
                     let wait = self.config.runtime.poll_interval;
                     tokio::select! {
@@ -572,6 +659,9 @@ impl StreamTask {
                 }
                 Poll::End => {
                     self.deliver_commits(reader).await?;
+                    self.stats.record(StreamEvent::RunCompleted {
+                        at: self.clock.now(),
+                    });
                     return Ok(StreamEnd::Finished);
                 }
             }
@@ -633,6 +723,10 @@ struct SinkTask {
     commit_watchers: Vec<watch::Sender<Option<Checkpoint>>>,
     /// Name (the state key) and stats of each stream, by stream index.
     streams: Vec<(String, Arc<StreamStats>)>,
+    /// The last committed checkpoint of each stream, by stream index: a
+    /// commit that changes it is an advance (freshness, checkpoint age).
+    last_committed: Vec<Option<Checkpoint>>,
+    connector_stats: Arc<ConnectorStats>,
     stop: CancellationToken,
     clock: Arc<dyn Clock>,
 }
@@ -640,7 +734,7 @@ struct SinkTask {
 /// Checkpoints handed over since the last commit, per stream.
 #[derive(Default)]
 struct Pending {
-    checkpoints: BTreeMap<usize, (Checkpoint, u64)>,
+    checkpoints: BTreeMap<usize, (Checkpoint, u64, CheckpointSummary)>,
     records: usize,
 }
 
@@ -689,12 +783,13 @@ impl SinkTask {
                     let n = envelope.records.len();
                     match pending.checkpoints.entry(envelope.stream) {
                         Entry::Occupied(mut e) => {
-                            let (checkpoint, records) = e.get_mut();
+                            let (checkpoint, records, summary) = e.get_mut();
                             *checkpoint = envelope.checkpoint;
                             *records += n as u64;
+                            *summary = envelope.summary;
                         }
                         Entry::Vacant(e) => {
-                            e.insert((envelope.checkpoint, n as u64));
+                            e.insert((envelope.checkpoint, n as u64, envelope.summary));
                         }
                     }
                     pending.records += n;
@@ -722,6 +817,7 @@ impl SinkTask {
             return Ok(());
         }
         let mut attempt = 0;
+        let started = Instant::now();
         loop {
             match self.sink.write(&envelope.records).await {
                 Ok(()) => break,
@@ -735,6 +831,7 @@ impl SinkTask {
             .1
             .record(StreamEvent::RecordsWritten {
                 records: envelope.records.len() as u64,
+                took: started.elapsed(),
             });
         Ok(())
     }
@@ -762,7 +859,8 @@ impl SinkTask {
             warn!(connector = %self.connector, error = %e, attempt = *attempt, ?wait, "sink error; retrying");
             if let Some((_, s)) = stream.and_then(|i| self.streams.get(i)) {
                 s.record(StreamEvent::Retry {
-                    reason: e.to_string(),
+                    reason: RetryReason::SinkError,
+                    message: e.to_string(),
                 });
             }
             tokio::time::sleep(wait).await;
@@ -788,9 +886,10 @@ impl SinkTask {
         let batch: Vec<(String, Checkpoint)> = pending
             .checkpoints
             .iter()
-            .map(|(i, (c, _))| (self.streams[*i].0.clone(), c.clone()))
+            .map(|(i, (c, _, _))| (self.streams[*i].0.clone(), c.clone()))
             .collect();
         let mut attempt = 0;
+        let started = Instant::now();
         loop {
             // A sink that stores the checkpoints with its data (exactly-once)
             // makes them authoritative here; the state store copy follows.
@@ -799,6 +898,9 @@ impl SinkTask {
                 Err(e) => self.retry_or_fail(e, &mut attempt, None).await?,
             }
         }
+        self.connector_stats.record(ConnectorEvent::SinkFlushed {
+            took: started.elapsed(),
+        });
         self.dead_letters
             .sync()
             .map_err(|e| self.dead_letter_error(e))?;
@@ -825,11 +927,16 @@ impl SinkTask {
             }
         }
         let now = self.clock.now();
-        for (index, (checkpoint, records)) in std::mem::take(&mut pending.checkpoints) {
+        for (index, (checkpoint, records, summary)) in std::mem::take(&mut pending.checkpoints) {
             committed[index] += records;
-            self.streams[index]
-                .1
-                .record(StreamEvent::Committed { records, at: now });
+            let advanced = self.last_committed[index].as_ref() != Some(&checkpoint);
+            self.streams[index].1.record(StreamEvent::Committed {
+                records,
+                at: now,
+                advanced,
+                summary,
+            });
+            self.last_committed[index] = Some(checkpoint.clone());
             self.commit_watchers[index].send_replace(Some(checkpoint));
         }
         pending.records = 0;

@@ -7,9 +7,11 @@ mod backoff;
 mod connector;
 mod dead_letter;
 mod error;
+mod handle;
 mod transform;
 
-pub use connector::{run_connector, ConnectorParts, RunSummary, RuntimeEnv};
+pub use connector::{run_connector, run_connector_with, ConnectorParts, RunSummary, RuntimeEnv};
 pub use error::RuntimeError;
+pub use handle::{ConnectorHandle, ConnectorPhase};
 pub use transform::Transform;
 pub use tributary_core::clock::{self, Clock, ManualClock, ShiftedClock, SystemClock};

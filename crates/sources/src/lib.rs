@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tributary_config::{ConfigError, ConnectorConfig, SectionConfig};
 use tributary_core::{Clock, Schedule, Source, SystemClock};
+use tributary_metrics::ConnectorStats;
 
 /// What every source may need from the connector around it.
 #[derive(Debug, Clone)]
@@ -40,6 +41,11 @@ pub struct SourceContext {
     /// `next_scheduled_run`).
     pub schedule: Schedule,
     pub stream_schedules: BTreeMap<String, Schedule>,
+    /// Where a source reports what only it sees (HTTP statuses, rate-limit
+    /// waits) as typed events; the runtime's counters and the exporter read
+    /// them. Detached (counted nowhere) unless the CLI attaches the
+    /// connector's entry in the process registry.
+    pub metrics: Arc<ConnectorStats>,
 }
 
 impl SourceContext {
@@ -50,6 +56,7 @@ impl SourceContext {
             clock: Arc::new(SystemClock),
             schedule: Schedule::Once,
             stream_schedules: BTreeMap::new(),
+            metrics: Arc::default(),
         }
     }
 
@@ -64,6 +71,7 @@ impl SourceContext {
                 .iter()
                 .filter_map(|(name, o)| Some((name.clone(), o.schedule.clone()?)))
                 .collect(),
+            metrics: Arc::default(),
         }
     }
 

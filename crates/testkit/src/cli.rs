@@ -190,3 +190,117 @@ pub fn assert_exit(o: &Output, code: i32) {
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
+
+/// A `tributary run --admin-addr 127.0.0.1:0` in the background: its admin
+/// server's address (read from the log line that announces it) and its log.
+pub struct AdminProcess {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl AdminProcess {
+    /// Spawns `cmd` (which must include `--admin-addr ...`), drains its
+    /// stderr on a thread (so the process never blocks on a full pipe) and
+    /// waits for the admin server to listen.
+    pub fn spawn(mut cmd: Command) -> AdminProcess {
+        use std::io::BufRead;
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn tributary");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut l = sink.lock().unwrap_or_else(|e| e.into_inner());
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let start = Instant::now();
+        let url = loop {
+            let text = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(at) = text.find("admin server listening on http://") {
+                let rest = &text[at + "admin server listening on ".len()..];
+                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                break rest[..end].to_string();
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "tributary exited ({status}) before its admin server listened; stderr:\n{text}"
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the admin server did not start within 60 s; stderr:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        AdminProcess { child, url, log }
+    }
+
+    /// Everything the process logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// SIGTERM, then waits (up to a minute) for a clean exit; returns the exit code.
+    pub fn stop(mut self) -> Option<i32> {
+        sigterm(&self.child);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = self.child.kill();
+                panic!(
+                    "tributary did not stop within 60 s; stderr:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for AdminProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `GET url` with an optional bearer token: the status code and body.
+pub fn http_get(url: &str, token: Option<&str>) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut req = reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(30));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap_or_default();
+        (status, body)
+    })
+}
+
+/// `GET url` expecting 200 and JSON.
+pub fn http_json(url: &str, token: Option<&str>) -> Value {
+    let (status, body) = http_get(url, token);
+    assert_eq!(status, 200, "GET {url}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {body}"))
+}

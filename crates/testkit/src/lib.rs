@@ -1,8 +1,9 @@
 //! Test support shared across crates: fault injection for the runtime
 //! (`scripted`), end-to-end helpers for the `tributary` binary (`cli`), and
-//! HTTP API simulators (`sim`: ChargeOver, paginated REST), and scratch schemas
+//! headless Chromium over WebDriver for pages (`browser`), HTTP API simulators (`sim`: ChargeOver, paginated REST), and scratch schemas
 //! in the test PostgreSQL (`postgres`).
 
+pub mod browser;
 pub mod cli;
 pub mod postgres;
 pub mod scripted;

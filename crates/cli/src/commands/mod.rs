@@ -4,6 +4,7 @@ mod discover;
 mod read;
 mod run;
 mod state;
+mod status;
 
 use crate::cli::{Cli, Command};
 use crate::exit::Code;
@@ -24,6 +25,7 @@ pub async fn dispatch(cli: Cli) -> Code {
         Command::Read(args) => read::read(args).await,
         Command::State(cmd) => state::state(cmd).await,
         Command::Convert(args) => convert::convert(args),
+        Command::Status(args) => status::status(args).await,
     };
     match result {
         Ok(code) => code,

@@ -5,7 +5,7 @@ use indicatif::MultiProgress;
 use std::io::IsTerminal;
 use tokio_util::sync::CancellationToken;
 use tributary_metrics::Registry;
-use tributary_runtime::{run_connector, ConnectorParts, RuntimeEnv};
+use tributary_runtime::{run_connector_with, ConnectorHandle, ConnectorParts, RuntimeEnv};
 
 pub fn progress_enabled(args: &RunArgs) -> bool {
     !args.no_progress && std::io::stderr().is_terminal()
@@ -16,6 +16,14 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
     // must not leave the first two running.
     let mut all_parts = Vec::new();
     let clock = build::clock()?;
+    let metrics = Registry::new();
+    let admin = match &args.admin_addr {
+        Some(addr) => Some((
+            crate::admin::parse_addr(addr)?,
+            crate::admin::load_token(args.admin_token_file.as_deref())?,
+        )),
+        None => None,
+    };
     let mut names = std::collections::BTreeMap::new();
     for path in &args.configs {
         let mut config = build::load(path)?;
@@ -32,7 +40,8 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
         }
         // Built before `--once` overrides the schedule, so checkpoints still
         // record the configured schedule's next run.
-        let source = build::source(&config, clock.clone())?;
+        let source =
+            build::source_reporting(&config, clock.clone(), metrics.connector(&config.name))?;
         if args.once {
             config.schedule = tributary_core::Schedule::Once;
             for o in config.streams.values_mut() {
@@ -51,7 +60,6 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
 
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-    let metrics = Registry::new();
     let env = RuntimeEnv {
         clock,
         metrics: metrics.clone(),
@@ -60,10 +68,30 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
     let progress_done = CancellationToken::new();
     let progress = multi.map(|m| crate::progress::spawn(m, metrics.clone(), progress_done.clone()));
 
+    let handles: Vec<_> = all_parts
+        .iter()
+        .map(|p| ConnectorHandle::new(p, &env))
+        .collect();
+    // Stopped after the connectors, so it reports their end; the process
+    // exits right after anyway.
+    let admin_done = CancellationToken::new();
+    if let Some((addr, token)) = admin {
+        let state = crate::admin::AdminState {
+            connectors: handles.clone(),
+            metrics: metrics.clone(),
+            clock: env.clock.clone(),
+            rates: Default::default(),
+        };
+        if let Err(e) = crate::admin::serve(addr, token, state, admin_done.clone()).await {
+            progress_done.cancel();
+            return Err(e);
+        }
+    }
+
     let mut tasks = tokio::task::JoinSet::new();
-    for parts in all_parts {
+    for (parts, handle) in all_parts.into_iter().zip(handles) {
         tracing::info!(connector = %parts.config.name, "starting");
-        tasks.spawn(run_connector(parts, env.clone()));
+        tasks.spawn(run_connector_with(parts, env.clone(), handle));
     }
     let mut failed = 0usize;
     while let Some(joined) = tasks.join_next().await {
@@ -94,6 +122,7 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
         }
     }
     progress_done.cancel();
+    admin_done.cancel();
     if let Some(p) = progress {
         let _ = p.await;
     }

@@ -14,7 +14,8 @@ use tributary_config::{
     ConfigError, ConnectorConfig, MetadataConfig, SectionConfig, TimestampFormat,
 };
 use tributary_core::{
-    Checkpoint, ConnectorError, RunProgress, Schedule, Source, StreamReader, StreamSpec,
+    Checkpoint, CheckpointSummary, ConnectorError, RunProgress, Schedule, Source, StreamReader,
+    StreamSpec,
 };
 
 pub struct ChargeOverSource {
@@ -136,7 +137,8 @@ impl ChargeOverSource {
                 password: cfg.password.clone(),
             }),
         )
-        .map_err(|e| section.error("username", e.to_string()))?;
+        .map_err(|e| section.error("username", e.to_string()))?
+        .with_metrics(ctx.metrics.clone());
 
         let mut plans = BTreeMap::new();
         let mut specs = Vec::new();
@@ -286,5 +288,9 @@ impl Source for ChargeOverSource {
             .get(&stream.name)
             .ok_or_else(|| ConnectorError::config(format!("no entity `{}`", stream.name)))?;
         crate::http::engine::checkpoint_at(plan, position)
+    }
+
+    fn summarize(&self, _stream: &StreamSpec, checkpoint: &Checkpoint) -> CheckpointSummary {
+        ApiCheckpoint::summarize(checkpoint, Some(&self.format))
     }
 }

@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use governor::clock::Clock;
@@ -23,6 +23,7 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 use tributary_core::secret::redact;
 use tributary_core::ConnectorError;
+use tributary_metrics::{ConnectorEvent, ConnectorStats};
 use url::Url;
 
 use super::auth::Authenticator;
@@ -183,6 +184,8 @@ struct Inner {
     throttle: Option<Throttle>,
     permits: Semaphore,
     options: ClientOptions,
+    /// Where statuses and rate-limit waits are reported; unset: nowhere.
+    metrics: OnceLock<Arc<ConnectorStats>>,
 }
 
 impl fmt::Debug for HttpClient {
@@ -219,8 +222,23 @@ impl HttpClient {
                 throttle,
                 permits,
                 options,
+                metrics: OnceLock::new(),
             }),
         })
+    }
+
+    /// Reports every response's status and every rate-limit wait on
+    /// `metrics` (the connector's, from `SourceContext::metrics`). Set once,
+    /// before the client is shared; later calls are ignored.
+    pub fn with_metrics(self, metrics: Arc<ConnectorStats>) -> HttpClient {
+        let _ = self.inner.metrics.set(metrics);
+        self
+    }
+
+    fn report(&self, event: ConnectorEvent) {
+        if let Some(m) = self.inner.metrics.get() {
+            m.record(event);
+        }
     }
 
     /// Sends one request: takes a concurrency permit, waits for the rate
@@ -241,15 +259,30 @@ impl HttpClient {
         let mut retried_auth = false;
         loop {
             if let Some(throttle) = &inner.throttle {
-                throttle.acquire().await;
+                let waited = throttle.acquire().await;
+                if !waited.is_zero() {
+                    self.report(ConnectorEvent::RateLimitWait { waited });
+                }
             }
             let mut outgoing = build_request(request)?;
             inner.auth.authorize(&inner.http, &mut outgoing).await?;
             let sent_url = outgoing.url().clone();
-            let mut response = inner.http.execute(outgoing).await.map_err(|e| {
-                HttpError::transport(method, &sent_url, e, Some(inner.options.timeout))
-            })?;
+            let mut response = match inner.http.execute(outgoing).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let e = HttpError::transport(method, &sent_url, e, Some(inner.options.timeout));
+                    let reason = match e.kind {
+                        HttpErrorKind::Timeout => "timeout",
+                        _ => "connect",
+                    };
+                    self.report(ConnectorEvent::HttpFailure { reason });
+                    return Err(e);
+                }
+            };
             let status = response.status();
+            self.report(ConnectorEvent::HttpResponse {
+                status: status.as_u16(),
+            });
             if status.is_success() {
                 let url = response.url().clone();
                 let headers = std::mem::take(response.headers_mut());
@@ -412,13 +445,16 @@ impl Throttle {
         })
     }
 
-    /// Waits until a request may go out. Cancel-safe: a cell is consumed only
-    /// when `check` succeeds, so a dropped waiter takes nothing.
-    pub(crate) async fn acquire(&self) {
+    /// Waits until a request may go out; returns how long it waited.
+    /// Cancel-safe: a cell is consumed only when `check` succeeds, so a
+    /// dropped waiter takes nothing.
+    pub(crate) async fn acquire(&self) -> Duration {
+        let start = tokio::time::Instant::now();
         while let Err(not_until) = self.limiter.check() {
             let wait = not_until.wait_time_from(TokioClock.now());
             tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
         }
+        start.elapsed()
     }
 }
 
@@ -1309,6 +1345,8 @@ mod tests {
             Authenticator::new(AuthConfig::None),
         )
         .unwrap();
+        let metrics = Arc::new(tributary_metrics::ConnectorStats::default());
+        let c = c.with_metrics(metrics.clone());
         // Shared across clones, as streams share the connector's client.
         let other = c.clone();
         let start = std::time::Instant::now();
@@ -1322,6 +1360,16 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+        // Every response is counted by status; the four that waited for the
+        // limiter are counted as waits.
+        let missing = c.execute(&get(&base, "/nope")).await.unwrap_err();
+        assert_eq!(missing.kind, HttpErrorKind::Status(404));
+        let seen = metrics.snapshot("c");
+        assert_eq!(
+            seen.http_responses,
+            std::collections::BTreeMap::from([("200".to_string(), 5), ("404".to_string(), 1)])
+        );
+        assert!(seen.rate_limit_waits >= 1, "{seen:?}");
     }
 
     #[tokio::test]

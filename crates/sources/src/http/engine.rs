@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info};
 use tributary_core::{
-    BadRecord, Batch, Checkpoint, Clock, ConnectorError, LoadMode, Poll, Record, RunProgress,
-    Schedule, StreamReader,
+    BadRecord, Batch, Checkpoint, CheckpointSummary, Clock, ConnectorError, LoadMode, Poll, Record,
+    RunProgress, Schedule, StreamReader,
 };
 
 /// One page of a listing.
@@ -253,6 +253,55 @@ pub fn checkpoint_at(
         next_scheduled_run: plan.schedule.next_after(at).map(|t| t.timestamp_millis()),
         ..ApiCheckpoint::default()
     }))
+}
+
+impl ApiCheckpoint {
+    /// See [`tributary_core::Source::summarize`]. Only times, counts and ids:
+    /// the listing position (`page`) can be a next-page URL holding an API
+    /// key, so it is never shown.
+    pub fn summarize(
+        checkpoint: &Checkpoint,
+        format: Option<&DatetimeFormat>,
+    ) -> CheckpointSummary {
+        let Ok(cp) = checkpoint.to_state::<ApiCheckpoint>() else {
+            return CheckpointSummary::default();
+        };
+        let parse = |t: &Option<String>| {
+            t.as_deref().and_then(|t| {
+                format
+                    .and_then(|f| f.parse(t))
+                    .or_else(|| DatetimeFormat::rfc3339().parse(t))
+            })
+        };
+        let mode = match cp.load_mode {
+            Some(LoadMode::Incremental) => "incremental",
+            _ => "initial load",
+        };
+        let detail = match (&cp.last_id, cp.is_processing_batch) {
+            (Some(id), _) => format!("last id {id}"),
+            (None, true) => format!("{} records into the window", cp.current_offset),
+            (None, false) => "caught up".to_string(),
+        };
+        let retrying = if cp.retry_count > 0 {
+            format!(", {} failed attempts at the next page", cp.retry_count)
+        } else {
+            String::new()
+        };
+        CheckpointSummary {
+            cursor: parse(&cp.last_processed_datetime),
+            window_start: if cp.is_processing_batch {
+                parse(&cp.window_start)
+            } else {
+                None
+            },
+            window_end: if cp.is_processing_batch {
+                parse(&cp.batch_end_datetime)
+            } else {
+                None
+            },
+            position: Some(format!("{mode}, {detail}{retrying}")),
+        }
+    }
 }
 
 /// Reads one stream, one page per batch.

@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tributary_config::{ConfigError, SectionConfig};
-use tributary_core::{Checkpoint, ConnectorError, RunProgress, Source, StreamReader, StreamSpec};
+use tributary_core::{
+    Checkpoint, CheckpointSummary, ConnectorError, RunProgress, Source, StreamReader, StreamSpec,
+};
 
 pub struct HttpSource {
     plans: BTreeMap<String, Arc<StreamPlan>>,
@@ -62,7 +64,8 @@ impl HttpSource {
             },
             Authenticator::new(cfg.auth.clone()),
         )
-        .map_err(|e| section.error("rate_limit", e.to_string()))?;
+        .map_err(|e| section.error("rate_limit", e.to_string()))?
+        .with_metrics(ctx.metrics.clone());
         let vars = serde_json::to_value(&cfg.vars).unwrap_or(Value::Null);
 
         let mut listings = BTreeMap::new();
@@ -365,5 +368,16 @@ impl Source for HttpSource {
                 _ => None,
             });
         ApiCheckpoint::run_progress(checkpoint, format.as_ref())
+    }
+
+    fn summarize(&self, stream: &StreamSpec, checkpoint: &Checkpoint) -> CheckpointSummary {
+        let format = self
+            .plans
+            .get(&stream.name)
+            .and_then(|p| match &p.incremental {
+                Incremental::Datetime(d) => Some(d.format.clone()),
+                _ => None,
+            });
+        ApiCheckpoint::summarize(checkpoint, format.as_ref())
     }
 }

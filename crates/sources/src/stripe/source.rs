@@ -33,8 +33,8 @@ use std::time::Duration;
 use tracing::{error, info, warn};
 use tributary_config::{ConfigError, ConnectorConfig, SectionConfig};
 use tributary_core::{
-    BadRecord, Batch, Checkpoint, Clock, ConnectorError, LoadMode, Poll, Record, ResetPosition,
-    RunProgress, Schedule, Source, StreamReader, StreamSpec,
+    BadRecord, Batch, Checkpoint, CheckpointSummary, Clock, ConnectorError, LoadMode, Poll, Record,
+    ResetPosition, RunProgress, Schedule, Source, StreamReader, StreamSpec,
 };
 use url::Url;
 
@@ -250,7 +250,8 @@ impl StripeReportingSource {
                 token: cfg.api_key.clone(),
             }),
         )
-        .map_err(|e| section.error("api_key", e.to_string()))?;
+        .map_err(|e| section.error("api_key", e.to_string()))?
+        .with_metrics(ctx.metrics.clone());
         let api = StripeApi {
             client,
             base,
@@ -348,6 +349,28 @@ impl Source for StripeReportingSource {
             round_started: None,
             attempted: false,
         }))
+    }
+
+    fn summarize(&self, _stream: &StreamSpec, checkpoint: &Checkpoint) -> CheckpointSummary {
+        let Ok(cp) = checkpoint.to_state::<StripeCheckpoint>() else {
+            return CheckpointSummary::default();
+        };
+        let waiting = cp.in_progress_report_run_id.as_deref();
+        let position = match waiting {
+            Some(run) => format!("round {}, report run {run}", cp.round_id + 1),
+            None => format!("{} rounds delivered", cp.round_id),
+        };
+        CheckpointSummary {
+            // Before a round delivers, everything before its start is read.
+            cursor: if waiting.is_some() {
+                cp.interval_start
+            } else {
+                cp.interval_end
+            },
+            window_start: waiting.and(cp.interval_start),
+            window_end: waiting.and(cp.interval_end),
+            position: Some(position),
+        }
     }
 
     fn run_progress(&self, _stream: &StreamSpec, checkpoint: &Checkpoint) -> RunProgress {

@@ -1,0 +1,155 @@
+//! The admin HTTP server of `tributary run --admin-addr`: health for
+//! supervisors, Prometheus metrics, connector status as JSON, and a status
+//! page for people. docs/monitoring.md documents every endpoint.
+//!
+//! One module per concern, each contributing its routes: `health` (`/health`,
+//! `/ready`), `metrics` (`/metrics`), `connectors` (`/connectors...`), `page`
+//! (`/`). Everything a route needs is in [`AdminState`]: one
+//! [`ConnectorHandle`] per connector, through which later routes (offsets,
+//! stop/resume) reach that connector's state store and stop switch.
+
+mod auth;
+mod connectors;
+mod health;
+mod metrics;
+mod page;
+pub mod view;
+
+use crate::exit::{Code, Failure};
+use axum::Router;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tributary_core::{Clock, Secret};
+use tributary_metrics::Registry;
+use tributary_runtime::ConnectorHandle;
+
+/// What every route reads.
+pub struct AdminState {
+    pub connectors: Vec<Arc<ConnectorHandle>>,
+    pub metrics: Registry,
+    pub clock: Arc<dyn Clock>,
+    pub rates: view::Rates,
+}
+
+impl AdminState {
+    pub fn connector(&self, name: &str) -> Option<&Arc<ConnectorHandle>> {
+        self.connectors.iter().find(|c| c.name() == name)
+    }
+}
+
+/// `PORT` alone is a port on the loopback interface: the server is never
+/// reachable from other machines unless an address says so.
+pub fn parse_addr(text: &str) -> Result<SocketAddr, Failure> {
+    let text = text.trim();
+    let full = if text.chars().all(|c| c.is_ascii_digit()) && !text.is_empty() {
+        format!("127.0.0.1:{text}")
+    } else {
+        text.to_string()
+    };
+    full.parse().map_err(|_| {
+        Failure::new(
+            Code::Config,
+            anyhow::anyhow!(
+                "--admin-addr `{text}` is not an address: give HOST:PORT (e.g. 127.0.0.1:8088) or a port"
+            ),
+        )
+    })
+}
+
+/// The bearer token from `file`, else from `TRIBUTARY_ADMIN_TOKEN`; `None`
+/// when neither is set. Registered as a secret so no log line can show it.
+pub fn load_token(file: Option<&Path>) -> Result<Option<Secret>, Failure> {
+    let text = match file {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| {
+            Failure::new(
+                Code::Config,
+                anyhow::anyhow!("--admin-token-file {}: {e}", path.display()),
+            )
+        })?,
+        None => match std::env::var("TRIBUTARY_ADMIN_TOKEN") {
+            Ok(t) => t,
+            Err(_) => return Ok(None),
+        },
+    };
+    let token = text.trim();
+    if token.is_empty() {
+        let from = file.map_or("TRIBUTARY_ADMIN_TOKEN".to_string(), |p| {
+            p.display().to_string()
+        });
+        return Err(Failure::new(
+            Code::Config,
+            anyhow::anyhow!("the admin token in {from} is empty"),
+        ));
+    }
+    Ok(Some(Secret::new(token)))
+}
+
+fn router(state: Arc<AdminState>, token: Option<Secret>) -> Router {
+    // Health and readiness stay open for probes that cannot send a token;
+    // the page is static and fetches its data from protected routes.
+    let open = Router::new().merge(health::routes()).merge(page::routes());
+    let protected = Router::new()
+        .merge(metrics::routes())
+        .merge(connectors::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::new(token),
+            auth::require_token,
+        ));
+    open.merge(protected).with_state(state)
+}
+
+/// Binds `addr` and serves until `shutdown`. Returns the bound address (the
+/// real port when `addr` asked for port 0).
+pub async fn serve(
+    addr: SocketAddr,
+    token: Option<Secret>,
+    state: AdminState,
+    shutdown: CancellationToken,
+) -> Result<SocketAddr, Failure> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        Failure::new(
+            Code::Config,
+            anyhow::anyhow!("--admin-addr {addr}: cannot listen: {e}"),
+        )
+    })?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    if !bound.ip().is_loopback() && token.is_none() {
+        tracing::warn!(%bound, "the admin server is reachable from other machines without a token; set --admin-token-file or TRIBUTARY_ADMIN_TOKEN");
+    }
+    let state = Arc::new(state);
+    view::spawn_rate_sampler(state.clone(), shutdown.clone());
+    let app = router(state, token);
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!("admin server stopped: {e}");
+        }
+    });
+    tracing::info!(addr = %bound, "admin server listening on http://{bound}");
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_port_means_loopback() {
+        assert_eq!(
+            parse_addr("8088").unwrap(),
+            "127.0.0.1:8088".parse().unwrap()
+        );
+        assert_eq!(
+            parse_addr("0.0.0.0:9000").unwrap(),
+            "0.0.0.0:9000".parse().unwrap()
+        );
+        assert_eq!(parse_addr("[::1]:0").unwrap(), "[::1]:0".parse().unwrap());
+        let err = parse_addr("localhost:x").unwrap_err();
+        assert_eq!(err.code, Code::Config);
+        assert!(err.error.to_string().contains("HOST:PORT"), "{}", err.error);
+    }
+}
