@@ -18,7 +18,7 @@
 use crate::clock::Clock;
 use crate::dead_letter::DeadLetterFile;
 use crate::transform::Transform;
-use crate::{backoff, RuntimeError};
+use crate::RuntimeError;
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
@@ -29,6 +29,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use tributary_config::{BadRecordPolicy, ConnectorConfig};
+use tributary_core::backoff;
 use tributary_core::{
     BadRecord, Checkpoint, ConnectorError, Poll, Record, RunProgress, Schedule, Sink, SinkStream,
     Source, StreamReader, StreamSpec,
@@ -170,6 +171,7 @@ pub async fn run_connector(
             source: source.clone(),
             tx: tx.clone(),
             commits: commit_rx,
+            commit_undelivered: false,
             clock: env.clock.clone(),
             stats: st,
             stop: stop.clone(),
@@ -325,6 +327,9 @@ fn retry_wait(e: &ConnectorError, attempt: u32, config: &ConnectorConfig) -> Dur
     }
 }
 
+/// How long a push source's reader waits for the sink's last commit after a shutdown.
+const FINAL_COMMIT_WAIT: Duration = Duration::from_secs(30);
+
 fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -341,6 +346,9 @@ struct StreamTask {
     source: Arc<dyn Source>,
     tx: mpsc::Sender<Envelope>,
     commits: watch::Receiver<Option<Checkpoint>>,
+    /// A wait was woken by a commit: `changed()` marked it seen, so
+    /// `has_changed` no longer reports it, yet the reader has not been told.
+    commit_undelivered: bool,
     clock: Arc<dyn Clock>,
     stats: Arc<StreamStats>,
     stop: CancellationToken,
@@ -426,6 +434,9 @@ impl StreamTask {
             let outcome = match opened {
                 Ok(mut reader) => {
                     let r = self.read(reader.as_mut(), &mut attempt).await;
+                    if matches!(r, Ok(StreamEnd::Cancelled)) && reader.commits_interrupt_poll() {
+                        self.deliver_final_commit(reader.as_mut()).await;
+                    }
                     if let Err(e) = reader.close().await {
                         warn!(connector = %self.config.name, stream = %self.spec.name, error = %e, "closing the reader failed");
                     }
@@ -482,11 +493,17 @@ impl StreamTask {
         reader: &mut dyn StreamReader,
         attempt: &mut u32,
     ) -> Result<StreamEnd, ConnectorError> {
+        let interruptible = reader.commits_interrupt_poll();
         loop {
             self.deliver_commits(reader).await?;
             let polled = tokio::select! {
                 _ = self.stop.cancelled() => return Ok(StreamEnd::Cancelled),
                 p = reader.poll() => p?,
+                // `changed` marks the commit seen: remember it is undelivered.
+                Ok(()) = self.commits.changed(), if interruptible => {
+                    self.commit_undelivered = true;
+                    continue;
+                }
             };
             match polled {
                 Poll::Batch(mut batch) => {
@@ -526,7 +543,7 @@ impl StreamTask {
                     tokio::select! {
                         _ = self.stop.cancelled() => return Ok(StreamEnd::Cancelled),
                         _ = tokio::time::sleep(wait) => {}
-                        _ = self.commits.changed() => {}
+                        Ok(()) = self.commits.changed() => self.commit_undelivered = true,
                     }
                     self.stats
                         .record(StreamEvent::Status(StreamStatus::Running));
@@ -539,11 +556,37 @@ impl StreamTask {
         }
     }
 
+    /// After a shutdown the sink flushes and commits once more as it drains.
+    /// A push source acknowledges upstream only what was committed, so its
+    /// reader stays open for that last commit; otherwise a clean stop would
+    /// leave the broker to re-deliver the last flush's messages. The sink
+    /// finishes once every stream task let go of its sender: this one does
+    /// so first.
+    async fn deliver_final_commit(&mut self, reader: &mut dyn StreamReader) {
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.tx, closed));
+        let deadline = tokio::time::Instant::now() + FINAL_COMMIT_WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.commits.changed()).await {
+                Ok(Ok(())) => {
+                    self.commit_undelivered = true;
+                    if let Err(e) = self.deliver_commits(reader).await {
+                        warn!(connector = %self.config.name, stream = %self.spec.name, error = %e, "acknowledging the last commit failed");
+                        return;
+                    }
+                }
+                // The sink task ended (its last commit, if any, was seen above) or took too long.
+                Ok(Err(_)) | Err(_) => return,
+            }
+        }
+    }
+
     async fn deliver_commits(
         &mut self,
         reader: &mut dyn StreamReader,
     ) -> Result<(), ConnectorError> {
-        if self.commits.has_changed().unwrap_or(false) {
+        if self.commit_undelivered || self.commits.has_changed().unwrap_or(false) {
+            self.commit_undelivered = false;
             let committed = self.commits.borrow_and_update().clone();
             if let Some(cp) = committed {
                 reader.committed(&cp).await?;

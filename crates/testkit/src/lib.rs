@@ -1,9 +1,11 @@
 //! Test support shared across crates: fault injection for the runtime
 //! (`scripted`), end-to-end helpers for the `tributary` binary (`cli`), and
-//! HTTP API simulators (`sim`: ChargeOver, paginated REST), and scratch schemas
-//! in the test PostgreSQL (`postgres`).
+//! API simulators (`sim`: ChargeOver, paginated REST, a WebSocket feed),
+//! scratch schemas in the test PostgreSQL (`postgres`), and publishing to
+//! the test MQTT broker (`mqtt`).
 
 pub mod cli;
+pub mod mqtt;
 pub mod postgres;
 pub mod scripted;
 pub mod sim;

@@ -15,7 +15,9 @@ mod common;
 
 pub mod chargeover;
 pub mod rest;
+pub mod websocket;
 
 pub use chargeover::ChargeOverSim;
 pub use common::{RequestLog, SimServer};
 pub use rest::{RestAuth, RestSim, RestSimConfig};
+pub use websocket::{SimAuth, WsSim, WsSimConfig};
