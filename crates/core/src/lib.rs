@@ -5,6 +5,7 @@
 //! This crate does no I/O (timers aside) so that connectors, the runtime and tests can all
 //! depend on it without pulling in a network stack.
 
+pub mod backoff;
 pub mod checkpoint;
 pub mod clock;
 pub mod error;

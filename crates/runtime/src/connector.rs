@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::dead_letter::DeadLetterFile;
 use crate::handle::{ConnectorHandle, ConnectorPhase};
 use crate::transform::Transform;
-use crate::{backoff, RuntimeError};
+use crate::RuntimeError;
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
@@ -30,6 +30,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use tributary_config::{BadRecordPolicy, ConnectorConfig};
+use tributary_core::backoff;
 use tributary_core::{
     BadRecord, Checkpoint, CheckpointSummary, ConnectorError, Poll, Record, RunProgress, Schedule,
     Sink, SinkStream, Source, StreamReader, StreamSpec,
@@ -221,6 +222,7 @@ async fn run(
             source: source.clone(),
             tx: tx.clone(),
             commits: commit_rx,
+            commit_undelivered: false,
             clock: env.clock.clone(),
             stats: st,
             stop: stop.clone(),
@@ -398,6 +400,8 @@ fn summarize(source: &dyn Source, spec: &StreamSpec, checkpoint: &Checkpoint) ->
     }
     summary
 }
+/// How long a push source's reader waits for the sink's last commit after a shutdown.
+const FINAL_COMMIT_WAIT: Duration = Duration::from_secs(30);
 
 fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -415,6 +419,9 @@ struct StreamTask {
     source: Arc<dyn Source>,
     tx: mpsc::Sender<Envelope>,
     commits: watch::Receiver<Option<Checkpoint>>,
+    /// A wait was woken by a commit: `changed()` marked it seen, so
+    /// `has_changed` no longer reports it, yet the reader has not been told.
+    commit_undelivered: bool,
     clock: Arc<dyn Clock>,
     stats: Arc<StreamStats>,
     stop: CancellationToken,
@@ -534,6 +541,9 @@ impl StreamTask {
             let outcome = match opened {
                 Ok(mut reader) => {
                     let r = self.read(reader.as_mut(), &mut attempt).await;
+                    if matches!(r, Ok(StreamEnd::Cancelled)) && reader.commits_interrupt_poll() {
+                        self.deliver_final_commit(reader.as_mut()).await;
+                    }
                     if let Err(e) = reader.close().await {
                         warn!(connector = %self.config.name, stream = %self.spec.name, error = %e, "closing the reader failed");
                     }
@@ -598,12 +608,18 @@ impl StreamTask {
         reader: &mut dyn StreamReader,
         attempt: &mut u32,
     ) -> Result<StreamEnd, ConnectorError> {
+        let interruptible = reader.commits_interrupt_poll();
         loop {
             self.deliver_commits(reader).await?;
             let poll_started = Instant::now();
             let polled = tokio::select! {
                 _ = self.stop.cancelled() => return Ok(StreamEnd::Cancelled),
                 p = reader.poll() => p?,
+                // `changed` marks the commit seen: remember it is undelivered.
+                Ok(()) = self.commits.changed(), if interruptible => {
+                    self.commit_undelivered = true;
+                    continue;
+                }
             };
             let poll = poll_started.elapsed();
             match polled {
@@ -652,7 +668,7 @@ impl StreamTask {
                     tokio::select! {
                         _ = self.stop.cancelled() => return Ok(StreamEnd::Cancelled),
                         _ = tokio::time::sleep(wait) => {}
-                        _ = self.commits.changed() => {}
+                        Ok(()) = self.commits.changed() => self.commit_undelivered = true,
                     }
                     self.stats
                         .record(StreamEvent::Status(StreamStatus::Running));
@@ -668,11 +684,37 @@ impl StreamTask {
         }
     }
 
+    /// After a shutdown the sink flushes and commits once more as it drains.
+    /// A push source acknowledges upstream only what was committed, so its
+    /// reader stays open for that last commit; otherwise a clean stop would
+    /// leave the broker to re-deliver the last flush's messages. The sink
+    /// finishes once every stream task let go of its sender: this one does
+    /// so first.
+    async fn deliver_final_commit(&mut self, reader: &mut dyn StreamReader) {
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.tx, closed));
+        let deadline = tokio::time::Instant::now() + FINAL_COMMIT_WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.commits.changed()).await {
+                Ok(Ok(())) => {
+                    self.commit_undelivered = true;
+                    if let Err(e) = self.deliver_commits(reader).await {
+                        warn!(connector = %self.config.name, stream = %self.spec.name, error = %e, "acknowledging the last commit failed");
+                        return;
+                    }
+                }
+                // The sink task ended (its last commit, if any, was seen above) or took too long.
+                Ok(Err(_)) | Err(_) => return,
+            }
+        }
+    }
+
     async fn deliver_commits(
         &mut self,
         reader: &mut dyn StreamReader,
     ) -> Result<(), ConnectorError> {
-        if self.commits.has_changed().unwrap_or(false) {
+        if self.commit_undelivered || self.commits.has_changed().unwrap_or(false) {
+            self.commit_undelivered = false;
             let committed = self.commits.borrow_and_update().clone();
             if let Some(cp) = committed {
                 reader.committed(&cp).await?;

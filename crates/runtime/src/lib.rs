@@ -3,7 +3,6 @@
 //! checkpoints after the sink acknowledged, and graceful shutdown. Connectors
 //! only turn an outside system into batches and checkpoints.
 
-mod backoff;
 mod connector;
 mod dead_letter;
 mod error;

@@ -11,13 +11,19 @@
 //! | `http` | any REST API described in TOML: auth, pagination, incremental windows ([`http`]) |
 //! | `sql` | PostgreSQL, MySQL/MariaDB and SQLite tables and queries, keyset-paged, incremental by timestamp or id ([`sql`]) |
 //! | `stripe_reporting` | Stripe Reporting report runs per report type × timezone (seed 004) ([`stripe`]) |
+//! | `mqtt` | MQTT 3.1.1/5 topics mapped to targets, persistent sessions, acknowledged after commit ([`mqtt`]) |
+//! | `websocket` | messages pushed by a WebSocket server: subscriptions, heartbeat, reconnects, resume tokens ([`websocket`]) |
 
 pub mod chargeover;
 pub mod file;
 pub mod generator;
 pub mod http;
+pub mod mqtt;
 pub mod sql;
 pub mod stripe;
+pub mod websocket;
+
+pub(crate) mod push;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -86,8 +92,10 @@ pub const SOURCE_TYPES: &[&str] = &[
     "file",
     "generator",
     "http",
+    "mqtt",
     "sql",
     "stripe_reporting",
+    "websocket",
 ];
 
 /// Builds the source a `[source]` section describes.
@@ -103,6 +111,10 @@ pub fn build(section: &SectionConfig, ctx: &SourceContext) -> Result<Box<dyn Sou
         )?)),
         "http" => Ok(Box::new(http::HttpSource::from_section(section, ctx)?)),
         "sql" => Ok(Box::new(sql::SqlSource::from_section(section, ctx)?)),
+        "mqtt" => Ok(Box::new(mqtt::MqttSource::from_section(section, ctx)?)),
+        "websocket" => Ok(Box::new(websocket::WebSocketSource::from_section(
+            section, ctx,
+        )?)),
         "chargeover" => Ok(Box::new(chargeover::ChargeOverSource::from_section(
             section, ctx,
         )?)),

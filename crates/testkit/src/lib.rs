@@ -1,10 +1,13 @@
 //! Test support shared across crates: fault injection for the runtime
 //! (`scripted`), end-to-end helpers for the `tributary` binary (`cli`), and
-//! headless Chromium over WebDriver for pages (`browser`), HTTP API simulators (`sim`: ChargeOver, paginated REST), and scratch schemas
-//! in the test PostgreSQL (`postgres`).
+//! headless Chromium over WebDriver for pages (`browser`), API simulators
+//! (`sim`: ChargeOver, paginated REST, Stripe Reporting, a WebSocket feed),
+//! scratch schemas in the test PostgreSQL (`postgres`), and publishing to
+//! the test MQTT broker (`mqtt`).
 
 pub mod browser;
 pub mod cli;
+pub mod mqtt;
 pub mod postgres;
 pub mod scripted;
 pub mod sim;

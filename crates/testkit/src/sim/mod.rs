@@ -20,8 +20,10 @@ mod common;
 pub mod chargeover;
 pub mod rest;
 pub mod stripe;
+pub mod websocket;
 
 pub use chargeover::ChargeOverSim;
 pub use common::{RequestLog, SimServer};
 pub use rest::{RestAuth, RestSim, RestSimConfig};
 pub use stripe::StripeSim;
+pub use websocket::{SimAuth, WsSim, WsSimConfig};

@@ -1,8 +1,12 @@
+//! Exponential backoff shared by the runtime's retries and the push sources'
+//! reconnects (which own their connection and so their reconnect loop).
+
 use rand::Rng;
 use std::time::Duration;
 
 /// Exponential backoff with "equal jitter": half the delay is fixed, half random,
 /// so retries from many streams spread out but never retry immediately.
+/// The wait before retry number `attempt` (1-based).
 pub fn delay(attempt: u32, initial: Duration, max: Duration) -> Duration {
     let exp = initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
     let capped = exp.min(max);
