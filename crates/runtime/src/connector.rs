@@ -100,6 +100,7 @@ pub async fn run_connector_with(
     env: RuntimeEnv,
     handle: Arc<ConnectorHandle>,
 ) -> Result<RunSummary, RuntimeError> {
+    handle.set_phase(ConnectorPhase::Starting);
     let result = run(parts, env, &handle).await;
     handle.set_phase(match &result {
         Ok(_) => ConnectorPhase::Stopped,

@@ -11,6 +11,7 @@ use crate::connector::{ConnectorParts, RuntimeEnv};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tributary_core::Clock;
 use tributary_metrics::{ConnectorStats, Registry, StreamSnapshot};
@@ -39,8 +40,21 @@ pub struct ConnectorHandle {
     stats: Arc<ConnectorStats>,
     state: Arc<dyn StateStore>,
     clock: Arc<dyn Clock>,
-    stop: CancellationToken,
+    /// The whole process's shutdown: every run's stop token is its child.
+    shutdown: CancellationToken,
+    control: Mutex<Control>,
+    resumed: Notify,
     phase: Mutex<ConnectorPhase>,
+}
+
+/// The operator's switch (`PUT /connectors/{name}/stop|resume`).
+struct Control {
+    /// Stops the current run; replaced by a fresh one on resume, since a
+    /// cancelled token stays cancelled.
+    stop: CancellationToken,
+    /// The current run was, or is being, stopped by an operator: when it
+    /// ends the connector waits for a resume instead of ending.
+    stopped_by_operator: bool,
 }
 
 impl std::fmt::Debug for ConnectorHandle {
@@ -66,7 +80,12 @@ impl ConnectorHandle {
             stats,
             state: parts.state.clone(),
             clock: env.clock.clone(),
-            stop: env.shutdown.child_token(),
+            shutdown: env.shutdown.clone(),
+            control: Mutex::new(Control {
+                stop: env.shutdown.child_token(),
+                stopped_by_operator: false,
+            }),
+            resumed: Notify::new(),
             phase: Mutex::new(ConnectorPhase::Starting),
         })
     }
@@ -122,9 +141,62 @@ impl ConnectorHandle {
         self.clock.now()
     }
 
-    /// Cancelling it stops this connector alone, as a shutdown would: its
-    /// streams stop reading and the sink drains and commits.
-    pub fn stop_token(&self) -> &CancellationToken {
-        &self.stop
+    fn control(&self) -> std::sync::MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Cancelling it stops this connector's current run alone, as a shutdown
+    /// would: its streams stop reading and the sink drains and commits.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.control().stop.clone()
+    }
+
+    /// An operator's stop (Kafka Connect's `PUT /connectors/{name}/stop`):
+    /// the run drains and commits, then the connector waits, STOPPED, for
+    /// [`ConnectorHandle::request_resume`], so its offsets can be changed
+    /// with nothing writing them. Returns false when the process is
+    /// shutting down anyway.
+    pub fn request_stop(&self) -> bool {
+        if self.shutdown.is_cancelled() {
+            return false;
+        }
+        let mut control = self.control();
+        control.stopped_by_operator = true;
+        control.stop.cancel();
+        true
+    }
+
+    /// Undoes [`ConnectorHandle::request_stop`]: the connector runs again
+    /// from its committed checkpoints (including any the operator wrote).
+    /// Returns false when it was not stopped by an operator.
+    pub fn request_resume(&self) -> bool {
+        let mut control = self.control();
+        if !control.stopped_by_operator || self.shutdown.is_cancelled() {
+            return false;
+        }
+        control.stopped_by_operator = false;
+        control.stop = self.shutdown.child_token();
+        drop(control);
+        // A stored permit: a resume that lands before the waiter waits is not lost.
+        self.resumed.notify_one();
+        true
+    }
+
+    /// Returns once an operator resumed the connector (at once when it is
+    /// not stopped by one, or was resumed already).
+    pub async fn resumed(&self) {
+        while self.control().stopped_by_operator {
+            self.resumed.notified().await;
+        }
+    }
+
+    /// Whether nothing is running that could commit checkpoints: Kafka
+    /// Connect's condition for changing offsets (STOPPED; a failed
+    /// connector writes nothing either).
+    pub fn is_halted(&self) -> bool {
+        matches!(
+            self.phase(),
+            ConnectorPhase::Stopped | ConnectorPhase::Failed { .. }
+        )
     }
 }

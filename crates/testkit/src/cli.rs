@@ -277,21 +277,37 @@ impl Drop for AdminProcess {
 
 /// `GET url` with an optional bearer token: the status code and body.
 pub fn http_get(url: &str, token: Option<&str>) -> (u16, String) {
+    http_request("GET", url, token, None)
+}
+
+/// Any method, an optional bearer token and JSON body: the status code and body.
+pub fn http_request(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    json_body: Option<&str>,
+) -> (u16, String) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("HTTP method");
         let mut req = reqwest::Client::new()
-            .get(url)
+            .request(method.clone(), url)
             .timeout(Duration::from_secs(30));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
+        if let Some(body) = json_body {
+            req = req
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
         let resp = req
             .send()
             .await
-            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
         let status = resp.status().as_u16();
         let body = resp.text().await.unwrap_or_default();
         (status, body)

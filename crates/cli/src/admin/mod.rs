@@ -3,15 +3,17 @@
 //! page for people. docs/monitoring.md documents every endpoint.
 //!
 //! One module per concern, each contributing its routes: `health` (`/health`,
-//! `/ready`), `metrics` (`/metrics`), `connectors` (`/connectors...`), `page`
-//! (`/`). Everything a route needs is in [`AdminState`]: one
-//! [`ConnectorHandle`] per connector, through which later routes (offsets,
-//! stop/resume) reach that connector's state store and stop switch.
+//! `/ready`), `metrics` (`/metrics`), `connectors` (`/connectors...`),
+//! `offsets` (Kafka Connect's offsets API and stop/resume), `page` (`/`).
+//! Everything a route needs is in [`AdminState`]: one [`ConnectorHandle`]
+//! per connector, through which routes reach that connector's stats, state
+//! store and stop switch.
 
 mod auth;
 mod connectors;
 mod health;
 mod metrics;
+mod offsets;
 mod page;
 pub mod view;
 
@@ -93,6 +95,7 @@ fn router(state: Arc<AdminState>, token: Option<Secret>) -> Router {
     let protected = Router::new()
         .merge(metrics::routes())
         .merge(connectors::routes())
+        .merge(offsets::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::new(token),
             auth::require_token,

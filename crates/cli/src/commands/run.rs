@@ -3,9 +3,16 @@ use crate::cli::RunArgs;
 use crate::exit::{CmdResult, Code, Failure};
 use indicatif::MultiProgress;
 use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use tributary_config::ConnectorConfig;
+use tributary_core::Clock;
 use tributary_metrics::Registry;
-use tributary_runtime::{run_connector_with, ConnectorHandle, ConnectorParts, RuntimeEnv};
+use tributary_runtime::{
+    run_connector_with, ConnectorHandle, ConnectorParts, RunSummary, RuntimeEnv,
+};
+use tributary_state::StateStore;
 
 pub fn progress_enabled(args: &RunArgs) -> bool {
     !args.no_progress && std::io::stderr().is_terminal()
@@ -26,7 +33,7 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
     };
     let mut names = std::collections::BTreeMap::new();
     for path in &args.configs {
-        let mut config = build::load(path)?;
+        let config = build::load(path)?;
         if let Some(other) = names.insert(config.name.clone(), path.clone()) {
             return Err(Failure::new(
                 Code::Config,
@@ -38,24 +45,8 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
                 ),
             ));
         }
-        // Built before `--once` overrides the schedule, so checkpoints still
-        // record the configured schedule's next run.
-        let source =
-            build::source_reporting(&config, clock.clone(), metrics.connector(&config.name))?;
-        if args.once {
-            config.schedule = tributary_core::Schedule::Once;
-            for o in config.streams.values_mut() {
-                o.schedule = None;
-            }
-        }
-        let sink = build::sink(&config)?;
-        let state = build::state(&config)?;
-        all_parts.push(ConnectorParts {
-            config,
-            source,
-            sink,
-            state,
-        });
+        let parts = build_parts(config, &clock, &metrics, args.once, None)?;
+        all_parts.push((path.clone(), parts));
     }
 
     let shutdown = CancellationToken::new();
@@ -70,7 +61,7 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
 
     let handles: Vec<_> = all_parts
         .iter()
-        .map(|p| ConnectorHandle::new(p, &env))
+        .map(|(_, p)| ConnectorHandle::new(p, &env))
         .collect();
     // Stopped after the connectors, so it reports their end; the process
     // exits right after anyway.
@@ -89,9 +80,13 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
     }
 
     let mut tasks = tokio::task::JoinSet::new();
-    for (parts, handle) in all_parts.into_iter().zip(handles) {
+    for ((path, parts), handle) in all_parts.into_iter().zip(handles) {
         tracing::info!(connector = %parts.config.name, "starting");
-        tasks.spawn(run_connector_with(parts, env.clone(), handle));
+        let rebuild = Rebuild {
+            path,
+            once: args.once,
+        };
+        tasks.spawn(supervise(parts, env.clone(), handle, rebuild));
     }
     let mut failed = 0usize;
     while let Some(joined) = tasks.join_next().await {
@@ -133,6 +128,74 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
         ));
     }
     Ok(Code::Success)
+}
+
+/// Source, sink and state of a connector. `state` is the store a resumed
+/// connector keeps (this process holds its lock).
+fn build_parts(
+    mut config: ConnectorConfig,
+    clock: &Arc<dyn Clock>,
+    metrics: &Registry,
+    once: bool,
+    state: Option<Arc<dyn StateStore>>,
+) -> Result<ConnectorParts, Failure> {
+    // Built before `--once` overrides the schedule, so checkpoints still
+    // record the configured schedule's next run.
+    let source = build::source_reporting(&config, clock.clone(), metrics.connector(&config.name))?;
+    if once {
+        config.schedule = tributary_core::Schedule::Once;
+        for o in config.streams.values_mut() {
+            o.schedule = None;
+        }
+    }
+    let sink = build::sink(&config)?;
+    let state = match state {
+        Some(state) => state,
+        None => build::state(&config)?,
+    };
+    Ok(ConnectorParts {
+        config,
+        source,
+        sink,
+        state,
+    })
+}
+
+/// What a resumed connector is rebuilt from: its config file as it is now,
+/// so an operator can fix a config while the connector is stopped.
+struct Rebuild {
+    path: PathBuf,
+    once: bool,
+}
+
+/// Runs a connector until it ends; when an operator stopped it through the
+/// admin server, waits for their resume (or a shutdown) and runs it again
+/// from its committed checkpoints.
+async fn supervise(
+    mut parts: ConnectorParts,
+    env: RuntimeEnv,
+    handle: Arc<ConnectorHandle>,
+    rebuild: Rebuild,
+) -> anyhow::Result<RunSummary> {
+    loop {
+        // The run's own stop token: cancelled by an operator's stop (or a
+        // shutdown) during this run, even if a resume already replaced it.
+        let stop = handle.stop_token();
+        let summary = run_connector_with(parts, env.clone(), handle.clone()).await?;
+        if !stop.is_cancelled() || env.shutdown.is_cancelled() {
+            return Ok(summary);
+        }
+        tracing::info!(connector = %summary.connector, "stopped through the admin server; offsets can be changed until it is resumed");
+        tokio::select! {
+            _ = env.shutdown.cancelled() => return Ok(summary),
+            _ = handle.resumed() => {}
+        }
+        tracing::info!(connector = %summary.connector, "resuming from the committed checkpoints");
+        let state = Some(handle.state_store().clone());
+        parts = build::load(&rebuild.path)
+            .and_then(|config| build_parts(config, &env.clock, &env.metrics, rebuild.once, state))
+            .map_err(|f| f.error)?;
+    }
 }
 
 /// First SIGINT/SIGTERM: drain and commit, then exit 0. Second: exit now (130).
