@@ -9,9 +9,83 @@ use crate::http::template::Template;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tributary_config::units::de_duration;
 use tributary_config::{ConfigError, SectionConfig};
-use tributary_core::{BadRecord, Record};
+use tributary_core::{BadRecord, ConnectorError, Record};
+
+/// How long a reader waits for a message before telling the runtime the
+/// stream is idle (so commits and shutdowns are not held up by a quiet feed).
+const IDLE_AFTER: Duration = Duration::from_secs(1);
+
+/// What a push source's connection task hands its reader: a message with
+/// what the source tracks for it (`M`: an MQTT delivery to acknowledge, a
+/// WebSocket resume token), or the task's end.
+pub(crate) enum PushEvent<M> {
+    Message {
+        record: Result<Record, BadRecord>,
+        meta: M,
+    },
+    /// The task gave up (restarts spent, or a permanent error); it has ended.
+    Failed(ConnectorError),
+}
+
+/// The records and bad records of one poll.
+pub(crate) struct Drained {
+    pub records: Vec<Record>,
+    pub bad: Vec<BadRecord>,
+}
+
+/// One poll of a push reader: waits up to a second for a message, then
+/// takes whatever else already arrived, up to `batch_size`, handing each
+/// message's `meta` to `track` in arrival order. `None`: idle. A task
+/// failure is kept in `failed` and returned by the next poll, after the
+/// batch before it (which the runtime can still commit).
+pub(crate) async fn drain<M>(
+    rx: &mut mpsc::Receiver<PushEvent<M>>,
+    batch_size: usize,
+    failed: &mut Option<ConnectorError>,
+    task: &str,
+    mut track: impl FnMut(M),
+) -> Result<Option<Drained>, ConnectorError> {
+    if let Some(e) = failed.take() {
+        return Err(e);
+    }
+    let ended = || ConnectorError::fatal(format!("the {task} ended unexpectedly"));
+    // `recv` is cancel-safe; after it nothing awaits.
+    let first = match tokio::time::timeout(IDLE_AFTER, rx.recv()).await {
+        Err(_) => return Ok(None),
+        Ok(None) => return Err(ended()),
+        Ok(Some(event)) => event,
+    };
+    let mut out = Drained {
+        records: Vec::new(),
+        bad: Vec::new(),
+    };
+    let mut next = Some(first);
+    while let Some(event) = next.take() {
+        match event {
+            PushEvent::Message { record, meta } => {
+                track(meta);
+                match record {
+                    Ok(r) => out.records.push(r),
+                    Err(b) => out.bad.push(b),
+                }
+            }
+            PushEvent::Failed(e) => {
+                *failed = Some(e);
+                break;
+            }
+        }
+        if out.records.len() + out.bad.len() < batch_size {
+            next = rx.try_recv().ok();
+        }
+    }
+    if out.records.is_empty() && out.bad.is_empty() {
+        return Err(failed.take().unwrap_or_else(ended));
+    }
+    Ok(Some(out))
+}
 
 /// How a message's bytes become a record value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

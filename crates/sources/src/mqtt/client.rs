@@ -17,22 +17,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
-use tributary_core::{BadRecord, ConnectorError, Headers, Record};
+use tributary_core::{ConnectorError, Headers};
 
 /// What the driver hands to the reader.
 // The large variant is the one every message takes; boxing it would
 // allocate per message for the sake of the rare `Failed`.
 #[allow(clippy::large_enum_variant)]
-pub(crate) enum Event {
-    Message {
-        record: Result<Record, BadRecord>,
-        /// QoS 1/2: what to acknowledge once committed, and on which connection it came.
-        delivery: Option<(u64, Delivery)>,
-    },
-    /// The driver gave up (restarts spent, a refused connection or
-    /// subscription); it has ended.
-    Failed(ConnectorError),
-}
+/// A message, with what to acknowledge once it is committed (QoS 1/2) and
+/// the connection it came on.
+pub(crate) type Event = crate::push::PushEvent<Option<(u64, Delivery)>>;
 
 /// A received PUBLISH, kept for its acknowledgement.
 pub(crate) enum Delivery {
@@ -360,7 +353,14 @@ impl Driver {
             )),
         };
         let delivery = (qos > 0).then(|| (self.link.current(), delivery));
-        match self.tx.send(Event::Message { record, delivery }).await {
+        match self
+            .tx
+            .send(Event::Message {
+                record,
+                meta: delivery,
+            })
+            .await
+        {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Stop,
         }

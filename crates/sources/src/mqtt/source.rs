@@ -2,6 +2,7 @@
 
 use super::client::{self, Client, Delivery, Event, Link};
 use super::config::{self, Settings};
+use crate::push;
 use crate::SourceContext;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -43,7 +44,6 @@ impl MqttSource {
 }
 
 /// How long a poll waits for a first message before reporting `Idle`.
-const IDLE_AFTER: Duration = Duration::from_secs(1);
 
 #[async_trait]
 impl Source for MqttSource {
@@ -135,48 +135,23 @@ pub struct MqttReader {
 #[async_trait]
 impl StreamReader for MqttReader {
     async fn poll(&mut self) -> Result<Poll, ConnectorError> {
-        if let Some(e) = self.failed.take() {
-            return Err(e);
-        }
-        // `recv` is cancel-safe; after it nothing awaits.
-        let first = match tokio::time::timeout(IDLE_AFTER, self.rx.recv()).await {
-            Err(_) => return Ok(Poll::Idle),
-            Ok(None) => {
-                return Err(ConnectorError::fatal(
-                    "the mqtt client task ended unexpectedly",
-                ))
-            }
-            Ok(Some(event)) => event,
+        let (delivered, pending) = (&mut self.delivered, &mut self.pending);
+        let drained = push::drain(
+            &mut self.rx,
+            self.batch_size,
+            &mut self.failed,
+            "mqtt client task",
+            |delivery| {
+                *delivered += 1;
+                if let Some((generation, d)) = delivery {
+                    pending.push_back((*delivered, generation, d));
+                }
+            },
+        )
+        .await?;
+        let Some(push::Drained { records, bad }) = drained else {
+            return Ok(Poll::Idle);
         };
-        let mut records = Vec::new();
-        let mut bad = Vec::new();
-        let mut next = Some(first);
-        while let Some(event) = next.take() {
-            match event {
-                Event::Message { record, delivery } => {
-                    self.delivered += 1;
-                    if let Some((generation, d)) = delivery {
-                        self.pending.push_back((self.delivered, generation, d));
-                    }
-                    match record {
-                        Ok(r) => records.push(r),
-                        Err(b) => bad.push(b),
-                    }
-                }
-                Event::Failed(e) => {
-                    self.failed = Some(e);
-                    break;
-                }
-            }
-            if records.len() + bad.len() < self.batch_size {
-                next = self.rx.try_recv().ok();
-            }
-        }
-        if records.is_empty() && bad.is_empty() {
-            return Err(self.failed.take().unwrap_or_else(|| {
-                ConnectorError::fatal("the mqtt client task ended unexpectedly")
-            }));
-        }
         let checkpoint = Checkpoint::from_state(&MqttCheckpoint {
             reader: self.reader.clone(),
             delivered: self.delivered,

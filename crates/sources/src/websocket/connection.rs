@@ -19,20 +19,13 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::{info, warn};
 use tributary_core::secret::{mask_url, redact};
-use tributary_core::{BadRecord, ConnectorError, Record};
+use tributary_core::ConnectorError;
 
 pub(crate) type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// What the connection task hands to the reader.
-pub(crate) enum Event {
-    Message {
-        record: Result<Record, BadRecord>,
-        /// The message's resume token, when `resume_field` is set and present.
-        resume: Option<Value>,
-    },
-    /// The task gave up (restarts spent, or a permanent error); it has ended.
-    Failed(ConnectorError),
-}
+/// A message, with its resume token when `resume_field` is set and present.
+pub(crate) type Event = crate::push::PushEvent<Option<Value>>;
 
 /// Why connecting failed, and whether trying again can help.
 pub(crate) struct ConnectError {
@@ -286,7 +279,7 @@ async fn read(
                 };
                 *seen += 1;
                 let event = message_event(s, shown, *seen, &payload);
-                if let Event::Message { resume: Some(r), .. } = &event {
+                if let Event::Message { meta: Some(r), .. } = &event {
                     *resume = Some(r.clone());
                 }
                 match tx.try_send(event) {
@@ -316,7 +309,7 @@ fn message_event(s: &Settings, shown: &str, number: u64, payload: &[u8]) -> Even
             });
             Event::Message {
                 record: Ok(record),
-                resume,
+                meta: resume,
             }
         }
         Err(error) => Event::Message {
@@ -325,7 +318,7 @@ fn message_event(s: &Settings, shown: &str, number: u64, payload: &[u8]) -> Even
                 error,
                 payload,
             )),
-            resume: None,
+            meta: None,
         },
     }
 }

@@ -2,11 +2,11 @@
 
 use super::config::{self, Settings};
 use super::connection::{self, Event};
+use crate::push;
 use crate::SourceContext;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 use tributary_config::{ConfigError, SectionConfig};
@@ -50,7 +50,6 @@ impl WebSocketSource {
 }
 
 /// How long a poll waits for a first message before reporting `Idle`.
-const IDLE_AFTER: Duration = Duration::from_secs(1);
 
 #[async_trait]
 impl Source for WebSocketSource {
@@ -123,48 +122,23 @@ pub struct WsReader {
 #[async_trait]
 impl StreamReader for WsReader {
     async fn poll(&mut self) -> Result<Poll, ConnectorError> {
-        if let Some(e) = self.failed.take() {
-            return Err(e);
-        }
-        // `recv` is cancel-safe; after it nothing awaits.
-        let first = match tokio::time::timeout(IDLE_AFTER, self.rx.recv()).await {
-            Err(_) => return Ok(Poll::Idle),
-            Ok(None) => {
-                return Err(ConnectorError::fatal(
-                    "the websocket connection task ended unexpectedly",
-                ))
-            }
-            Ok(Some(event)) => event,
+        let state = &mut self.state;
+        let drained = push::drain(
+            &mut self.rx,
+            self.batch_size,
+            &mut self.failed,
+            "websocket connection task",
+            |resume| {
+                state.messages += 1;
+                if resume.is_some() {
+                    state.resume = resume;
+                }
+            },
+        )
+        .await?;
+        let Some(push::Drained { records, bad }) = drained else {
+            return Ok(Poll::Idle);
         };
-        let mut records = Vec::new();
-        let mut bad = Vec::new();
-        let mut next = Some(first);
-        while let Some(event) = next.take() {
-            match event {
-                Event::Message { record, resume } => {
-                    self.state.messages += 1;
-                    if resume.is_some() {
-                        self.state.resume = resume;
-                    }
-                    match record {
-                        Ok(r) => records.push(r),
-                        Err(b) => bad.push(b),
-                    }
-                }
-                Event::Failed(e) => {
-                    self.failed = Some(e);
-                    break;
-                }
-            }
-            if records.len() + bad.len() < self.batch_size {
-                next = self.rx.try_recv().ok();
-            }
-        }
-        if records.is_empty() && bad.is_empty() {
-            return Err(self.failed.take().unwrap_or_else(|| {
-                ConnectorError::fatal("the websocket connection task ended unexpectedly")
-            }));
-        }
         let mut batch = Batch::new(
             records,
             Checkpoint::from_state(&self.state),
