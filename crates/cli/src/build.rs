@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use tributary_config::{ConnectorConfig, StateConfig};
 use tributary_core::{Clock, ShiftedClock, Sink, Source, SystemClock};
-use tributary_state::{EmbeddedStore, StateError, StateStore};
+use tributary_state::{EmbeddedStore, KafkaStore, StateError, StateStore};
 
 pub fn load(path: &Path) -> Result<ConnectorConfig, Failure> {
     let mut config =
@@ -45,6 +45,7 @@ pub fn source(config: &ConnectorConfig, clock: Arc<dyn Clock>) -> Result<Arc<dyn
 pub fn sink(config: &ConnectorConfig) -> Result<Box<dyn Sink>, Failure> {
     let ctx = tributary_sinks::SinkContext {
         connector: config.name.clone(),
+        bad_records: config.bad_records.policy,
     };
     tributary_sinks::build(&config.sink, &ctx).map_err(|e| Failure::new(Code::Config, e))
 }
@@ -54,12 +55,26 @@ pub fn state(config: &ConnectorConfig) -> Result<Arc<dyn StateStore>, Failure> {
         StateConfig::Embedded { dir } => EmbeddedStore::open(dir, &config.name)
             .map(|s| Arc::new(s) as Arc<dyn StateStore>)
             .map_err(state_failure),
+        StateConfig::Url(url)
+            if url
+                .get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("kafka://")) =>
+        {
+            KafkaStore::open(url, &config.name)
+                .map(|s| Arc::new(s) as Arc<dyn StateStore>)
+                .map_err(|e| {
+                    Failure::new(
+                        Code::Config,
+                        config.document.error("state.url", e.to_string()),
+                    )
+                })
+        }
         StateConfig::Url(url) => {
             let scheme = url.split("://").next().unwrap_or(url);
             Err(Failure::new(
                 Code::Config,
                 anyhow::anyhow!(
-                    "{}: state: the `{scheme}` state backend is not available in this build; use `[state] dir = \"...\"` (the embedded store)",
+                    "{}: state: the `{scheme}` state backend is not available in this build; use `[state] dir = \"...\"` (the embedded store) or `url = \"kafka://host:port/topic\"`",
                     config.document.path.display()
                 ),
             ))
@@ -69,7 +84,7 @@ pub fn state(config: &ConnectorConfig) -> Result<Arc<dyn StateStore>, Failure> {
 
 pub fn state_failure(e: StateError) -> Failure {
     let code = match e {
-        StateError::Locked { .. } => Code::StateLocked,
+        StateError::Locked { .. } | StateError::Fenced { .. } => Code::StateLocked,
         _ => Code::Failure,
     };
     Failure::new(code, e)

@@ -30,8 +30,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use tributary_config::{BadRecordPolicy, ConnectorConfig};
 use tributary_core::{
-    BadRecord, Checkpoint, ConnectorError, Poll, Record, RunProgress, Schedule, Sink, SinkStream,
-    Source, StreamReader, StreamSpec,
+    BadRecord, BatchInfo, Checkpoint, ConnectorError, LoadMode, Poll, Record, RunProgress,
+    Schedule, Sink, SinkStream, Source, StreamReader, StreamSpec,
 };
 use tributary_metrics::{Registry, StreamEvent, StreamStats, StreamStatus};
 use tributary_state::StateStore;
@@ -66,9 +66,15 @@ pub struct RunSummary {
 /// A batch on its way from a stream task to the sink task.
 struct Envelope {
     stream: usize,
+    load_mode: LoadMode,
+    ingested_at: DateTime<Utc>,
     records: Vec<Record>,
     dead_letters: Vec<BadRecord>,
     checkpoint: Checkpoint,
+    /// Flush and commit at once: a stream that ended waits for its last
+    /// checkpoint's commit, so its reader can acknowledge upstream before it
+    /// closes (a Kafka group offset, an MQTT PUBACK).
+    flush_now: bool,
 }
 
 enum StreamEnd {
@@ -91,6 +97,39 @@ pub async fn run_connector(
     let name = config.name.clone();
     let config = Arc::new(config);
     let stop = env.shutdown.child_token();
+
+    // Ownership first: a second instance must stop before it reads anything.
+    let mut attempt = 0;
+    loop {
+        match state.claim().await {
+            Ok(()) => break,
+            Err(e) if e.is_retryable() && attempt < config.runtime.max_retries => {
+                attempt += 1;
+                let wait = backoff::delay(
+                    attempt,
+                    config.runtime.backoff_initial,
+                    config.runtime.backoff_max,
+                );
+                warn!(connector = %name, error = %e, ?wait, "claiming the state store failed; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => {
+                        return Ok(RunSummary {
+                            connector: name,
+                            committed: BTreeMap::new(),
+                            interrupted: true,
+                        })
+                    }
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            Err(source) => {
+                return Err(RuntimeError::State {
+                    connector: name,
+                    source,
+                })
+            }
+        }
+    }
 
     let streams = discover_with_retries(&config, source.as_ref(), &stop).await?;
     let Some(streams) = streams else {
@@ -505,9 +544,12 @@ impl StreamTask {
                     });
                     let envelope = Envelope {
                         stream: self.index,
+                        load_mode: batch.load_mode,
+                        ingested_at: now,
                         records: batch.records,
                         dead_letters,
                         checkpoint: batch.checkpoint.clone(),
+                        flush_now: false,
                     };
                     tokio::select! {
                         _ = self.stop.cancelled() => return Ok(StreamEnd::Cancelled),
@@ -533,7 +575,59 @@ impl StreamTask {
                 }
                 Poll::End => {
                     self.deliver_commits(reader).await?;
+                    self.await_last_commit(reader).await?;
                     return Ok(StreamEnd::Finished);
+                }
+            }
+        }
+    }
+
+    /// At the end of a run: asks the sink task to flush now and waits until
+    /// the last handed-over checkpoint is committed, then tells the reader.
+    /// Without this the reader would close before its last batch was
+    /// acknowledged, and a push source could never acknowledge it upstream.
+    async fn await_last_commit(
+        &mut self,
+        reader: &mut dyn StreamReader,
+    ) -> Result<(), ConnectorError> {
+        let Some(position) = self.position.clone() else {
+            return Ok(());
+        };
+        if self.commits.borrow().as_ref() == Some(&position) {
+            return Ok(());
+        }
+        let request = Envelope {
+            stream: self.index,
+            load_mode: LoadMode::Incremental,
+            ingested_at: self.clock.now(),
+            records: Vec::new(),
+            dead_letters: Vec::new(),
+            checkpoint: position.clone(),
+            flush_now: true,
+        };
+        tokio::select! {
+            _ = self.stop.cancelled() => return Ok(()),
+            sent = self.tx.send(request) => {
+                if sent.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return Ok(()),
+                changed = self.commits.changed() => {
+                    if changed.is_err() {
+                        // The sink task is gone: it failed and will report why.
+                        return Ok(());
+                    }
+                }
+            }
+            let committed = self.commits.borrow_and_update().clone();
+            if let Some(cp) = committed {
+                reader.committed(&cp).await?;
+                if cp == position {
+                    return Ok(());
                 }
             }
         }
@@ -659,7 +753,7 @@ impl SinkTask {
                         }
                     }
                     pending.records += n;
-                    if pending.records >= self.config.runtime.flush_records {
+                    if envelope.flush_now || pending.records >= self.config.runtime.flush_records {
                         self.flush_and_commit(&mut pending, &mut committed).await?;
                         flush_deadline = None;
                     } else if flush_deadline.is_none() {
@@ -682,9 +776,16 @@ impl SinkTask {
         if envelope.records.is_empty() {
             return Ok(());
         }
+        // Cloned (once per batch) so that retrying can borrow `self`.
+        let stream_name = self.streams[envelope.stream].0.clone();
+        let info = BatchInfo {
+            stream: &stream_name,
+            load_mode: envelope.load_mode,
+            ingested_at: envelope.ingested_at,
+        };
         let mut attempt = 0;
         loop {
-            match self.sink.write(&envelope.records).await {
+            match self.sink.write_batch(info, &envelope.records).await {
                 Ok(()) => break,
                 Err(e) => {
                     self.retry_or_fail(e, &mut attempt, Some(envelope.stream))
@@ -767,7 +868,7 @@ impl SinkTask {
         loop {
             match self.state.commit(&batch).await {
                 Ok(()) => break,
-                Err(e) if attempt < self.config.runtime.max_retries => {
+                Err(e) if e.is_retryable() && attempt < self.config.runtime.max_retries => {
                     attempt += 1;
                     warn!(connector = %self.connector, error = %e, "committing checkpoints failed; retrying");
                     tokio::time::sleep(backoff::delay(

@@ -9,12 +9,14 @@
 //! | `generator` | deterministic sample users, events, orders or sensor readings ([`generator`]) |
 //! | `chargeover` | ChargeOver entities, windowed by modification time (seed 000) ([`chargeover`]) |
 //! | `http` | any REST API described in TOML: auth, pagination, incremental windows ([`http`]) |
+//! | `kafka` | Kafka topics (a list or a pattern), offsets committed after the sink acknowledged ([`kafka`]) |
 //! | `sql` | PostgreSQL, MySQL/MariaDB and SQLite tables and queries, keyset-paged, incremental by timestamp or id ([`sql`]) |
 
 pub mod chargeover;
 pub mod file;
 pub mod generator;
 pub mod http;
+pub mod kafka;
 pub mod sql;
 
 use std::collections::BTreeMap;
@@ -71,7 +73,7 @@ impl SourceContext {
 }
 
 /// Every value `[source] type` accepts.
-pub const SOURCE_TYPES: &[&str] = &["chargeover", "file", "generator", "http", "sql"];
+pub const SOURCE_TYPES: &[&str] = &["chargeover", "file", "generator", "http", "kafka", "sql"];
 
 /// Builds the source a `[source]` section describes.
 ///
@@ -86,6 +88,7 @@ pub fn build(section: &SectionConfig, ctx: &SourceContext) -> Result<Box<dyn Sou
         )?)),
         "http" => Ok(Box::new(http::HttpSource::from_section(section, ctx)?)),
         "sql" => Ok(Box::new(sql::SqlSource::from_section(section, ctx)?)),
+        "kafka" => Ok(Box::new(kafka::KafkaSource::from_section(section, ctx)?)),
         "chargeover" => Ok(Box::new(chargeover::ChargeOverSource::from_section(
             section, ctx,
         )?)),
