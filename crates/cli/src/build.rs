@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use tributary_config::{ConnectorConfig, StateConfig};
 use tributary_core::{Clock, ShiftedClock, Sink, Source, SystemClock};
-use tributary_state::{EmbeddedStore, StateError, StateStore, StoreAccess};
+use tributary_state::{EmbeddedStore, KafkaStore, StateError, StateStore, StoreAccess};
 
 pub fn load(path: &Path) -> Result<ConnectorConfig, Failure> {
     let mut config =
@@ -56,6 +56,7 @@ pub fn source_reporting(
 pub fn sink(config: &ConnectorConfig) -> Result<Box<dyn Sink>, Failure> {
     let ctx = tributary_sinks::SinkContext {
         connector: config.name.clone(),
+        bad_records: config.bad_records.policy,
     };
     tributary_sinks::build(&config.sink, &ctx).map_err(|e| Failure::new(Code::Config, e))
 }
@@ -71,12 +72,26 @@ pub fn state(config: &ConnectorConfig) -> Result<Arc<dyn StateStore>, Failure> {
                 .map(|s| Arc::new(s) as Arc<dyn StateStore>)
                 .map_err(state_failure)
         }
+        StateConfig::Url(url)
+            if url
+                .get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("kafka://")) =>
+        {
+            KafkaStore::open(url, &config.name)
+                .map(|s| Arc::new(s) as Arc<dyn StateStore>)
+                .map_err(|e| {
+                    Failure::new(
+                        Code::Config,
+                        config.document.error("state.url", e.to_string()),
+                    )
+                })
+        }
         StateConfig::Url(url) => {
             let scheme = url.split("://").next().unwrap_or(url);
             Err(Failure::new(
                 Code::Config,
                 anyhow::anyhow!(
-                    "{}: state: the `{scheme}` state backend is not available in this build; use `[state] dir = \"...\"` (the embedded store)",
+                    "{}: state: the `{scheme}` state backend is not available in this build; use `[state] dir = \"...\"` (the embedded store) or `url = \"kafka://host:port/topic\"`",
                     config.document.path.display()
                 ),
             ))
@@ -103,7 +118,7 @@ pub fn state_for_operator(
 
 pub fn state_failure(e: StateError) -> Failure {
     let code = match e {
-        StateError::Locked { .. } => Code::StateLocked,
+        StateError::Locked { .. } | StateError::Fenced { .. } => Code::StateLocked,
         _ => Code::Failure,
     };
     Failure::new(code, e)

@@ -10,6 +10,7 @@
 mod error;
 mod load;
 mod model;
+mod properties;
 pub mod units;
 
 pub use error::ConfigError;
@@ -17,3 +18,4 @@ pub use load::{
     did_you_mean, load_file, load_file_with_env, load_str, load_str_with_env, EnvLookup,
 };
 pub use model::*;
+pub use properties::{Brokers, ClientProperties};

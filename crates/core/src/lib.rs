@@ -24,7 +24,7 @@ pub use payload::{ExtraFields, Payload, RawJson};
 pub use record::{Headers, Op, Record};
 pub use schedule::{Schedule, ScheduleError};
 pub use secret::Secret;
-pub use sink::{Sink, SinkStream};
+pub use sink::{BatchInfo, Sink, SinkStream};
 pub use source::{
     BadRecord, Batch, Health, Poll, ResetPosition, RunProgress, Source, StreamReader,
 };

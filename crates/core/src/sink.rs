@@ -1,4 +1,5 @@
-use crate::{Checkpoint, ConnectorError, Record, StreamSpec};
+use crate::{Checkpoint, ConnectorError, LoadMode, Record, StreamSpec};
+use chrono::{DateTime, Utc};
 
 /// A stream whose records a sink is about to receive: its spec (primary key,
 /// JSON Schema) and the target the runtime routes its records to.
@@ -9,6 +10,19 @@ use crate::{Checkpoint, ConnectorError, Record, StreamSpec};
 pub struct SinkStream {
     pub spec: StreamSpec,
     pub target: String,
+}
+
+/// What every record of one [`Sink::write_batch`] call shares: the stream
+/// that read them, its load mode and the instant the runtime stamped them.
+///
+/// A record does not carry these (most sinks never need them, and a field
+/// per record would cost a copy per record); a sink that writes them beside
+/// the value, as Kafka headers, gets them once per batch here.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchInfo<'a> {
+    pub stream: &'a str,
+    pub load_mode: LoadMode,
+    pub ingested_at: DateTime<Utc>,
 }
 
 /// Where records go.
@@ -37,6 +51,18 @@ pub trait Sink: Send {
     /// Accepts records for delivery; they may be buffered until [`Sink::flush`].
     /// Every record has its `target` set by the runtime.
     async fn write(&mut self, records: &[Record]) -> Result<(), ConnectorError>;
+
+    /// [`Sink::write`] for one batch of one stream; the runtime calls this.
+    /// Sinks that record the batch's stream, load mode or ingestion time
+    /// with each record override it.
+    async fn write_batch(
+        &mut self,
+        batch: BatchInfo<'_>,
+        records: &[Record],
+    ) -> Result<(), ConnectorError> {
+        let _ = batch;
+        self.write(records).await
+    }
 
     /// Makes everything written so far durable: the acknowledgement.
     async fn flush(&mut self) -> Result<(), ConnectorError>;

@@ -32,8 +32,8 @@ use tracing::{info, warn};
 use tributary_config::{BadRecordPolicy, ConnectorConfig};
 use tributary_core::backoff;
 use tributary_core::{
-    BadRecord, Checkpoint, CheckpointSummary, ConnectorError, Poll, Record, RunProgress, Schedule,
-    Sink, SinkStream, Source, StreamReader, StreamSpec,
+    BadRecord, BatchInfo, Checkpoint, CheckpointSummary, ConnectorError, LoadMode, Poll, Record,
+    RunProgress, Schedule, Sink, SinkStream, Source, StreamReader, StreamSpec,
 };
 use tributary_metrics::{
     ConnectorEvent, ConnectorStats, Registry, RetryReason, StreamEvent, StreamStats, StreamStatus,
@@ -70,11 +70,17 @@ pub struct RunSummary {
 /// A batch on its way from a stream task to the sink task.
 struct Envelope {
     stream: usize,
+    load_mode: LoadMode,
+    ingested_at: DateTime<Utc>,
     records: Vec<Record>,
     dead_letters: Vec<BadRecord>,
     checkpoint: Checkpoint,
     /// What the checkpoint means, for status and cursor lag once committed.
     summary: CheckpointSummary,
+    /// Flush and commit at once: a stream that ended waits for its last
+    /// checkpoint's commit, so its reader can acknowledge upstream before it
+    /// closes (a Kafka group offset, an MQTT PUBACK).
+    flush_now: bool,
 }
 
 enum StreamEnd {
@@ -128,6 +134,39 @@ async fn run(
     // stop its siblings, without that looking like an operator's stop.
     let stop = handle.stop_token().child_token();
     let connector_stats = handle.stats().clone();
+
+    // Ownership first: a second instance must stop before it reads anything.
+    let mut attempt = 0;
+    loop {
+        match state.claim().await {
+            Ok(()) => break,
+            Err(e) if e.is_retryable() && attempt < config.runtime.max_retries => {
+                attempt += 1;
+                let wait = backoff::delay(
+                    attempt,
+                    config.runtime.backoff_initial,
+                    config.runtime.backoff_max,
+                );
+                warn!(connector = %name, error = %e, ?wait, "claiming the state store failed; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => {
+                        return Ok(RunSummary {
+                            connector: name,
+                            committed: BTreeMap::new(),
+                            interrupted: true,
+                        })
+                    }
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            Err(source) => {
+                return Err(RuntimeError::State {
+                    connector: name,
+                    source,
+                })
+            }
+        }
+    }
 
     let streams = discover_with_retries(&config, source.as_ref(), &stop).await?;
     let Some(streams) = streams else {
@@ -644,10 +683,13 @@ impl StreamTask {
                     self.note_stuck(&batch.checkpoint);
                     let envelope = Envelope {
                         stream: self.index,
+                        load_mode: batch.load_mode,
+                        ingested_at: now,
                         records: batch.records,
                         dead_letters,
                         summary: summarize(self.source.as_ref(), &self.spec, &batch.checkpoint),
                         checkpoint: batch.checkpoint.clone(),
+                        flush_now: false,
                     };
                     tokio::select! {
                         _ = self.stop.cancelled() => return Ok(StreamEnd::Cancelled),
@@ -679,6 +721,7 @@ impl StreamTask {
                     self.stats.record(StreamEvent::RunCompleted {
                         at: self.clock.now(),
                     });
+                    self.await_last_commit(reader).await?;
                     return Ok(StreamEnd::Finished);
                 }
             }
@@ -706,6 +749,58 @@ impl StreamTask {
                 }
                 // The sink task ended (its last commit, if any, was seen above) or took too long.
                 Ok(Err(_)) | Err(_) => return,
+            }
+        }
+    }
+
+    /// At the end of a run: asks the sink task to flush now and waits until
+    /// the last handed-over checkpoint is committed, then tells the reader.
+    /// Without this the reader would close before its last batch was
+    /// acknowledged, and a push source could never acknowledge it upstream.
+    async fn await_last_commit(
+        &mut self,
+        reader: &mut dyn StreamReader,
+    ) -> Result<(), ConnectorError> {
+        let Some(position) = self.position.clone() else {
+            return Ok(());
+        };
+        if self.commits.borrow().as_ref() == Some(&position) {
+            return Ok(());
+        }
+        let request = Envelope {
+            stream: self.index,
+            load_mode: LoadMode::Incremental,
+            ingested_at: self.clock.now(),
+            records: Vec::new(),
+            dead_letters: Vec::new(),
+            summary: summarize(self.source.as_ref(), &self.spec, &position),
+            checkpoint: position.clone(),
+            flush_now: true,
+        };
+        tokio::select! {
+            _ = self.stop.cancelled() => return Ok(()),
+            sent = self.tx.send(request) => {
+                if sent.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return Ok(()),
+                changed = self.commits.changed() => {
+                    if changed.is_err() {
+                        // The sink task is gone: it failed and will report why.
+                        return Ok(());
+                    }
+                }
+            }
+            let committed = self.commits.borrow_and_update().clone();
+            if let Some(cp) = committed {
+                reader.committed(&cp).await?;
+                if cp == position {
+                    return Ok(());
+                }
             }
         }
     }
@@ -836,7 +931,7 @@ impl SinkTask {
                         }
                     }
                     pending.records += n;
-                    if pending.records >= self.config.runtime.flush_records {
+                    if envelope.flush_now || pending.records >= self.config.runtime.flush_records {
                         self.flush_and_commit(&mut pending, &mut committed).await?;
                         flush_deadline = None;
                     } else if flush_deadline.is_none() {
@@ -859,10 +954,17 @@ impl SinkTask {
         if envelope.records.is_empty() {
             return Ok(());
         }
+        // Cloned (once per batch) so that retrying can borrow `self`.
+        let stream_name = self.streams[envelope.stream].0.clone();
+        let info = BatchInfo {
+            stream: &stream_name,
+            load_mode: envelope.load_mode,
+            ingested_at: envelope.ingested_at,
+        };
         let mut attempt = 0;
         let started = Instant::now();
         loop {
-            match self.sink.write(&envelope.records).await {
+            match self.sink.write_batch(info, &envelope.records).await {
                 Ok(()) => break,
                 Err(e) => {
                     self.retry_or_fail(e, &mut attempt, Some(envelope.stream))
@@ -951,7 +1053,7 @@ impl SinkTask {
         loop {
             match self.state.commit(&batch).await {
                 Ok(()) => break,
-                Err(e) if attempt < self.config.runtime.max_retries => {
+                Err(e) if e.is_retryable() && attempt < self.config.runtime.max_retries => {
                     attempt += 1;
                     warn!(connector = %self.connector, error = %e, "committing checkpoints failed; retrying");
                     tokio::time::sleep(backoff::delay(

@@ -7,25 +7,31 @@
 //! `String` per record), because the whole pipeline targets >= 500k
 //! records/s and the sink is the last hop on that path.
 //!
+//! The kafka sink produces each record to the topic of its target and
+//! acknowledges a flush only when the broker acknowledged every record
+//! ([`kafka`]).
+//!
 //! The postgres sink writes tables (upsert or append, soft or hard deletes,
 //! schema evolution) in one transaction per flush, and can commit the
 //! checkpoints in that same transaction (exactly-once); see [`postgres`].
 
 pub mod file;
+pub mod kafka;
 mod ndjson;
 pub mod postgres;
 pub mod stdout;
 
 pub use file::{FileSink, FileSinkConfig};
+pub use kafka::{KafkaSink, KafkaSinkConfig};
 pub use ndjson::Format;
 pub use postgres::{PostgresSink, PostgresSinkConfig};
 pub use stdout::{StdoutSink, StdoutSinkConfig};
 
-use tributary_config::{ConfigError, SectionConfig};
+use tributary_config::{BadRecordPolicy, ConfigError, SectionConfig};
 use tributary_core::Sink;
 
 /// Every `type` accepted in `[sink]`, for did-you-mean suggestions and docs.
-pub const SINK_TYPES: &[&str] = &["stdout", "file", "postgres"];
+pub const SINK_TYPES: &[&str] = &["stdout", "file", "postgres", "kafka"];
 
 /// What a sink may need to know about the connector it serves.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +39,9 @@ pub struct SinkContext {
     /// The connector's name. The file sink uses it as the target of records
     /// that arrive without one (the runtime normally sets every target).
     pub connector: String,
+    /// The connector's `[bad_records] policy`, for sinks whose destination
+    /// rejects single records (the Kafka sink: a record too large).
+    pub bad_records: BadRecordPolicy,
 }
 
 /// Builds the sink a `[sink]` table describes, validating its configuration.
@@ -45,6 +54,7 @@ pub fn build(section: &SectionConfig, ctx: &SinkContext) -> Result<Box<dyn Sink>
         "stdout" => Ok(Box::new(StdoutSink::from_section(section)?)),
         "file" => Ok(Box::new(FileSink::from_section(section, ctx)?)),
         "postgres" => Ok(Box::new(PostgresSink::from_section(section, ctx)?)),
+        "kafka" => Ok(Box::new(KafkaSink::from_section(section, ctx)?)),
         _ => Err(section.unknown_type(SINK_TYPES)),
     }
 }

@@ -143,6 +143,7 @@ fn section(toml_text: &str, base_dir: &Path) -> SectionConfig {
 fn ctx() -> SinkContext {
     SinkContext {
         connector: "conn".into(),
+        ..SinkContext::default()
     }
 }
 

@@ -27,6 +27,7 @@ fn section(kind: &str, toml_text: &str, base_dir: &Path) -> SectionConfig {
 fn ctx() -> SinkContext {
     SinkContext {
         connector: "conn".into(),
+        ..SinkContext::default()
     }
 }
 
@@ -78,8 +79,12 @@ fn unknown_sink_type_names_the_key_and_suggests() {
     let err = build(&section("kafkaa", "", dir.path()), &ctx())
         .err()
         .unwrap();
+    assert_eq!(err.suggestion.as_deref(), Some("kafka"));
+    let err = build(&section("elasticsearch", "", dir.path()), &ctx())
+        .err()
+        .unwrap();
     assert_eq!(err.suggestion, None);
-    assert_eq!(SINK_TYPES, ["stdout", "file", "postgres"]);
+    assert_eq!(SINK_TYPES, ["stdout", "file", "postgres", "kafka"]);
 }
 
 #[test]
@@ -92,6 +97,75 @@ fn known_types_build_without_touching_the_disk() {
     .unwrap();
     build(&section("file", "dir = \"out/x\"", dir.path()), &ctx()).unwrap();
     assert!(!dir.path().join("out").exists());
+    // Nothing listens on port 1: building must not connect.
+    build(
+        &section("kafka", "brokers = \"127.0.0.1:1\"", dir.path()),
+        &ctx(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn kafka_config_defaults_lists_secrets_and_refused_keys() {
+    use tributary_sinks::kafka::{Brokers, Compression, KafkaSinkConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let c: KafkaSinkConfig = section(
+        "kafka",
+        "brokers = [\"a:9092\", \" b:9092\"]\ncompression = \"zstd\"\n[properties]\n\"sasl.password\" = \"pw-kafka-7d1e\"\n\"linger.ms\" = 20\n",
+        dir.path(),
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(c.brokers.joined(), "a:9092,b:9092");
+    assert_eq!(c.compression, Compression::Zstd);
+    assert!(c.idempotent && c.headers && c.create_topics);
+    assert_eq!((c.partitions, c.replication_factor), (1, 1));
+    assert_eq!(c.message_timeout, std::time::Duration::from_secs(60));
+    assert_eq!(c.properties.get("linger.ms"), Some("20"));
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("pw-kafka-7d1e") && shown.contains("\"sasl.password\": \"***\""),
+        "{shown}"
+    );
+    assert_eq!(
+        KafkaSinkConfig::new("k:1").brokers,
+        Brokers::One("k:1".into())
+    );
+
+    let err = build(
+        &section(
+            "kafka",
+            "brokers = \"k:1\"\nproperties = { \"enable.idempotence\" = false }\n",
+            dir.path(),
+        ),
+        &ctx(),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(
+        err.key.as_deref(),
+        Some("sink.properties.\"enable.idempotence\"")
+    );
+    assert_eq!(err.line, Some(4));
+    assert!(err.message.contains("use `idempotent`"), "{}", err.message);
+    let err = build(
+        &section("kafka", "brokers = \"k:1\"\npartitions = 0", dir.path()),
+        &ctx(),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(err.key.as_deref(), Some("sink.partitions"));
+    let err = build(
+        &section(
+            "kafka",
+            "brokers = \"k:1\"\ncompresion = \"lz4\"",
+            dir.path(),
+        ),
+        &ctx(),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(err.suggestion.as_deref(), Some("compression"));
 }
 
 // ---- config ---------------------------------------------------------------

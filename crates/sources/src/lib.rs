@@ -9,6 +9,7 @@
 //! | `generator` | deterministic sample users, events, orders or sensor readings ([`generator`]) |
 //! | `chargeover` | ChargeOver entities, windowed by modification time (seed 000) ([`chargeover`]) |
 //! | `http` | any REST API described in TOML: auth, pagination, incremental windows ([`http`]) |
+//! | `kafka` | Kafka topics (a list or a pattern), offsets committed after the sink acknowledged ([`kafka`]) |
 //! | `sql` | PostgreSQL, MySQL/MariaDB and SQLite tables and queries, keyset-paged, incremental by timestamp or id ([`sql`]) |
 //! | `stripe_reporting` | Stripe Reporting report runs per report type × timezone (seed 004) ([`stripe`]) |
 //! | `mqtt` | MQTT 3.1.1/5 topics mapped to targets, persistent sessions, acknowledged after commit ([`mqtt`]) |
@@ -18,6 +19,7 @@ pub mod chargeover;
 pub mod file;
 pub mod generator;
 pub mod http;
+pub mod kafka;
 pub mod mqtt;
 pub mod sql;
 pub mod stripe;
@@ -92,6 +94,7 @@ pub const SOURCE_TYPES: &[&str] = &[
     "file",
     "generator",
     "http",
+    "kafka",
     "mqtt",
     "sql",
     "stripe_reporting",
@@ -115,6 +118,7 @@ pub fn build(section: &SectionConfig, ctx: &SourceContext) -> Result<Box<dyn Sou
         "websocket" => Ok(Box::new(websocket::WebSocketSource::from_section(
             section, ctx,
         )?)),
+        "kafka" => Ok(Box::new(kafka::KafkaSource::from_section(section, ctx)?)),
         "chargeover" => Ok(Box::new(chargeover::ChargeOverSource::from_section(
             section, ctx,
         )?)),

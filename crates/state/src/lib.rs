@@ -6,9 +6,11 @@
 //! multi-stream commit lands whole or not at all.
 
 mod embedded;
+pub mod kafka;
 pub mod ops;
 
 pub use embedded::{EmbeddedStore, SnapshotStore, StoreAccess};
+pub use kafka::KafkaStore;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -36,6 +38,10 @@ pub enum StateError {
     /// The store could not be read or written; retrying may help.
     #[error("state store {path}: {message}")]
     Storage { path: String, message: String },
+    /// Another instance of the connector claimed the store after this one
+    /// (see the Kafka backend's fencing): this one must stop writing.
+    #[error("state store {path}: {message}")]
+    Fenced { path: String, message: String },
     /// A stored value is not valid JSON, or the store is not a tributary store.
     #[error("state store {path}: corrupt entry for stream `{stream}`: {message}")]
     Corrupt {
@@ -43,6 +49,15 @@ pub enum StateError {
         stream: String,
         message: String,
     },
+}
+
+impl StateError {
+    /// Whether trying the same operation again may succeed: only storage
+    /// errors (a lost connection, a full disk being freed) can; a lock, a
+    /// fence or a corrupt entry will not go away by waiting.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StateError::Storage { .. })
+    }
 }
 
 /// Checkpoints of one connector.
@@ -76,6 +91,15 @@ pub trait StateStore: Send + Sync {
     async fn replace_all(&self, entries: &[StoredCheckpoint]) -> Result<(), StateError> {
         self.reset(None).await?;
         self.put(entries).await
+    }
+
+    /// Called once by a connector about to run, before it loads anything.
+    /// A backend that several processes can reach (Kafka) takes ownership
+    /// of the connector's checkpoints here, so that a second instance is
+    /// detected ([`StateError::Fenced`]) instead of both writing. The
+    /// embedded store's file lock already does this when it is opened.
+    async fn claim(&self) -> Result<(), StateError> {
+        Ok(())
     }
 
     /// A human-readable location for messages (`/path/to/state/billing.redb`).

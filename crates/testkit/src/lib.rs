@@ -2,11 +2,13 @@
 //! (`scripted`), end-to-end helpers for the `tributary` binary (`cli`), and
 //! headless Chromium over WebDriver for pages (`browser`), API simulators
 //! (`sim`: ChargeOver, paginated REST, Stripe Reporting, a WebSocket feed),
-//! scratch schemas in the test PostgreSQL (`postgres`), and publishing to
-//! the test MQTT broker (`mqtt`).
+//! scratch schemas in the test PostgreSQL (`postgres`), publishing to the
+//! test MQTT broker (`mqtt`), and a real Kafka-protocol broker (`kafka`:
+//! tansu, one process per test).
 
 pub mod browser;
 pub mod cli;
+pub mod kafka;
 pub mod mqtt;
 pub mod postgres;
 pub mod scripted;
