@@ -329,6 +329,16 @@ fn project(raw: &RawValue, fields: &[String]) -> Result<Value, serde_json::Error
     de.deserialize_map(Projection { fields })
 }
 
+/// One JSON object's text (an NDJSON line): checks that it is exactly one
+/// valid object and returns its top-level `fields` (an empty object when
+/// none are wanted), without building the rest. Errors are serde_json's.
+pub(crate) fn project_object(text: &str, fields: &[String]) -> Result<Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let wanted = de.deserialize_map(Projection { fields })?;
+    de.end()?;
+    Ok(wanted)
+}
+
 struct Projection<'a> {
     fields: &'a [String],
 }
