@@ -6,25 +6,8 @@ fn workspace() -> Workspace {
     Workspace::new(env!("CARGO_BIN_EXE_tributary"))
 }
 
-const CFG: &str = r#"
-name = "demo"
-topic_prefix = "shop"
-[source]
-type = "generator"
-seed = 1
-[source.streams.users]
-record_type = "user"
-total = 25
-[source.streams.readings]
-record_type = "sensor"
-total = 5
-[sink]
-type = "file"
-dir = "out"
-[streams.readings]
-target = "iot.readings"
-schedule = { cron = "0 0 2 * * ?", timezone = "America/New_York" }
-"#;
+/// `users` runs once; `readings` waits for a nightly cron, so `run` keeps going.
+const CFG: &str = include_str!("fixtures/demo.toml");
 
 /// `CFG` without the cron override, so `run` finishes once both streams caught up.
 fn run_once_config() -> String {

@@ -10,24 +10,7 @@ const TOKEN: &str = "offsets-token-7d41";
 
 /// `users` runs once until caught up; `readings` waits for a nightly cron,
 /// so the process keeps running (and serving) after both caught up.
-const CFG: &str = r#"name = "demo"
-topic_prefix = "shop"
-[source]
-type = "generator"
-seed = 1
-[source.streams.users]
-record_type = "user"
-total = 25
-[source.streams.readings]
-record_type = "sensor"
-total = 5
-[sink]
-type = "file"
-dir = "out"
-[streams.readings]
-target = "iot.readings"
-schedule = { cron = "0 0 2 * * ?", timezone = "America/New_York" }
-"#;
+const CFG: &str = include_str!("fixtures/demo.toml");
 
 fn call(admin: &AdminProcess, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let url = format!("{}{path}", admin.url);
