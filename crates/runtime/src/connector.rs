@@ -75,8 +75,6 @@ struct Envelope {
     records: Vec<Record>,
     dead_letters: Vec<BadRecord>,
     checkpoint: Checkpoint,
-    /// What the checkpoint means, for status and cursor lag once committed.
-    summary: CheckpointSummary,
     /// Flush and commit at once: a stream that ended waits for its last
     /// checkpoint's commit, so its reader can acknowledge upstream before it
     /// closes (a Kafka group offset, an MQTT PUBACK).
@@ -213,6 +211,9 @@ async fn run(
     let mut last_committed = Vec::new();
     // Sink checkpoints the state store lags behind: copied into it below.
     let mut catch_up = Vec::new();
+    // Committed checkpoints are summarized (status, cursor lag) by the sink
+    // task, once per commit rather than once per batch.
+    let specs = streams.clone();
     for (index, spec) in streams.into_iter().enumerate() {
         let st = env.metrics.stream(&name, &spec.name);
         st.record(StreamEvent::Started {
@@ -290,6 +291,8 @@ async fn run(
             dead_letters: DeadLetterFile::new(config.bad_records.dead_letter_path.clone()),
             commit_watchers,
             streams: stats.clone(),
+            source: source.clone(),
+            specs,
             last_committed,
             connector_stats,
             stop: stop.clone(),
@@ -687,7 +690,6 @@ impl StreamTask {
                         ingested_at: now,
                         records: batch.records,
                         dead_letters,
-                        summary: summarize(self.source.as_ref(), &self.spec, &batch.checkpoint),
                         checkpoint: batch.checkpoint.clone(),
                         flush_now: false,
                     };
@@ -773,7 +775,6 @@ impl StreamTask {
             ingested_at: self.clock.now(),
             records: Vec::new(),
             dead_letters: Vec::new(),
-            summary: summarize(self.source.as_ref(), &self.spec, &position),
             checkpoint: position.clone(),
             flush_now: true,
         };
@@ -861,6 +862,9 @@ struct SinkTask {
     commit_watchers: Vec<watch::Sender<Option<Checkpoint>>>,
     /// Name (the state key) and stats of each stream, by stream index.
     streams: Vec<(String, Arc<StreamStats>)>,
+    /// Summarizes each committed checkpoint, with the spec of its stream (by index).
+    source: Arc<dyn Source>,
+    specs: Vec<StreamSpec>,
     /// The last committed checkpoint of each stream, by stream index: a
     /// commit that changes it is an advance (freshness, checkpoint age).
     last_committed: Vec<Option<Checkpoint>>,
@@ -872,7 +876,7 @@ struct SinkTask {
 /// Checkpoints handed over since the last commit, per stream.
 #[derive(Default)]
 struct Pending {
-    checkpoints: BTreeMap<usize, (Checkpoint, u64, CheckpointSummary)>,
+    checkpoints: BTreeMap<usize, (Checkpoint, u64)>,
     records: usize,
 }
 
@@ -921,13 +925,12 @@ impl SinkTask {
                     let n = envelope.records.len();
                     match pending.checkpoints.entry(envelope.stream) {
                         Entry::Occupied(mut e) => {
-                            let (checkpoint, records, summary) = e.get_mut();
+                            let (checkpoint, records) = e.get_mut();
                             *checkpoint = envelope.checkpoint;
                             *records += n as u64;
-                            *summary = envelope.summary;
                         }
                         Entry::Vacant(e) => {
-                            e.insert((envelope.checkpoint, n as u64, envelope.summary));
+                            e.insert((envelope.checkpoint, n as u64));
                         }
                     }
                     pending.records += n;
@@ -1031,7 +1034,7 @@ impl SinkTask {
         let batch: Vec<(String, Checkpoint)> = pending
             .checkpoints
             .iter()
-            .map(|(i, (c, _, _))| (self.streams[*i].0.clone(), c.clone()))
+            .map(|(i, (c, _))| (self.streams[*i].0.clone(), c.clone()))
             .collect();
         let mut attempt = 0;
         let started = Instant::now();
@@ -1072,8 +1075,9 @@ impl SinkTask {
             }
         }
         let now = self.clock.now();
-        for (index, (checkpoint, records, summary)) in std::mem::take(&mut pending.checkpoints) {
+        for (index, (checkpoint, records)) in std::mem::take(&mut pending.checkpoints) {
             committed[index] += records;
+            let summary = summarize(self.source.as_ref(), &self.specs[index], &checkpoint);
             let advanced = self.last_committed[index].as_ref() != Some(&checkpoint);
             self.streams[index].1.record(StreamEvent::Committed {
                 records,
