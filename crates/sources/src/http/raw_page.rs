@@ -321,12 +321,26 @@ impl<'de> Visitor<'de> for Records {
 
 /// The top-level `fields` of an object record; other fields are skipped
 /// without being built.
+///
+/// `raw` was validated when it was cut out of the page, so this second pass
+/// stops as soon as every wanted field was read (usually the first one or
+/// two: ids come first in most APIs) instead of reading the rest again.
 fn project(raw: &RawValue, fields: &[String]) -> Result<Value, serde_json::Error> {
     if fields.is_empty() || !raw.get().starts_with('{') {
         return Ok(Value::Null);
     }
+    let mut found = None;
     let mut de = serde_json::Deserializer::from_str(raw.get());
-    de.deserialize_map(Projection { fields })
+    let read = de.deserialize_map(Projection {
+        fields,
+        stop_early: Some(&mut found),
+    });
+    match (found, read) {
+        // Stopped early: serde_json then reports the unread rest of the
+        // object as an error, which says nothing about validated text.
+        (Some(wanted), _) => Ok(wanted),
+        (None, read) => read,
+    }
 }
 
 /// One JSON object's text (an NDJSON line): checks that it is exactly one
@@ -334,13 +348,19 @@ fn project(raw: &RawValue, fields: &[String]) -> Result<Value, serde_json::Error
 /// none are wanted), without building the rest. Errors are serde_json's.
 pub(crate) fn project_object(text: &str, fields: &[String]) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let wanted = de.deserialize_map(Projection { fields })?;
+    let wanted = de.deserialize_map(Projection {
+        fields,
+        stop_early: None,
+    })?;
     de.end()?;
     Ok(wanted)
 }
 
 struct Projection<'a> {
     fields: &'a [String],
+    /// For validated text: where to put the fields once all were read,
+    /// without reading the rest of the object.
+    stop_early: Option<&'a mut Option<Value>>,
 }
 
 impl<'de> Visitor<'de> for Projection<'_> {
@@ -356,6 +376,12 @@ impl<'de> Visitor<'de> for Projection<'_> {
             match wanted {
                 Some(i) => {
                     out.insert(self.fields[i].clone(), map.next_value::<Value>()?);
+                    if out.len() == self.fields.len() {
+                        if let Some(found) = self.stop_early {
+                            *found = Some(Value::Object(out));
+                            return Ok(Value::Null);
+                        }
+                    }
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
