@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # Kafka sink benchmark: 1M NDJSON lines (~200 bytes) produced to a tansu
-# broker (memory engine) by `tributary run --once` (file source → kafka sink,
-# checkpoints on) beside `kafka_produce`, a plain rdkafka producer with the
-# sink's settings (acks=all, idempotent, same compression) that sends the
-# same lines with no parsing, keys, headers or checkpoints. Side by side,
-# release build, a fresh broker for each run.
+# broker (memory engine), side by side, release build, a fresh broker for
+# each measurement:
+#
+# - `kafka_produce`, a plain rdkafka producer with the sink's settings
+#   (acks=all, idempotent, same compression), no parsing, no checkpoints:
+#   once with the bare lines, once with a key and the four `tributary.*`
+#   headers on each line (as rdkafka's own example producer sends a key and
+#   a header): the same bytes tributary's sink sends;
+# - `tributary run --once` (file source -> kafka sink, checkpoints on) with
+#   `[metadata] enabled = false`, so each value is the line itself, with
+#   the key and the four headers;
+# - tributary with its defaults, which also splices three metadata fields
+#   into every value.
 #
 #   bench/kafka.sh                  # 1M lines, compression none
 #   LINES=200000 bench/kafka.sh
-#   COMPRESSION=lz4 bench/kafka.sh
+#   COMPRESSION=lz4 RUNS=3 bench/kafka.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tributary/target}"
@@ -70,8 +78,10 @@ measure() {
     printf "| %-44s | %9d | %7.2f | %12.0f | %8.1f | %12.1f |\n", n, r, s, r / s, b / s / 1e6, k / 1024 }'
 }
 
-cat > "$WORK/kafka.toml" <<TOML
+write_config() {
+  cat > "$WORK/$1.toml" <<TOML
 name = "bench"
+$2
 [source]
 type = "file"
 [source.streams.events]
@@ -83,13 +93,23 @@ type = "kafka"
 brokers = "$BROKER"
 compression = "$COMPRESSION"
 TOML
+}
+write_config lines $'[metadata]\nenabled = false'
+write_config defaults ""
+
+run_tributary() {
+  start_broker
+  rm -rf "$WORK/.tributary"
+  measure "$1" "$REL/tributary" run --once --no-progress --log-level warn "$WORK/$2.toml"
+}
 
 echo "| workload                                     |   records |   secs |    records/s |     MB/s | peak RSS MiB |"
 echo "|----------------------------------------------|-----------|--------|--------------|----------|--------------|"
 for _ in $(seq 1 "$RUNS"); do
   start_broker
-  measure "plain rdkafka producer (baseline)" "$REL/kafka_produce" "$BROKER" bench.events "$input" "$COMPRESSION"
+  measure "plain producer, bare lines" "$REL/kafka_produce" "$BROKER" bench.events "$input" "$COMPRESSION"
   start_broker
-  rm -rf "$WORK/.tributary"
-  measure "tributary file -> kafka" "$REL/tributary" run --once --no-progress --log-level warn "$WORK/kafka.toml"
+  measure "plain producer, lines + key + headers" "$REL/kafka_produce" "$BROKER" bench.events "$input" "$COMPRESSION" --key-and-headers
+  run_tributary "tributary, values = lines (+ key + headers)" lines
+  run_tributary "tributary, defaults (+ metadata fields)" defaults
 done

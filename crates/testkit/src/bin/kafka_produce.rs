@@ -4,14 +4,23 @@
 //! no checkpoints. Creates the topic (one partition, as the sink does by
 //! default) if missing, waits for every delivery report, then prints the count.
 //!
+//! With `--key-and-headers` each message also carries a key (the line's
+//! number, as long as the benchmark's ids) and the four `tributary.*`
+//! headers the sink writes, with values of the same length, as rdkafka's
+//! own example producer sends a key and a header: still no parsing and no
+//! checkpoints, and the same bytes on the wire as tributary's sink sends for
+//! the same lines, so the benchmark can tell the cost of the message's
+//! shape (librdkafka, the broker) from the cost of the pipeline.
+//!
 //! ```text
-//! kafka_produce BROKERS TOPIC FILE [COMPRESSION]
+//! kafka_produce BROKERS TOPIC FILE [COMPRESSION] [--key-and-headers]
 //! ```
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::io::BufRead;
 use std::time::{Duration, Instant};
@@ -19,11 +28,28 @@ use std::time::{Duration, Instant};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 4 {
-        eprintln!("usage: kafka_produce BROKERS TOPIC FILE [COMPRESSION]");
+        eprintln!("usage: kafka_produce BROKERS TOPIC FILE [COMPRESSION] [--key-and-headers]");
         std::process::exit(2);
     }
     let (brokers, topic, file) = (&args[1], &args[2], &args[3]);
     let compression = args.get(4).map_or("none", String::as_str);
+    let key_and_headers = args.get(5).is_some_and(|a| a == "--key-and-headers");
+    let headers = || {
+        [
+            ("tributary.connector", "bench"),
+            ("tributary.stream", "events"),
+            ("tributary.load_mode", "INITIAL_LOAD"),
+            ("tributary.ingested_at", "2026-01-01T00:00:00.000Z"),
+        ]
+        .into_iter()
+        .fold(OwnedHeaders::new_with_capacity(5), |h, (key, value)| {
+            h.insert(Header {
+                key,
+                value: Some(value),
+            })
+        })
+    };
+    let mut key = String::new();
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
@@ -61,7 +87,16 @@ fn main() {
         if line.is_empty() {
             continue;
         }
-        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(line.as_slice());
+        let mut record = if key_and_headers {
+            key.clear();
+            key.push_str(&(n + 1).to_string());
+            BaseRecord::<[u8], [u8]>::to(topic)
+                .payload(line.as_slice())
+                .key(key.as_bytes())
+                .headers(headers())
+        } else {
+            BaseRecord::<[u8], [u8]>::to(topic).payload(line.as_slice())
+        };
         loop {
             match producer.send(record) {
                 Ok(()) => break,
