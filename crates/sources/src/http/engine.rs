@@ -315,6 +315,19 @@ pub struct ApiReader {
     /// First pages of the slices after the current one, in order; dropping
     /// the reader aborts them.
     prefetched: std::collections::VecDeque<Prefetch>,
+    /// The next page of the current listing, requested (and scanned) on its
+    /// own task as soon as its position was known, so the server prepares it
+    /// and it is read while this page's records go to the sink.
+    readahead: Option<Readahead>,
+}
+
+/// A page asked for before the reader needed it; used only when the reader
+/// then asks for exactly this position, window and page size.
+struct Readahead {
+    window: Option<WindowBounds>,
+    position: Value,
+    page_size: Option<u64>,
+    page: tokio_util::task::AbortOnDropHandle<Result<Page, FetchError>>,
 }
 
 impl ApiReader {
@@ -329,6 +342,7 @@ impl ApiReader {
             finished: false,
             pending_error: None,
             prefetched: std::collections::VecDeque::new(),
+            readahead: None,
         })
     }
 
@@ -552,6 +566,52 @@ impl ApiReader {
         }
     }
 
+    /// The read-ahead page, if it is the one the reader asks for now;
+    /// anything else is dropped (aborted).
+    fn take_readahead(
+        &mut self,
+        window: Option<&WindowBounds>,
+        page_size: Option<u64>,
+    ) -> Option<tokio_util::task::AbortOnDropHandle<Result<Page, FetchError>>> {
+        let r = self.readahead.take()?;
+        let same_window = match (&r.window, window) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.start_text == b.start_text && a.end_text == b.end_text,
+            _ => false,
+        };
+        (same_window && Some(&r.position) == self.state.page.as_ref() && r.page_size == page_size)
+            .then_some(r.page)
+    }
+
+    /// Requests the page at `self.state.page` ahead of time. Not for an id
+    /// cursor, whose next request depends on the largest id of this page
+    /// once the sink has it.
+    fn start_readahead(&mut self, window: Option<WindowBounds>, page_size: Option<u64>) {
+        let Some(position) = self.state.page.clone() else {
+            return;
+        };
+        if matches!(self.plan.incremental, Incremental::Id { .. }) {
+            return;
+        }
+        let listing = self.plan.listing.clone();
+        let (query_window, query_position) = (window.clone(), position.clone());
+        let task = tokio::spawn(async move {
+            let query = PageQuery {
+                window: query_window,
+                last_id: None,
+                position: Some(&query_position),
+                page_size,
+            };
+            listing.fetch(&query).await
+        });
+        self.readahead = Some(Readahead {
+            window,
+            position,
+            page_size,
+            page: tokio_util::task::AbortOnDropHandle::new(task),
+        });
+    }
+
     fn to_records(&self, page: Vec<PageRecord>, bad: &mut Vec<BadRecord>) -> Vec<Record> {
         let mut records = Vec::with_capacity(page.len());
         for record in page {
@@ -631,7 +691,10 @@ impl ApiReader {
             }
         }
         let page_size = self.page_size();
-        let prefetched = self.take_prefetched(window.as_ref(), page_size);
+        let prefetched = match self.take_readahead(window.as_ref(), page_size) {
+            Some(page) => Some(page),
+            None => self.take_prefetched(window.as_ref(), page_size),
+        };
         if self.state.page.is_none() {
             self.prefetch_following_slices(window.as_ref(), page_size);
         }
@@ -685,6 +748,7 @@ impl ApiReader {
         if !listing_done {
             if !matches!(self.plan.incremental, Incremental::Id { .. }) {
                 self.state.page = page.next;
+                self.start_readahead(window, page_size);
             }
             return Ok(Poll::Batch(self.batch(records, bad, load_mode)));
         }
@@ -762,6 +826,92 @@ mod tests {
     use super::*;
     use serde_json::json;
     use std::cmp::Ordering;
+
+    /// Three pages at positions `null`, `1`, `2`, one record each; logs
+    /// every position asked for.
+    #[derive(Default)]
+    struct ThreePages {
+        asked: std::sync::Mutex<Vec<Option<Value>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Listing for ThreePages {
+        async fn fetch(&self, query: &PageQuery<'_>) -> Result<Page, FetchError> {
+            let position = query.position.cloned();
+            self.asked.lock().unwrap().push(position.clone());
+            let at = position.as_ref().and_then(Value::as_u64).unwrap_or(0);
+            Ok(Page {
+                records: vec![PageRecord::Parsed(json!({ "id": at }))],
+                next: (at < 2).then(|| json!(at + 1)),
+                bad_records: Vec::new(),
+            })
+        }
+    }
+
+    fn reader_of(listing: Arc<ThreePages>) -> ApiReader {
+        let plan = StreamPlan {
+            stream: "items".into(),
+            listing,
+            incremental: Incremental::None,
+            key_fields: vec!["id".into()],
+            string_keys: false,
+            page_size: Some(1),
+            min_page_size: 1,
+            clock: Arc::new(tributary_core::SystemClock),
+            schedule: Schedule::Once,
+            window_concurrency: 1,
+        };
+        ApiReader::new(Arc::new(plan), None).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_next_page_is_asked_for_before_the_reader_needs_it_and_only_once() {
+        let listing = Arc::new(ThreePages::default());
+        let mut reader = reader_of(Arc::clone(&listing));
+        let mut ids = Vec::new();
+        let mut asked_when_delivered = Vec::new();
+        loop {
+            match reader.poll().await.unwrap() {
+                Poll::Batch(batch) => {
+                    ids.extend(batch.records.iter().map(|r| r.key.clone().unwrap()));
+                    // Give the read-ahead task its turn, as the runtime's
+                    // hand-off to the sink does.
+                    tokio::task::yield_now().await;
+                    asked_when_delivered.push(listing.asked.lock().unwrap().len());
+                    if reader.finished {
+                        break;
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(ids, [json!(0), json!(1), json!(2)]);
+        assert_eq!(
+            asked_when_delivered,
+            [2, 3, 3],
+            "page N+1 was requested by the time page N was delivered"
+        );
+        assert_eq!(
+            *listing.asked.lock().unwrap(),
+            [None, Some(json!(1)), Some(json!(2))],
+            "every page was requested exactly once"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_ahead_for_another_position_is_not_used() {
+        let listing = Arc::new(ThreePages::default());
+        let mut reader = reader_of(Arc::clone(&listing));
+        assert!(matches!(reader.poll().await.unwrap(), Poll::Batch(_)));
+        // As after a restart from another checkpoint: the reader is elsewhere.
+        reader.state.page = Some(json!(2));
+        let Poll::Batch(batch) = reader.poll().await.unwrap() else {
+            panic!("expected a batch");
+        };
+        assert_eq!(batch.records[0].key, Some(json!(2)));
+        let asked = listing.asked.lock().unwrap().clone();
+        assert_eq!(asked.last(), Some(&Some(json!(2))));
+    }
 
     #[test]
     fn ids_compare_exactly_beyond_float_precision() {
