@@ -515,34 +515,3 @@ async fn io_error_after_accepting_records_refuses_to_acknowledge() {
     assert!(sink.write(&[rec("t", json!(3))]).await.is_err());
     assert!(sink.flush().await.is_err());
 }
-
-/// Throughput sanity check: `cargo test --release -p tributary-sinks --test
-/// sinks throughput -- --ignored --nocapture`.
-#[tokio::test]
-#[ignore]
-async fn throughput() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut sink = file_sink(dir.path(), 64 << 20);
-    let batches: Vec<Vec<Record>> = (0..1000)
-        .map(|b| {
-            (0..1000)
-                .map(|i| {
-                    rec(
-                        ["c.orders", "c.users", "c.items", "c.events"][i % 4],
-                        json!({"id": b * 1000 + i, "name": "customer name", "amount": 12.5, "ok": true, "tags": ["a", "b"]}),
-                    )
-                })
-                .collect()
-        })
-        .collect();
-    let start = std::time::Instant::now();
-    for (n, batch) in batches.iter().enumerate() {
-        sink.write(batch).await.unwrap();
-        if n % 50 == 49 {
-            sink.flush().await.unwrap();
-        }
-    }
-    sink.close().await.unwrap();
-    let secs = start.elapsed().as_secs_f64();
-    eprintln!("file sink: {:.0} records/s", 1_000_000.0 / secs);
-}
