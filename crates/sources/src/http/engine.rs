@@ -140,12 +140,56 @@ pub struct StreamPlan {
     pub window_concurrency: usize,
 }
 
-/// The first page of a later slice, requested ahead of time.
-struct Prefetch {
-    start: String,
-    end: String,
+type PageTask = tokio_util::task::AbortOnDropHandle<Result<Page, FetchError>>;
+
+/// A page requested before the reader needed it (the first page of a later
+/// slice, or the next page of this one), fetched and scanned on its own
+/// task; used only if the reader then asks for exactly this page.
+struct AheadPage {
+    window: Option<WindowBounds>,
+    position: Option<Value>,
     page_size: Option<u64>,
-    page: tokio_util::task::AbortOnDropHandle<Result<Page, FetchError>>,
+    page: PageTask,
+}
+
+impl AheadPage {
+    fn request(
+        listing: Arc<dyn Listing>,
+        window: Option<WindowBounds>,
+        position: Option<Value>,
+        page_size: Option<u64>,
+    ) -> AheadPage {
+        let (query_window, query_position) = (window.clone(), position.clone());
+        let task = tokio::spawn(async move {
+            let query = PageQuery {
+                window: query_window,
+                last_id: None,
+                position: query_position.as_ref(),
+                page_size,
+            };
+            listing.fetch(&query).await
+        });
+        AheadPage {
+            window,
+            position,
+            page_size,
+            page: tokio_util::task::AbortOnDropHandle::new(task),
+        }
+    }
+
+    fn is_for(
+        &self,
+        window: Option<&WindowBounds>,
+        position: Option<&Value>,
+        page_size: Option<u64>,
+    ) -> bool {
+        let same_window = match (&self.window, window) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.start_text == b.start_text && a.end_text == b.end_text,
+            _ => false,
+        };
+        same_window && self.position.as_ref() == position && self.page_size == page_size
+    }
 }
 
 /// A stream's checkpoint. Field names follow seed 000's state table so
@@ -314,20 +358,11 @@ pub struct ApiReader {
     pending_error: Option<ConnectorError>,
     /// First pages of the slices after the current one, in order; dropping
     /// the reader aborts them.
-    prefetched: std::collections::VecDeque<Prefetch>,
-    /// The next page of the current listing, requested (and scanned) on its
-    /// own task as soon as its position was known, so the server prepares it
-    /// and it is read while this page's records go to the sink.
-    readahead: Option<Readahead>,
-}
-
-/// A page asked for before the reader needed it; used only when the reader
-/// then asks for exactly this position, window and page size.
-struct Readahead {
-    window: Option<WindowBounds>,
-    position: Value,
-    page_size: Option<u64>,
-    page: tokio_util::task::AbortOnDropHandle<Result<Page, FetchError>>,
+    prefetched: std::collections::VecDeque<AheadPage>,
+    /// The next page of the current listing, requested as soon as its
+    /// position was known, so the server prepares it and it is read while
+    /// this page's records go to the sink.
+    readahead: Option<AheadPage>,
 }
 
 impl ApiReader {
@@ -499,13 +534,11 @@ impl ApiReader {
         &mut self,
         window: Option<&WindowBounds>,
         page_size: Option<u64>,
-    ) -> Option<tokio_util::task::AbortOnDropHandle<Result<Page, FetchError>>> {
-        let w = window?;
-        if self.state.page.is_some() {
+    ) -> Option<PageTask> {
+        if window.is_none() || self.state.page.is_some() {
             return None;
         }
-        let front = self.prefetched.front()?;
-        if front.start == w.start_text && front.end == w.end_text && front.page_size == page_size {
+        if self.prefetched.front()?.is_for(window, None, page_size) {
             return self.prefetched.pop_front().map(|p| p.page);
         }
         self.prefetched.clear();
@@ -530,8 +563,8 @@ impl ApiReader {
         if step.is_none() {
             return;
         }
-        let mut start = match self.prefetched.back() {
-            Some(p) => match d.format.parse(&p.end) {
+        let mut start = match self.prefetched.back().and_then(|p| p.window.as_ref()) {
+            Some(p) => match d.format.parse(&p.end_text) {
                 Some(t) => t,
                 None => return,
             },
@@ -545,23 +578,12 @@ impl ApiReader {
                 start_text: d.format.format(start),
                 end_text: d.format.format(slice_end),
             };
-            let listing = self.plan.listing.clone();
-            let query_bounds = bounds.clone();
-            let task = tokio::spawn(async move {
-                let query = PageQuery {
-                    window: Some(query_bounds),
-                    last_id: None,
-                    position: None,
-                    page_size,
-                };
-                listing.fetch(&query).await
-            });
-            self.prefetched.push_back(Prefetch {
-                start: bounds.start_text,
-                end: bounds.end_text,
+            self.prefetched.push_back(AheadPage::request(
+                self.plan.listing.clone(),
+                Some(bounds),
+                None,
                 page_size,
-                page: tokio_util::task::AbortOnDropHandle::new(task),
-            });
+            ));
             start = slice_end;
         }
     }
@@ -572,44 +594,10 @@ impl ApiReader {
         &mut self,
         window: Option<&WindowBounds>,
         page_size: Option<u64>,
-    ) -> Option<tokio_util::task::AbortOnDropHandle<Result<Page, FetchError>>> {
+    ) -> Option<PageTask> {
         let r = self.readahead.take()?;
-        let same_window = match (&r.window, window) {
-            (None, None) => true,
-            (Some(a), Some(b)) => a.start_text == b.start_text && a.end_text == b.end_text,
-            _ => false,
-        };
-        (same_window && Some(&r.position) == self.state.page.as_ref() && r.page_size == page_size)
+        r.is_for(window, self.state.page.as_ref(), page_size)
             .then_some(r.page)
-    }
-
-    /// Requests the page at `self.state.page` ahead of time. Not for an id
-    /// cursor, whose next request depends on the largest id of this page
-    /// once the sink has it.
-    fn start_readahead(&mut self, window: Option<WindowBounds>, page_size: Option<u64>) {
-        let Some(position) = self.state.page.clone() else {
-            return;
-        };
-        if matches!(self.plan.incremental, Incremental::Id { .. }) {
-            return;
-        }
-        let listing = self.plan.listing.clone();
-        let (query_window, query_position) = (window.clone(), position.clone());
-        let task = tokio::spawn(async move {
-            let query = PageQuery {
-                window: query_window,
-                last_id: None,
-                position: Some(&query_position),
-                page_size,
-            };
-            listing.fetch(&query).await
-        });
-        self.readahead = Some(Readahead {
-            window,
-            position,
-            page_size,
-            page: tokio_util::task::AbortOnDropHandle::new(task),
-        });
     }
 
     fn to_records(&self, page: Vec<PageRecord>, bad: &mut Vec<BadRecord>) -> Vec<Record> {
@@ -746,9 +734,16 @@ impl ApiReader {
         };
         debug!(stream = %self.plan.stream, records = count, offset = self.state.current_offset, more = !listing_done, "fetched a page");
         if !listing_done {
+            // Not for an id cursor: its next request depends on this
+            // page's largest id.
             if !matches!(self.plan.incremental, Incremental::Id { .. }) {
                 self.state.page = page.next;
-                self.start_readahead(window, page_size);
+                self.readahead = Some(AheadPage::request(
+                    self.plan.listing.clone(),
+                    window,
+                    self.state.page.clone(),
+                    page_size,
+                ));
             }
             return Ok(Poll::Batch(self.batch(records, bad, load_mode)));
         }

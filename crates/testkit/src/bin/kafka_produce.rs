@@ -22,6 +22,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use std::fmt::Write as _;
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
@@ -89,7 +90,8 @@ fn main() {
         }
         let mut record = if key_and_headers {
             key.clear();
-            key.push_str(&(n + 1).to_string());
+            // The buffer is reused: no allocation per message.
+            let _ = write!(key, "{}", n + 1);
             BaseRecord::<[u8], [u8]>::to(topic)
                 .payload(line.as_slice())
                 .key(key.as_bytes())
