@@ -91,6 +91,14 @@ impl From<ConnectorError> for FetchError {
 #[async_trait::async_trait]
 pub trait Listing: Send + Sync {
     async fn fetch(&self, query: &PageQuery<'_>) -> Result<Page, FetchError>;
+
+    /// Where the page after the one at `position` starts if that page comes
+    /// back full, when the listing knows without its response (offset and
+    /// page-number styles); the reader then requests it early. `None`:
+    /// only the response can tell.
+    fn predict_next(&self, _position: Option<&Value>, _page_size: Option<u64>) -> Option<Value> {
+        None
+    }
 }
 
 /// How a stream advances between runs.
@@ -360,8 +368,8 @@ pub struct ApiReader {
     /// the reader aborts them.
     prefetched: std::collections::VecDeque<AheadPage>,
     /// The next page of the current listing, requested as soon as its
-    /// position was known, so the server prepares it and it is read while
-    /// this page's records go to the sink.
+    /// position was known or predicted, so the server prepares it and it is
+    /// read while this page is scanned and its records go to the sink.
     readahead: Option<AheadPage>,
 }
 
@@ -659,6 +667,31 @@ impl ApiReader {
         }
     }
 
+    /// Past a listing's first page, requests the page after the current one
+    /// too when the listing can predict where it starts, so the server
+    /// prepares it while this one is still being read and scanned. Not on
+    /// the first page: a listing that fits on one page (most incremental
+    /// runs) costs no extra request; a longer one costs at most one, past
+    /// its end.
+    fn request_predicted_next(&mut self, window: Option<&WindowBounds>, page_size: Option<u64>) {
+        if matches!(self.plan.incremental, Incremental::Id { .. }) {
+            return;
+        }
+        let Some(next) = self
+            .plan
+            .listing
+            .predict_next(self.state.page.as_ref(), page_size)
+        else {
+            return;
+        };
+        self.readahead = Some(AheadPage::request(
+            self.plan.listing.clone(),
+            window.cloned(),
+            Some(next),
+            page_size,
+        ));
+    }
+
     async fn next_batch(&mut self) -> Result<Poll, ConnectorError> {
         if let Some(e) = self.pending_error.take() {
             return Err(e);
@@ -685,6 +718,8 @@ impl ApiReader {
         };
         if self.state.page.is_none() {
             self.prefetch_following_slices(window.as_ref(), page_size);
+        } else {
+            self.request_predicted_next(window.as_ref(), page_size);
         }
         let fetched = match prefetched {
             Some(handle) => handle.await.unwrap_or_else(|e| {
@@ -738,15 +773,22 @@ impl ApiReader {
             // page's largest id.
             if !matches!(self.plan.incremental, Incremental::Id { .. }) {
                 self.state.page = page.next;
-                self.readahead = Some(AheadPage::request(
-                    self.plan.listing.clone(),
-                    window,
-                    self.state.page.clone(),
-                    page_size,
-                ));
+                let predicted = self.readahead.as_ref().is_some_and(|r| {
+                    r.is_for(window.as_ref(), self.state.page.as_ref(), page_size)
+                });
+                if !predicted {
+                    self.readahead = Some(AheadPage::request(
+                        self.plan.listing.clone(),
+                        window,
+                        self.state.page.clone(),
+                        page_size,
+                    ));
+                }
             }
             return Ok(Poll::Batch(self.batch(records, bad, load_mode)));
         }
+        // A page requested on a prediction past the listing's end.
+        self.readahead = None;
         // The slice is complete: only now does the cursor move past it.
         match window {
             Some(w)
@@ -827,6 +869,15 @@ mod tests {
     #[derive(Default)]
     struct ThreePages {
         asked: std::sync::Mutex<Vec<Option<Value>>>,
+        /// Predicts the next position, like offset pagination, and answers
+        /// page 1 only once page 2 was asked for too.
+        predicts: bool,
+    }
+
+    impl ThreePages {
+        fn was_asked(&self, position: u64) -> bool {
+            self.asked.lock().unwrap().contains(&Some(json!(position)))
+        }
     }
 
     #[async_trait::async_trait]
@@ -835,11 +886,29 @@ mod tests {
             let position = query.position.cloned();
             self.asked.lock().unwrap().push(position.clone());
             let at = position.as_ref().and_then(Value::as_u64).unwrap_or(0);
+            if self.predicts && at == 1 {
+                let asked_for_2 = async {
+                    while !self.was_asked(2) {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                };
+                if tokio::time::timeout(Duration::from_secs(5), asked_for_2)
+                    .await
+                    .is_err()
+                {
+                    return Err(ConnectorError::fatal("page 2 was not requested early").into());
+                }
+            }
             Ok(Page {
                 records: vec![PageRecord::Parsed(json!({ "id": at }))],
                 next: (at < 2).then(|| json!(at + 1)),
                 bad_records: Vec::new(),
             })
+        }
+
+        fn predict_next(&self, position: Option<&Value>, _: Option<u64>) -> Option<Value> {
+            let at = position.and_then(Value::as_u64).unwrap_or(0);
+            self.predicts.then(|| json!(at + 1))
         }
     }
 
@@ -890,6 +959,39 @@ mod tests {
             *listing.asked.lock().unwrap(),
             [None, Some(json!(1)), Some(json!(2))],
             "every page was requested exactly once"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_predictable_next_page_is_requested_while_the_current_one_is_awaited() {
+        let listing = Arc::new(ThreePages {
+            predicts: true,
+            ..ThreePages::default()
+        });
+        let mut reader = reader_of(Arc::clone(&listing));
+        let mut ids = Vec::new();
+        while !reader.finished {
+            match reader.poll().await.unwrap() {
+                Poll::Batch(batch) => {
+                    ids.extend(batch.records.iter().map(|r| r.key.clone().unwrap()));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(ids, [json!(0), json!(1), json!(2)]);
+        let asked = listing.asked.lock().unwrap().clone();
+        assert_eq!(
+            asked[..3],
+            [None, Some(json!(1)), Some(json!(2))],
+            "each page was requested once, page 2 while page 1 was awaited"
+        );
+        assert!(
+            asked[3..].iter().all(|p| *p == Some(json!(3))) && asked.len() <= 4,
+            "at most one request past the end: {asked:?}"
+        );
+        assert!(
+            reader.readahead.is_none(),
+            "the one past the end was dropped"
         );
     }
 

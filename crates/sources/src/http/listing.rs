@@ -130,15 +130,7 @@ impl GenericListing {
             StreamPagination::Keyset(k) => Some(query.page_size.unwrap_or(k.page_size)),
             _ => query.page_size,
         };
-        let state = match (&self.paginator, query.position) {
-            (Some(_), Some(pos)) => serde_json::from_value::<PageState>(pos.clone()).map_err(|e| {
-                FetchError::Other(ConnectorError::fatal(format!(
-                    "the checkpoint's page position is not valid for this stream's pagination ({e}); reset the stream"
-                )))
-            })?,
-            (Some(p), None) => p.first(),
-            (None, _) => PageState::default(),
-        };
+        let state = self.page_state(query.position)?;
         if let Some(p) = &self.paginator {
             p.apply(&state, page_size, &mut request);
         }
@@ -189,6 +181,19 @@ impl GenericListing {
             records,
             next,
             bad_records: Vec::new(),
+        })
+    }
+
+    /// The pagination state at a checkpointed position (`None`: the first page).
+    fn page_state(&self, position: Option<&Value>) -> Result<PageState, FetchError> {
+        Ok(match (&self.paginator, position) {
+            (Some(_), Some(pos)) => serde_json::from_value::<PageState>(pos.clone()).map_err(|e| {
+                FetchError::Other(ConnectorError::fatal(format!(
+                    "the checkpoint's page position is not valid for this stream's pagination ({e}); reset the stream"
+                )))
+            })?,
+            (Some(p), None) => p.first(),
+            (None, _) => PageState::default(),
         })
     }
 
@@ -254,6 +259,12 @@ fn keyset_next(
 impl Listing for GenericListing {
     async fn fetch(&self, query: &PageQuery<'_>) -> Result<Page, FetchError> {
         self.fetch_with(query, None).await
+    }
+
+    fn predict_next(&self, position: Option<&Value>, page_size: Option<u64>) -> Option<Value> {
+        let paginator = self.paginator.as_ref()?;
+        let next = paginator.predict(&self.page_state(position).ok()?, page_size)?;
+        serde_json::to_value(next).ok()
     }
 }
 

@@ -283,6 +283,34 @@ impl Paginator {
         }
     }
 
+    /// The position after `state`'s page if that page comes back full and
+    /// the listing goes on: what [`advance`](Self::advance) would return
+    /// then. Only offset and page-number styles know it before the response
+    /// arrives, which lets a reader request the following page early.
+    pub fn predict(&self, state: &PageState, page_size: Option<u64>) -> Option<PageState> {
+        let size = page_size.or_else(|| self.page_size())?;
+        let pages = state.pages.saturating_add(1);
+        if stops(&self.config)?
+            .max_pages
+            .is_some_and(|max| pages >= max)
+        {
+            return None;
+        }
+        let base = PageState {
+            offset: state.offset.saturating_add(size),
+            pages,
+            ..PageState::default()
+        };
+        match &self.config {
+            PaginationConfig::Offset { .. } => Some(base),
+            PaginationConfig::PageNumber { first_page, .. } => Some(PageState {
+                page: Some(state.page.unwrap_or(*first_page).saturating_add(1)),
+                ..base
+            }),
+            _ => None,
+        }
+    }
+
     /// The position of the next page, or `None` when the listing is done.
     ///
     /// Stops on: an empty page (always), a short page (when enabled),
@@ -1256,6 +1284,44 @@ mod tests {
         req.body = Some(json!([1]));
         p.apply(&p.first(), None, &mut req);
         assert_eq!(req.url.query(), Some("page.from=0&page.size=50"));
+    }
+
+    #[test]
+    fn predict_is_what_advance_gives_after_a_full_page() {
+        let full_page = |p: &Paginator, state: &PageState, size: Option<u64>| {
+            let records = size.or(p.page_size()).unwrap() as usize;
+            p.advance(state, size, &ok_response(), &json!({}), records)
+                .unwrap()
+        };
+        for text in [
+            "type = \"offset\"\npage_size = 100",
+            "type = \"page_number\"\npage_size = 10\nfirst_page = 0",
+            "type = \"page_number\"\npage_size = 10\nmax_pages = 3",
+        ] {
+            let p = Paginator::new(&config(text));
+            let mut state = p.first();
+            for size in [None, None, Some(7), Some(7)] {
+                assert_eq!(
+                    p.predict(&state, size),
+                    full_page(&p, &state, size),
+                    "{text}"
+                );
+                match full_page(&p, &state, size) {
+                    Some(next) => state = next,
+                    None => break,
+                }
+            }
+        }
+        let cursor = Paginator::new(&config(
+            "type = \"cursor\"\ncursor_path = \"next\"\npage_size = 10",
+        ));
+        assert_eq!(
+            cursor.predict(&cursor.first(), None),
+            None,
+            "needs the body"
+        );
+        let capped = Paginator::new(&config("type = \"offset\"\npage_size = 10\nmax_pages = 1"));
+        assert_eq!(capped.predict(&capped.first(), None), None);
     }
 
     #[test]
