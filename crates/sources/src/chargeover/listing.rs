@@ -82,7 +82,10 @@ impl EntityListing {
         let response = self.client.execute(&request).await?;
         let selection = RawSelection {
             path: vec!["response".into()],
-            fields: vec![self.datetime_field.clone(), self.id_field.clone()],
+            fields: vec![
+                self.datetime_field.as_str().into(),
+                self.id_field.as_str().into(),
+            ],
         };
         let page = selection.read_response(&response)?;
         let Value::Object(envelope) = &page.body else {

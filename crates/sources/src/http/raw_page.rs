@@ -20,29 +20,45 @@ use serde::de::{
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 use tributary_core::{ConnectorError, Payload, RawJson};
+
+/// A raw record's top-level fields that the stream reads, by name (names
+/// shared with the listing's [`RawSelection`]). Inline for up to two: most
+/// streams read a key and maybe a cursor, and this is built per record.
+pub type Projected = SmallVec<[(Arc<str>, Value); 2]>;
 
 /// A record as it came off a page.
 #[derive(Debug, Clone)]
 pub enum PageRecord {
     Parsed(Value),
-    /// The record's text, and an object of only the top-level fields the
-    /// stream reads (`Null` when it reads none or the record is no object).
+    /// The record's text, and only the top-level fields the stream reads
+    /// (none when it reads none or the record is no object).
     Raw {
         json: RawJson,
-        fields: Value,
+        fields: Projected,
     },
 }
 
 impl PageRecord {
     /// A dotted path or JSONPath into the record. For a raw record only the
-    /// fields the listing asked for are there.
+    /// fields the listing asked for are there (always by dotted path: see
+    /// [`RawSelection::plan`]).
     pub fn get(&self, path: &str) -> Option<&Value> {
         match self {
             PageRecord::Parsed(v) => lookup(v, path),
-            PageRecord::Raw { fields, .. } => lookup(fields, path),
+            PageRecord::Raw { fields, .. } => {
+                let (top, rest) = path.split_once('.').unwrap_or((path, ""));
+                let (_, value) = fields.iter().find(|(name, _)| **name == *top)?;
+                if rest.is_empty() {
+                    Some(value)
+                } else {
+                    lookup(value, rest)
+                }
+            }
         }
     }
 
@@ -74,7 +90,7 @@ impl PageRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawSelection {
     pub path: Vec<String>,
-    pub fields: Vec<String>,
+    pub fields: Vec<Arc<str>>,
 }
 
 impl RawSelection {
@@ -89,14 +105,14 @@ impl RawSelection {
         pagination_paths: &[&str],
     ) -> Option<RawSelection> {
         let path = selector.raw_path().filter(|_| !is_parent)?;
-        let mut fields: Vec<String> = Vec::new();
+        let mut fields: Vec<Arc<str>> = Vec::new();
         for field in field_paths {
             if field.starts_with('$') {
                 return None;
             }
-            let top = field.split('.').next().unwrap_or_default().to_string();
-            if !fields.contains(&top) {
-                fields.push(top);
+            let top = field.split('.').next().unwrap_or_default();
+            if !fields.iter().any(|f| **f == *top) {
+                fields.push(top.into());
             }
         }
         let into_records = |p: &&str| {
@@ -159,7 +175,7 @@ enum RawPageError {
 
 /// Reads the records at `path` (dotted segments; empty is the whole body)
 /// from `page`, keeping each as text with only `fields` extracted.
-fn read_page(page: &Bytes, path: &[String], fields: &[String]) -> Result<RawPage, RawPageError> {
+fn read_page(page: &Bytes, path: &[String], fields: &[Arc<str>]) -> Result<RawPage, RawPageError> {
     let mut found = Found::Missing;
     let mut de = serde_json::Deserializer::from_slice(page);
     let body = Walk {
@@ -319,27 +335,115 @@ impl<'de> Visitor<'de> for Records {
     }
 }
 
-/// The top-level `fields` of an object record; other fields are skipped
-/// without being built.
+/// The top-level `fields` of a record serde_json has already validated,
+/// read without building the rest and stopping once all were found (ids
+/// come first in most APIs, so usually after one member).
 ///
-/// `raw` was validated when it was cut out of the page, so this second pass
-/// stops as soon as every wanted field was read (usually the first one or
-/// two: ids come first in most APIs) instead of reading the rest again.
-fn project(raw: &RawValue, fields: &[String]) -> Result<Value, serde_json::Error> {
-    if fields.is_empty() || !raw.get().starts_with('{') {
-        return Ok(Value::Null);
+/// Because the text is known to be valid JSON, finding where each member
+/// ends needs only quotes, backslashes and brackets, so this is a byte scan
+/// rather than a parser: a parser crate would validate the text a second
+/// time (serde_json, jiter, sonic-rs' checked iterators), which was most of
+/// this pass's cost, or needs `unsafe` (sonic-rs' unchecked ones).
+fn project(raw: &RawValue, fields: &[Arc<str>]) -> Result<Projected, serde_json::Error> {
+    let mut found = Projected::new();
+    let text = raw.get().as_bytes();
+    if fields.is_empty() || text.first() != Some(&b'{') {
+        return Ok(found);
     }
-    let mut found = None;
-    let mut de = serde_json::Deserializer::from_str(raw.get());
-    let read = de.deserialize_map(Projection {
-        fields,
-        stop_early: Some(&mut found),
-    });
-    match (found, read) {
-        // Stopped early: serde_json then reports the unread rest of the
-        // object as an error, which says nothing about validated text.
-        (Some(wanted), _) => Ok(wanted),
-        (None, read) => read,
+    let mut at = 1;
+    loop {
+        at = skip_whitespace(text, at);
+        if text.get(at) != Some(&b'"') {
+            // `}`: the end of the object.
+            return Ok(found);
+        }
+        let key_end = string_end(text, at);
+        let value_start = skip_whitespace(text, skip_whitespace(text, key_end) + 1);
+        let value_end = value_end(text, value_start);
+        let key = &raw.get()[at..key_end];
+        let wanted = if key.contains('\\') {
+            let key: String = serde_json::from_str(key)?;
+            fields.iter().find(|f| ***f == *key)
+        } else {
+            let name = &key[1..key.len() - 1];
+            fields.iter().find(|f| ***f == *name)
+        };
+        if let Some(name) = wanted {
+            if !found.iter().any(|(n, _)| n == name) {
+                let value = serde_json::from_str(&raw.get()[value_start..value_end])?;
+                found.push((name.clone(), value));
+                if found.len() == fields.len() {
+                    return Ok(found);
+                }
+            }
+        }
+        // `,` or `}`
+        at = skip_whitespace(text, value_end);
+        if text.get(at) != Some(&b',') {
+            return Ok(found);
+        }
+        at += 1;
+    }
+}
+
+fn skip_whitespace(text: &[u8], mut at: usize) -> usize {
+    while text
+        .get(at)
+        .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        at += 1;
+    }
+    at
+}
+
+/// Just past the string that opens at `at` (a `"` of validated text).
+fn string_end(text: &[u8], at: usize) -> usize {
+    let mut i = at + 1;
+    while let Some(j) = memchr::memchr2(b'"', b'\\', &text[i.min(text.len())..]) {
+        if text[i + j] == b'\\' {
+            // An escape is `\X` or `\uXXXX`: neither hides a quote after X.
+            i += j + 2;
+        } else {
+            return i + j + 1;
+        }
+    }
+    text.len()
+}
+
+/// Just past the value that starts at `at` in validated text.
+fn value_end(text: &[u8], at: usize) -> usize {
+    match text.get(at) {
+        Some(b'"') => string_end(text, at),
+        Some(b'{' | b'[') => {
+            let mut depth = 0usize;
+            let mut i = at;
+            while let Some(&b) = text.get(i) {
+                match b {
+                    b'"' => {
+                        i = string_end(text, i);
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return i + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            text.len()
+        }
+        // A number or literal runs to the next delimiter.
+        _ => {
+            let rest = &text[at.min(text.len())..];
+            at + rest
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .unwrap_or(rest.len())
+        }
     }
 }
 
@@ -348,19 +452,13 @@ fn project(raw: &RawValue, fields: &[String]) -> Result<Value, serde_json::Error
 /// none are wanted), without building the rest. Errors are serde_json's.
 pub(crate) fn project_object(text: &str, fields: &[String]) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let wanted = de.deserialize_map(Projection {
-        fields,
-        stop_early: None,
-    })?;
+    let wanted = de.deserialize_map(Projection { fields })?;
     de.end()?;
     Ok(wanted)
 }
 
 struct Projection<'a> {
     fields: &'a [String],
-    /// For validated text: where to put the fields once all were read,
-    /// without reading the rest of the object.
-    stop_early: Option<&'a mut Option<Value>>,
 }
 
 impl<'de> Visitor<'de> for Projection<'_> {
@@ -376,12 +474,6 @@ impl<'de> Visitor<'de> for Projection<'_> {
             match wanted {
                 Some(i) => {
                     out.insert(self.fields[i].clone(), map.next_value::<Value>()?);
-                    if out.len() == self.fields.len() {
-                        if let Some(found) = self.stop_early {
-                            *found = Some(Value::Object(out));
-                            return Ok(Value::Null);
-                        }
-                    }
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -422,7 +514,7 @@ mod tests {
 
     fn read(body: &str, path: &[&str], fields: &[&str]) -> Result<RawPage, RawPageError> {
         let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
-        let fields: Vec<String> = fields.iter().map(|s| s.to_string()).collect();
+        let fields: Vec<Arc<str>> = fields.iter().map(|s| Arc::from(*s)).collect();
         read_page(&Bytes::copy_from_slice(body.as_bytes()), &path, &fields)
     }
 
@@ -460,6 +552,51 @@ mod tests {
             page.body,
             json!({"meta": {"next": "c2", "total": 3}, "data": {"items": null}, "after": true})
         );
+    }
+
+    /// The byte scan must read exactly what a parser reads, whatever the
+    /// members around the wanted ones hold.
+    #[test]
+    fn projection_matches_a_full_parse() {
+        let records = [
+            r#"{"id":1,"name":"x"}"#,
+            r#"{ "name" : "a \"quoted\" }{][ name" , "id" : -12.5e3 , "n" : null }"#,
+            r#"{"nested":{"id":[1,{"id":"inner"}],"s":"]}"},"id":"outer","meta":{"updated":"2026-01-01"}}"#,
+            r#"{"\u0069d":7,"x":true}"#,
+            r#"{"a":"back\\","id":[],"meta":{}}"#,
+            "{\n\t\"meta\":\r\n{\"updated\":false},\n\"id\":{\"k\":[\"}\"]}\n}",
+            r#"{"x":1}"#,
+            r#"{}"#,
+            r#"{"id":"é ✓","meta":false}"#,
+        ];
+        let fields: Vec<Arc<str>> = vec!["id".into(), "meta".into()];
+        for text in records {
+            let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
+            let projected = project(&raw, &fields).unwrap();
+            let parsed: Value = serde_json::from_str(text).unwrap();
+            for name in &fields {
+                let got = projected.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+                assert_eq!(got, parsed.get(&**name), "{name} in {text}");
+            }
+        }
+        let raw: Box<RawValue> = serde_json::from_str("[1,2]").unwrap();
+        assert!(project(&raw, &fields).unwrap().is_empty(), "no object");
+    }
+
+    #[test]
+    fn projected_fields_answer_dotted_paths() {
+        let page = read(
+            r#"{"data":[{"id":3,"meta":{"updated":"t1","tags":["a","b"]}}]}"#,
+            &["data"],
+            &["id", "meta"],
+        )
+        .unwrap();
+        let record = &page.records[0];
+        assert_eq!(record.get("id"), Some(&json!(3)));
+        assert_eq!(record.get("meta.updated"), Some(&json!("t1")));
+        assert_eq!(record.get("meta.tags.1"), Some(&json!("b")));
+        assert_eq!(record.get("meta.missing"), None);
+        assert_eq!(record.get("other"), None);
     }
 
     #[test]
