@@ -45,6 +45,9 @@ pub struct ExtraFields {
     /// already have the field: those take the parsed path, where the added
     /// field replaces the record's own, as it does for parsed records.
     quoted_names: Vec<Finder<'static>>,
+    /// What all quoted names start with (`"_` for the defaults), when that
+    /// is more than the quote: a record without it needs no other search.
+    common_prefix: Option<Finder<'static>>,
 }
 
 impl PartialEq for ExtraFields {
@@ -67,10 +70,23 @@ impl ExtraFields {
             rendered.extend_from_slice(value.to_string().as_bytes());
             quoted_names.push(Finder::new(quoted.as_bytes()).into_owned());
         }
+        let common_prefix = fields
+            .iter()
+            .map(|(name, _)| name.as_bytes())
+            .reduce(|a, b| &a[..a.iter().zip(b).take_while(|(x, y)| x == y).count()])
+            // Bytes JSON writes as themselves, so the quoted prefix is literal.
+            .filter(|prefix| {
+                !prefix.is_empty()
+                    && prefix
+                        .iter()
+                        .all(|b| *b >= 0x20 && *b != b'"' && *b != b'\\')
+            })
+            .map(|prefix| Finder::new(&[b"\"", prefix].concat()).into_owned());
         Arc::new(ExtraFields {
             fields,
             rendered,
             quoted_names,
+            common_prefix,
         })
     }
 
@@ -199,10 +215,14 @@ impl Payload {
             Payload::Raw(raw) if !raw.is_object() => {}
             Payload::Raw(raw) => {
                 let may_clash = raw.extra.is_some()
-                    || extra
-                        .quoted_names
-                        .iter()
-                        .any(|name| name.find(&raw.text).is_some());
+                    || (extra
+                        .common_prefix
+                        .as_ref()
+                        .is_none_or(|prefix| prefix.find(&raw.text).is_some())
+                        && extra
+                            .quoted_names
+                            .iter()
+                            .any(|name| name.find(&raw.text).is_some()));
                 if may_clash {
                     let mut value = raw.parse_tree();
                     if let Value::Object(map) = &mut value {
@@ -389,6 +409,22 @@ mod tests {
         p.add_fields(&ExtraFields::new(vec![("_x".into(), json!(true))]));
         assert_eq!(p.to_value()["_x"], json!(true));
         assert_eq!(p.to_value()["_stream"], json!("items"));
+
+        // Names sharing only the quote, and a record sharing only their prefix.
+        let unrelated = ExtraFields::new(vec![
+            ("stream".into(), json!("items")),
+            ("at".into(), json!(1)),
+        ]);
+        let mut p = raw(r#"{"id":3,"at":0}"#);
+        p.add_fields(&unrelated);
+        assert_eq!(p, json!({"id": 3, "stream": "items", "at": 1}));
+        let mut p = raw(r#"{"_other":"x","id":4}"#);
+        p.add_fields(&metadata());
+        assert!(matches!(&p, Payload::Raw(_)), "stays text: {p:?}");
+        assert_eq!(
+            p,
+            json!({"_other": "x", "id": 4, "_stream": "items", "_at": 1767225600000i64})
+        );
     }
 
     #[test]

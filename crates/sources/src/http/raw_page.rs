@@ -369,9 +369,11 @@ fn project(raw: &RawValue, fields: &[Arc<str>]) -> Result<Projected, serde_json:
             fields.iter().find(|f| ***f == *name)
         };
         if let Some(name) = wanted {
-            if !found.iter().any(|(n, _)| n == name) {
-                let value = serde_json::from_str(&raw.get()[value_start..value_end])?;
-                found.push((name.clone(), value));
+            if !found.iter().any(|(n, _)| Arc::ptr_eq(n, name)) {
+                found.push((
+                    name.clone(),
+                    member_value(&raw.get()[value_start..value_end])?,
+                ));
                 if found.len() == fields.len() {
                     return Ok(found);
                 }
@@ -384,6 +386,22 @@ fn project(raw: &RawValue, fields: &[Arc<str>]) -> Result<Projected, serde_json:
         }
         at += 1;
     }
+}
+
+/// A member's validated value text as a `Value`: ids and plain strings
+/// directly, anything else through serde_json (so `-0`, floats and escapes
+/// come out exactly as a parse gives them).
+fn member_value(text: &str) -> Result<Value, serde_json::Error> {
+    let bytes = text.as_bytes();
+    if bytes.len() <= 18 && bytes.iter().all(u8::is_ascii_digit) {
+        if let Ok(n) = text.parse::<u64>() {
+            return Ok(Value::from(n));
+        }
+    }
+    if bytes.len() >= 2 && bytes[0] == b'"' && !bytes.contains(&b'\\') {
+        return Ok(Value::String(text[1..text.len() - 1].to_string()));
+    }
+    serde_json::from_str(text)
 }
 
 fn skip_whitespace(text: &[u8], mut at: usize) -> usize {
@@ -568,6 +586,9 @@ mod tests {
             r#"{"x":1}"#,
             r#"{}"#,
             r#"{"id":"é ✓","meta":false}"#,
+            r#"{"id":-0,"meta":12345678901234567890}"#,
+            r#"{"id":99999999999999999999,"meta":1.50}"#,
+            r#"{"id":"tab\tx","meta":"\u00e9"}"#,
         ];
         let fields: Vec<Arc<str>> = vec!["id".into(), "meta".into()];
         for text in records {
