@@ -150,6 +150,11 @@ pub struct StreamPlan {
 
 type PageTask = tokio_util::task::AbortOnDropHandle<Result<Page, FetchError>>;
 
+/// Pages of a listing requested beyond the one the reader waits for, when
+/// their positions can be predicted: enough to keep the server busy while
+/// a page is scanned and delivered.
+const PAGES_AHEAD: usize = 3;
+
 /// A page requested before the reader needed it (the first page of a later
 /// slice, or the next page of this one), fetched and scanned on its own
 /// task; used only if the reader then asks for exactly this page.
@@ -367,10 +372,11 @@ pub struct ApiReader {
     /// First pages of the slices after the current one, in order; dropping
     /// the reader aborts them.
     prefetched: std::collections::VecDeque<AheadPage>,
-    /// The next page of the current listing, requested as soon as its
-    /// position was known or predicted, so the server prepares it and it is
-    /// read while this page is scanned and its records go to the sink.
-    readahead: Option<AheadPage>,
+    /// The next pages of the current listing, in order: the next one
+    /// requested as soon as its position was known, later ones on a
+    /// prediction, so the server prepares them while this page is scanned
+    /// and its records go to the sink.
+    readahead: std::collections::VecDeque<AheadPage>,
 }
 
 impl ApiReader {
@@ -385,7 +391,7 @@ impl ApiReader {
             finished: false,
             pending_error: None,
             prefetched: std::collections::VecDeque::new(),
-            readahead: None,
+            readahead: std::collections::VecDeque::new(),
         })
     }
 
@@ -596,16 +602,19 @@ impl ApiReader {
         }
     }
 
-    /// The read-ahead page, if it is the one the reader asks for now;
-    /// anything else is dropped (aborted).
+    /// The first read-ahead page, if it is the one the reader asks for now;
+    /// otherwise every read-ahead page is dropped (aborted).
     fn take_readahead(
         &mut self,
         window: Option<&WindowBounds>,
         page_size: Option<u64>,
     ) -> Option<PageTask> {
-        let r = self.readahead.take()?;
-        r.is_for(window, self.state.page.as_ref(), page_size)
-            .then_some(r.page)
+        let r = self.readahead.pop_front()?;
+        if r.is_for(window, self.state.page.as_ref(), page_size) {
+            return Some(r.page);
+        }
+        self.readahead.clear();
+        None
     }
 
     fn to_records(&self, page: Vec<PageRecord>, bad: &mut Vec<BadRecord>) -> Vec<Record> {
@@ -677,19 +686,21 @@ impl ApiReader {
         if matches!(self.plan.incremental, Incremental::Id { .. }) {
             return;
         }
-        let Some(next) = self
-            .plan
-            .listing
-            .predict_next(self.state.page.as_ref(), page_size)
-        else {
-            return;
-        };
-        self.readahead = Some(AheadPage::request(
-            self.plan.listing.clone(),
-            window.cloned(),
-            Some(next),
-            page_size,
-        ));
+        while self.readahead.len() < PAGES_AHEAD {
+            let last = match self.readahead.back() {
+                Some(r) => r.position.as_ref(),
+                None => self.state.page.as_ref(),
+            };
+            let Some(next) = self.plan.listing.predict_next(last, page_size) else {
+                return;
+            };
+            self.readahead.push_back(AheadPage::request(
+                self.plan.listing.clone(),
+                window.cloned(),
+                Some(next),
+                page_size,
+            ));
+        }
     }
 
     async fn next_batch(&mut self) -> Result<Poll, ConnectorError> {
@@ -773,11 +784,12 @@ impl ApiReader {
             // page's largest id.
             if !matches!(self.plan.incremental, Incremental::Id { .. }) {
                 self.state.page = page.next;
-                let predicted = self.readahead.as_ref().is_some_and(|r| {
+                let predicted = self.readahead.front().is_some_and(|r| {
                     r.is_for(window.as_ref(), self.state.page.as_ref(), page_size)
                 });
                 if !predicted {
-                    self.readahead = Some(AheadPage::request(
+                    self.readahead.clear();
+                    self.readahead.push_back(AheadPage::request(
                         self.plan.listing.clone(),
                         window,
                         self.state.page.clone(),
@@ -787,8 +799,8 @@ impl ApiReader {
             }
             return Ok(Poll::Batch(self.batch(records, bad, load_mode)));
         }
-        // A page requested on a prediction past the listing's end.
-        self.readahead = None;
+        // Pages requested on a prediction past the listing's end.
+        self.readahead.clear();
         // The slice is complete: only now does the cursor move past it.
         match window {
             Some(w)
@@ -985,13 +997,18 @@ mod tests {
             [None, Some(json!(1)), Some(json!(2))],
             "each page was requested once, page 2 while page 1 was awaited"
         );
+        let past_the_end: Vec<_> = (3..3 + PAGES_AHEAD as u64)
+            .map(|p| Some(json!(p)))
+            .collect();
+        let mut extra = asked[3..].to_vec();
+        extra.dedup();
         assert!(
-            asked[3..].iter().all(|p| *p == Some(json!(3))) && asked.len() <= 4,
-            "at most one request past the end: {asked:?}"
+            extra.len() == asked.len() - 3 && extra.iter().all(|p| past_the_end.contains(p)),
+            "at most {PAGES_AHEAD} requests past the end, each once: {asked:?}"
         );
         assert!(
-            reader.readahead.is_none(),
-            "the one past the end was dropped"
+            reader.readahead.is_empty(),
+            "those past the end were dropped"
         );
     }
 
