@@ -109,6 +109,8 @@ impl RawJson {
     /// Takes `raw` as a slice of `page` (no copy) when it lies inside it, as
     /// it does when `raw` was deserialized from `page`; copies it otherwise.
     pub fn within(raw: &RawValue, page: &Bytes) -> RawJson {
+        // serde_json's raw values carry no surrounding whitespace, so the
+        // slice is taken once (each slice is an atomic count on the page).
         let text = raw.get().as_bytes();
         let start = (text.as_ptr() as usize).wrapping_sub(page.as_ptr() as usize);
         let text = if start <= page.len() && text.len() <= page.len() - start {
@@ -116,7 +118,7 @@ impl RawJson {
         } else {
             Bytes::copy_from_slice(text)
         };
-        RawJson::trimmed(text)
+        RawJson { text, extra: None }
     }
 
     /// Validates `text` as one JSON value.

@@ -102,8 +102,11 @@ pub struct FileSink {
     fsync: bool,
     /// Target of records that arrive without one: the connector's name.
     fallback_target: String,
-    /// Raw target -> index in `series`; one hash lookup per record.
+    /// Raw target -> index in `series`.
     routes: HashMap<String, usize>,
+    /// The previous record's route: batches are usually one stream's, so
+    /// most records skip the hash lookup.
+    last_route: Option<(String, usize)>,
     /// Stem -> index in `series`, consulted once per new target.
     stems: HashMap<String, usize>,
     series: Vec<Series>,
@@ -169,6 +172,7 @@ impl FileSink {
                 connector.into()
             },
             routes: HashMap::new(),
+            last_route: None,
             stems: HashMap::new(),
             series: Vec::new(),
             pending_sync: Vec::new(),
@@ -392,11 +396,13 @@ impl Sink for FileSink {
             };
             self.line.clear();
             encode_line(self.format, record, Some(target), &mut self.line)?;
-            let i = match self.routes.get(target) {
-                Some(&i) => i,
-                None => {
+            let i = match &self.last_route {
+                Some((last, i)) if last == target => *i,
+                _ => {
                     let target = target.to_string();
-                    self.series_index(&target)
+                    let i = self.series_index(&target);
+                    self.last_route = Some((target, i));
+                    i
                 }
             };
             if let Err(e) = self.append(i) {

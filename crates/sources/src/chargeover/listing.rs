@@ -80,13 +80,10 @@ impl EntityListing {
     /// with their datetime and id read.
     async fn list(&self, request: HttpRequest) -> Result<Vec<PageRecord>, FetchError> {
         let response = self.client.execute(&request).await?;
-        let selection = RawSelection {
-            path: vec!["response".into()],
-            fields: vec![
-                self.datetime_field.as_str().into(),
-                self.id_field.as_str().into(),
-            ],
-        };
+        let selection = RawSelection::new(
+            vec!["response".into()],
+            &[&self.datetime_field, &self.id_field],
+        );
         let page = selection.read_response(&response)?;
         let Value::Object(envelope) = &page.body else {
             return Err(FetchError::Other(ConnectorError::retryable(format!(

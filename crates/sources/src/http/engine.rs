@@ -620,13 +620,12 @@ impl ApiReader {
     fn to_records(&self, page: Vec<PageRecord>, bad: &mut Vec<BadRecord>) -> Vec<Record> {
         let mut records = Vec::with_capacity(page.len());
         for record in page {
-            if self.plan.key_fields.is_empty() {
-                records.push(Record::new(record.into_payload()));
-                continue;
-            }
-            match self.key_of(&record) {
-                Some(key) => records.push(Record::new(record.into_payload()).with_key(key)),
-                None => bad.push(BadRecord {
+            let key = if self.plan.key_fields.is_empty() {
+                None
+            } else if let Some(key) = self.key_of(&record) {
+                Some(key)
+            } else {
+                bad.push(BadRecord {
                     location: format!(
                         "stream {} record {}",
                         self.plan.stream,
@@ -634,8 +633,15 @@ impl ApiReader {
                     ),
                     error: format!("missing key field(s) {}", self.plan.key_fields.join(", ")),
                     raw: record.to_json_string(),
-                }),
-            }
+                });
+                continue;
+            };
+            // Built in place: moved once, not once per builder step.
+            records.push(Record {
+                key,
+                value: record.into_payload(),
+                ..Record::default()
+            });
         }
         records
     }

@@ -22,14 +22,34 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use smallvec::SmallVec;
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Mutex, OnceLock};
 use tributary_core::{ConnectorError, Payload, RawJson};
 
-/// A raw record's top-level fields that the stream reads, by name (names
-/// shared with the listing's [`RawSelection`]). Inline for up to two: most
-/// streams read a key and maybe a cursor, and this is built per record.
-pub type Projected = SmallVec<[(Arc<str>, Value); 2]>;
+/// A raw record's top-level fields that the stream reads, by name (see
+/// [`intern`]). Inline for up to two: most streams read a key and maybe a
+/// cursor, and this is built for every record.
+pub type Projected = SmallVec<[(&'static str, Value); 2]>;
+
+/// The process's copy of a field name that raw records are projected on.
+/// Names come from configuration, so the set stays small; in exchange a
+/// record's fields carry a plain reference, and no reference count is
+/// touched per record by both the task that scans a page and the one that
+/// delivers it.
+fn intern(name: &str) -> &'static str {
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(known) = names.get(name) {
+        return known;
+    }
+    let name: &'static str = Box::leak(name.into());
+    names.insert(name);
+    name
+}
 
 /// A record as it came off a page.
 #[derive(Debug, Clone)]
@@ -90,10 +110,18 @@ impl PageRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawSelection {
     pub path: Vec<String>,
-    pub fields: Vec<Arc<str>>,
+    pub fields: Vec<&'static str>,
 }
 
 impl RawSelection {
+    /// Records at `path` (dotted segments), reading top-level `fields`.
+    pub fn new(path: Vec<String>, fields: &[&str]) -> RawSelection {
+        RawSelection {
+            path,
+            fields: fields.iter().map(|f| intern(f)).collect(),
+        }
+    }
+
     /// `None` when the listing needs whole records: a record path that is
     /// not plain (see [`RecordSelector::raw_path`]), a parent stream (its
     /// records feed templates), a field path in JSONPath, or a pagination
@@ -105,14 +133,14 @@ impl RawSelection {
         pagination_paths: &[&str],
     ) -> Option<RawSelection> {
         let path = selector.raw_path().filter(|_| !is_parent)?;
-        let mut fields: Vec<Arc<str>> = Vec::new();
+        let mut fields: Vec<&'static str> = Vec::new();
         for field in field_paths {
             if field.starts_with('$') {
                 return None;
             }
             let top = field.split('.').next().unwrap_or_default();
-            if !fields.iter().any(|f| **f == *top) {
-                fields.push(top.into());
+            if !fields.contains(&top) {
+                fields.push(intern(top));
             }
         }
         let into_records = |p: &&str| {
@@ -175,15 +203,27 @@ enum RawPageError {
 
 /// Reads the records at `path` (dotted segments; empty is the whole body)
 /// from `page`, keeping each as text with only `fields` extracted.
-fn read_page(page: &Bytes, path: &[String], fields: &[Arc<str>]) -> Result<RawPage, RawPageError> {
+fn read_page(
+    page: &Bytes,
+    path: &[String],
+    fields: &[&'static str],
+) -> Result<RawPage, RawPageError> {
     let mut found = Found::Missing;
-    let mut de = serde_json::Deserializer::from_slice(page);
-    let body = Walk {
-        path,
-        found: &mut found,
+    // Checking the page's UTF-8 once spares serde_json a check per record
+    // (each raw value from bytes is checked on its own); a page that fails
+    // it is read from bytes so the error is serde_json's, with a position.
+    let body = match std::str::from_utf8(page) {
+        Ok(text) => walk(
+            &mut serde_json::Deserializer::from_str(text),
+            path,
+            &mut found,
+        ),
+        Err(_) => walk(
+            &mut serde_json::Deserializer::from_slice(page),
+            path,
+            &mut found,
+        ),
     }
-    .deserialize(&mut de)
-    .and_then(|body| de.end().map(|()| body))
     .map_err(RawPageError::Json)?;
     let (records, raw_count) = match found {
         Found::Missing | Found::Null => (Vec::new(), 0),
@@ -212,6 +252,18 @@ fn read_page(page: &Bytes, path: &[String], fields: &[Arc<str>]) -> Result<RawPa
         records,
         raw_count,
     })
+}
+
+/// The body down to `path`, with what is there put in `found`; the whole
+/// input must be that one value.
+fn walk<'de, R: serde_json::de::Read<'de>>(
+    de: &mut serde_json::Deserializer<R>,
+    path: &[String],
+    found: &mut Found<'de>,
+) -> Result<Value, serde_json::Error> {
+    let body = Walk { path, found }.deserialize(&mut *de)?;
+    de.end()?;
+    Ok(body)
 }
 
 /// What was at the records path.
@@ -344,7 +396,7 @@ impl<'de> Visitor<'de> for Records {
 /// rather than a parser: a parser crate would validate the text a second
 /// time (serde_json, jiter, sonic-rs' checked iterators), which was most of
 /// this pass's cost, or needs `unsafe` (sonic-rs' unchecked ones).
-fn project(raw: &RawValue, fields: &[Arc<str>]) -> Result<Projected, serde_json::Error> {
+fn project(raw: &RawValue, fields: &[&'static str]) -> Result<Projected, serde_json::Error> {
     let mut found = Projected::new();
     let text = raw.get().as_bytes();
     if fields.is_empty() || text.first() != Some(&b'{') {
@@ -363,17 +415,14 @@ fn project(raw: &RawValue, fields: &[Arc<str>]) -> Result<Projected, serde_json:
         let key = &raw.get()[at..key_end];
         let wanted = if key.contains('\\') {
             let key: String = serde_json::from_str(key)?;
-            fields.iter().find(|f| ***f == *key)
+            fields.iter().find(|f| **f == key)
         } else {
             let name = &key[1..key.len() - 1];
-            fields.iter().find(|f| ***f == *name)
+            fields.iter().find(|f| **f == name)
         };
-        if let Some(name) = wanted {
-            if !found.iter().any(|(n, _)| Arc::ptr_eq(n, name)) {
-                found.push((
-                    name.clone(),
-                    member_value(&raw.get()[value_start..value_end])?,
-                ));
+        if let Some(&name) = wanted {
+            if !found.iter().any(|(n, _)| *n == name) {
+                found.push((name, member_value(&raw.get()[value_start..value_end])?));
                 if found.len() == fields.len() {
                     return Ok(found);
                 }
@@ -532,7 +581,7 @@ mod tests {
 
     fn read(body: &str, path: &[&str], fields: &[&str]) -> Result<RawPage, RawPageError> {
         let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
-        let fields: Vec<Arc<str>> = fields.iter().map(|s| Arc::from(*s)).collect();
+        let fields: Vec<&'static str> = fields.iter().map(|s| intern(s)).collect();
         read_page(&Bytes::copy_from_slice(body.as_bytes()), &path, &fields)
     }
 
@@ -590,14 +639,14 @@ mod tests {
             r#"{"id":99999999999999999999,"meta":1.50}"#,
             r#"{"id":"tab\tx","meta":"\u00e9"}"#,
         ];
-        let fields: Vec<Arc<str>> = vec!["id".into(), "meta".into()];
+        let fields = vec![intern("id"), intern("meta")];
         for text in records {
             let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
             let projected = project(&raw, &fields).unwrap();
             let parsed: Value = serde_json::from_str(text).unwrap();
             for name in &fields {
                 let got = projected.iter().find(|(n, _)| n == name).map(|(_, v)| v);
-                assert_eq!(got, parsed.get(&**name), "{name} in {text}");
+                assert_eq!(got, parsed.get(name), "{name} in {text}");
             }
         }
         let raw: Box<RawValue> = serde_json::from_str("[1,2]").unwrap();
@@ -691,5 +740,11 @@ mod tests {
         assert!(matches!(truncated, Err(RawPageError::Json(e)) if e.is_eof()));
         let trailing = read(r#"{"data": []} x"#, &["data"], &[]);
         assert!(matches!(trailing, Err(RawPageError::Json(_))));
+        let not_utf8 = read_page(
+            &Bytes::from_static(b"{\"data\": [{\"id\": \"\xff\"}]}"),
+            &["data".into()],
+            &[intern("id")],
+        );
+        assert!(matches!(not_utf8, Err(RawPageError::Json(e)) if e.is_syntax()));
     }
 }
