@@ -682,13 +682,13 @@ impl ApiReader {
         }
     }
 
-    /// Past a listing's first page, requests the page after the current one
-    /// too when the listing can predict where it starts, so the server
-    /// prepares it while this one is still being read and scanned. Not on
-    /// the first page: a listing that fits on one page (most incremental
-    /// runs) costs no extra request; a longer one costs at most one, past
-    /// its end.
-    fn request_predicted_next(&mut self, window: Option<&WindowBounds>, page_size: Option<u64>) {
+    /// Past a listing's first page, keeps the [`PAGES_AHEAD`] pages after
+    /// the current one requested when the listing can predict where they
+    /// start, so the server prepares them while this one is still being read
+    /// and scanned. Not on the first page: a listing that fits on one page
+    /// (most incremental runs) costs no extra request; a longer one costs at
+    /// most `PAGES_AHEAD` past its end.
+    fn request_predicted_pages(&mut self, window: Option<&WindowBounds>, page_size: Option<u64>) {
         if matches!(self.plan.incremental, Incremental::Id { .. }) {
             return;
         }
@@ -736,7 +736,7 @@ impl ApiReader {
         if self.state.page.is_none() {
             self.prefetch_following_slices(window.as_ref(), page_size);
         } else {
-            self.request_predicted_next(window.as_ref(), page_size);
+            self.request_predicted_pages(window.as_ref(), page_size);
         }
         let fetched = match prefetched {
             Some(handle) => handle.await.unwrap_or_else(|e| {

@@ -707,7 +707,7 @@ mod tests {
             ),
             Some(RawSelection {
                 path: vec!["data".into(), "items".into()],
-                fields: vec!["id".into(), "meta".into()],
+                fields: vec!["id", "meta"],
             })
         );
         assert!(plan(None, None, false, &["id"], &[]).is_some());
