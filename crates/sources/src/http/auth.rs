@@ -84,6 +84,8 @@ struct OAuthCache {
     token: Mutex<Option<CachedToken>>,
     /// Held while fetching, so concurrent callers share one token request.
     fetching: tokio::sync::Mutex<()>,
+    /// Tokens fetched so far: each cached token's number.
+    fetched: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone)]
@@ -91,6 +93,16 @@ struct CachedToken {
     token: Secret,
     /// `None`: the server gave no lifetime; keep it until a 401.
     refresh_at: Option<Instant>,
+    number: u64,
+}
+
+/// Which credentials a request was sent with, so a 401 drops only the token
+/// it rejected: requests in flight together (read-ahead pages) that all meet
+/// an expired token then share one new token instead of each fetching one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SentWith {
+    /// The OAuth2 token's number; `None` for other kinds of auth.
+    token: Option<u64>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -131,19 +143,21 @@ impl Authenticator {
         &self,
         http: &reqwest::Client,
         request: &mut reqwest::Request,
-    ) -> Result<(), HttpError> {
+    ) -> Result<SentWith, HttpError> {
         match &self.config {
-            AuthConfig::None => Ok(()),
+            AuthConfig::None => Ok(SentWith::default()),
             AuthConfig::Basic { username, password } => set_header(
                 request,
                 AUTHORIZATION,
                 &format!("Basic {}", basic_credentials(username, password)),
-            ),
+            )
+            .map(|()| SentWith::default()),
             AuthConfig::Bearer { token } => set_header(
                 request,
                 AUTHORIZATION,
                 &format!("Bearer {}", token.expose()),
-            ),
+            )
+            .map(|()| SentWith::default()),
             AuthConfig::ApiKey {
                 name,
                 value,
@@ -154,7 +168,7 @@ impl Authenticator {
                         "auth.name `{name}` is not a valid HTTP header name"
                     ))
                 })?;
-                set_header(request, header, value.expose())
+                set_header(request, header, value.expose()).map(|()| SentWith::default())
             }
             AuthConfig::ApiKey {
                 name,
@@ -162,44 +176,51 @@ impl Authenticator {
                 location: ApiKeyLocation::Query,
             } => {
                 set_query_param(request.url_mut(), name, value.expose());
-                Ok(())
+                Ok(SentWith::default())
             }
             AuthConfig::Oauth2 { .. } => {
-                let token = self.oauth_token(http).await?;
+                let cached = self.oauth_token(http).await?;
                 set_header(
                     request,
                     AUTHORIZATION,
-                    &format!("Bearer {}", token.expose()),
-                )
+                    &format!("Bearer {}", cached.token.expose()),
+                )?;
+                Ok(SentWith {
+                    token: Some(cached.number),
+                })
             }
         }
     }
 
-    /// Called once after a 401: drops the cached OAuth2 token so the next
-    /// [`authorize`](Self::authorize) fetches a new one (it may have been
-    /// revoked before its announced expiry). Returns whether retrying can
-    /// help, which is only the case for OAuth2: static credentials will be
-    /// rejected the same way again.
-    pub fn invalidate(&self) -> bool {
+    /// Called once after a 401 to a request sent `with` those credentials:
+    /// drops the cached OAuth2 token if it is still the one rejected, so the
+    /// next [`authorize`](Self::authorize) fetches a new one (it may have
+    /// been revoked before its announced expiry). Returns whether retrying
+    /// can help, which is only the case for OAuth2: static credentials will
+    /// be rejected the same way again.
+    pub fn invalidate(&self, with: SentWith) -> bool {
         match self.config {
             AuthConfig::Oauth2 { .. } => {
-                *self.oauth.token.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                let mut cached = self.oauth.token.lock().unwrap_or_else(|e| e.into_inner());
+                if cached.as_ref().map(|c| c.number) == with.token {
+                    *cached = None;
+                }
                 true
             }
             _ => false,
         }
     }
 
-    fn cached_token(&self) -> Option<Secret> {
+    fn cached_token(&self) -> Option<CachedToken> {
         let cached = self.oauth.token.lock().unwrap_or_else(|e| e.into_inner());
         let cached = cached.as_ref()?;
         match cached.refresh_at {
             Some(at) if Instant::now() >= at => None,
-            _ => Some(cached.token.clone()),
+            _ => Some(cached.clone()),
         }
     }
 
-    async fn oauth_token(&self, http: &reqwest::Client) -> Result<Secret, HttpError> {
+    async fn oauth_token(&self, http: &reqwest::Client) -> Result<CachedToken, HttpError> {
         if let Some(token) = self.cached_token() {
             return Ok(token);
         }
@@ -222,12 +243,17 @@ impl Authenticator {
         let (token, lifetime) =
             fetch_token(http, token_url, client_id, client_secret, scopes).await?;
         let refresh_at = lifetime.map(|life| refresh_time(fetched_at, life, *refresh_before));
-        *self.oauth.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(CachedToken {
-            token: token.clone(),
+        let cached = CachedToken {
+            token,
             refresh_at,
-        });
+            number: self
+                .oauth
+                .fetched
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        };
+        *self.oauth.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(cached.clone());
         tracing::debug!(token_url = %token_url, lifetime = ?lifetime, "fetched an OAuth2 token");
-        Ok(token)
+        Ok(cached)
     }
 }
 
@@ -422,7 +448,7 @@ mod tests {
         // The derived header value is registered too.
         let header = basic_credentials("bob", &Secret::new("debug-pass-123"));
         assert_eq!(tributary_core::secret::redact(&header), "***");
-        assert!(!auth.invalidate());
+        assert!(!auth.invalidate(SentWith::default()));
     }
 
     #[test]

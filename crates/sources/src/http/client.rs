@@ -265,7 +265,7 @@ impl HttpClient {
                 }
             }
             let mut outgoing = build_request(request)?;
-            inner.auth.authorize(&inner.http, &mut outgoing).await?;
+            let sent_with = inner.auth.authorize(&inner.http, &mut outgoing).await?;
             let sent_url = outgoing.url().clone();
             let mut response = match inner.http.execute(outgoing).await {
                 Ok(r) => r,
@@ -296,7 +296,10 @@ impl HttpClient {
                     body,
                 });
             }
-            if status == StatusCode::UNAUTHORIZED && !retried_auth && inner.auth.invalidate() {
+            if status == StatusCode::UNAUTHORIZED
+                && !retried_auth
+                && inner.auth.invalidate(sent_with)
+            {
                 retried_auth = true;
                 tracing::debug!(url = %display_url(&sent_url), "401 Unauthorized; retrying once with a fresh token");
                 continue;
