@@ -106,12 +106,14 @@ impl ExtraFields {
 }
 
 impl RawJson {
-    /// Takes `raw` as a slice of `page` (no copy) when it lies inside it, as
-    /// it does when `raw` was deserialized from `page`; copies it otherwise.
-    pub fn within(raw: &RawValue, page: &Bytes) -> RawJson {
-        // serde_json's raw values carry no surrounding whitespace, so the
-        // slice is taken once (each slice is an atomic count on the page).
-        let text = raw.get().as_bytes();
+    /// Takes `text`, one validated JSON value without surrounding
+    /// whitespace (as serde_json's raw values are), as a slice of `page` (no
+    /// copy) when it lies inside it, as it does when it was read from
+    /// `page`; copies it otherwise.
+    pub fn within(text: &str, page: &Bytes) -> RawJson {
+        // No whitespace to trim, so the slice is taken once (each slice is
+        // an atomic count on the page).
+        let text = text.as_bytes();
         let start = (text.as_ptr() as usize).wrapping_sub(page.as_ptr() as usize);
         let text = if start <= page.len() && text.len() <= page.len() - start {
             page.slice(start..start + text.len())
@@ -464,12 +466,12 @@ mod tests {
             data: Vec<&'a RawValue>,
         }
         let parsed: Page<'_> = serde_json::from_slice(&page).unwrap();
-        let second = RawJson::within(parsed.data[1], &page);
+        let second = RawJson::within(parsed.data[1].get(), &page);
         assert_eq!(second.text(), br#"{"id":2}"#);
         let range = second.text().as_ptr() as usize - page.as_ptr() as usize;
         assert_eq!(range, 18);
         // Text from elsewhere is copied.
         let other: Box<RawValue> = serde_json::from_str("[3]").unwrap();
-        assert_eq!(RawJson::within(&other, &page).text(), b"[3]");
+        assert_eq!(RawJson::within(other.get(), &page).text(), b"[3]");
     }
 }

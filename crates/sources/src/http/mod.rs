@@ -18,6 +18,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod engine;
+mod json_scan;
 pub mod listing;
 pub mod pagination;
 pub mod raw_page;

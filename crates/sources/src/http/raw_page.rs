@@ -11,6 +11,9 @@
 
 use super::client::{display_url, HttpResponse};
 use super::engine::FetchError;
+use super::json_scan::{
+    checked_member_name, checked_value_end, skip_whitespace, string_end, value_end,
+};
 use super::records::{lookup, not_records_message, RecordSelector};
 use bytes::Bytes;
 use serde::de::{
@@ -208,31 +211,27 @@ fn read_page(
     path: &[String],
     fields: &[&'static str],
 ) -> Result<RawPage, RawPageError> {
-    let mut found = Found::Missing;
-    // Checking the page's UTF-8 once spares serde_json a check per record
-    // (each raw value from bytes is checked on its own); a page that fails
-    // it is read from bytes so the error is serde_json's, with a position.
-    let body = match std::str::from_utf8(page) {
-        Ok(text) => walk(
-            &mut serde_json::Deserializer::from_str(text),
-            path,
-            &mut found,
-        ),
-        Err(_) => walk(
-            &mut serde_json::Deserializer::from_slice(page),
-            path,
-            &mut found,
-        ),
+    // The checked scan reads a valid page; anything it cannot vouch for is
+    // read again by serde_json, whose verdict (and error position) stands.
+    // The page's UTF-8 is checked once, which also spares serde_json a
+    // check per record; a page that fails it is read from bytes so the
+    // error is serde_json's.
+    let (body, found) = match std::str::from_utf8(page) {
+        Ok(text) => match scan_page(text, path) {
+            Some(read) => Ok(read),
+            None => walk(&mut serde_json::Deserializer::from_str(text), path),
+        },
+        Err(_) => walk(&mut serde_json::Deserializer::from_slice(page), path),
     }
     .map_err(RawPageError::Json)?;
     let (records, raw_count) = match found {
         Found::Missing | Found::Null => (Vec::new(), 0),
         Found::Many(items) => {
             let mut records = Vec::with_capacity(items.len());
-            for raw in &items {
+            for text in &items {
                 records.push(PageRecord::Raw {
-                    json: RawJson::within(raw, page),
-                    fields: project(raw, fields).map_err(RawPageError::Json)?,
+                    json: RawJson::within(text, page),
+                    fields: project(text, fields).map_err(RawPageError::Json)?,
                 });
             }
             (records, items.len())
@@ -254,23 +253,131 @@ fn read_page(
     })
 }
 
+/// What serde_json's [`walk`] gives, read by the checked scans; `None`
+/// when they cannot vouch for the page.
+fn scan_page<'t>(text: &'t str, path: &[String]) -> Option<(Value, Found<'t>)> {
+    let mut found = Found::Missing;
+    let start = skip_whitespace(text.as_bytes(), 0);
+    let (body, end) = scan_walk(text, start, 0, path, &mut found)?;
+    (skip_whitespace(text.as_bytes(), end) == text.len()).then_some((body, found))
+}
+
+/// [`Walk`] for the value at `at`, inside `depth` containers: the value
+/// down to `path` and where it ends.
+fn scan_walk<'t>(
+    text: &'t str,
+    mut at: usize,
+    depth: usize,
+    path: &[String],
+    found: &mut Found<'t>,
+) -> Option<(Value, usize)> {
+    let bytes = text.as_bytes();
+    let parsed = |at: usize| {
+        let end = checked_value_end(bytes, at, depth)?;
+        Some((serde_json::from_str(&text[at..end]).ok()?, end))
+    };
+    let Some((segment, rest)) = path.split_first() else {
+        return scan_records(text, at, depth, found);
+    };
+    if bytes.get(at) != Some(&b'{') {
+        // The path only descends through objects, as on serde_json's path.
+        return parsed(at);
+    }
+    let mut out = Map::new();
+    at = skip_whitespace(bytes, at + 1);
+    if bytes.get(at) == Some(&b'}') {
+        return Some((Value::Object(out), at + 1));
+    }
+    loop {
+        let value_at = checked_member_name(bytes, at)?;
+        let name = &text[at..string_end(bytes, at)];
+        let name: Cow<str> = if name.contains('\\') {
+            Cow::Owned(serde_json::from_str(name).ok()?)
+        } else {
+            Cow::Borrowed(&name[1..name.len() - 1])
+        };
+        let (value, end) = if *name == **segment && matches!(found, Found::Missing) {
+            scan_walk(text, value_at, depth + 1, rest, found)?
+        } else {
+            let end = checked_value_end(bytes, value_at, depth + 1)?;
+            (serde_json::from_str(&text[value_at..end]).ok()?, end)
+        };
+        out.insert(name.into_owned(), value);
+        at = skip_whitespace(bytes, end);
+        match bytes.get(at)? {
+            b',' => at = skip_whitespace(bytes, at + 1),
+            b'}' => return Some((Value::Object(out), at + 1)),
+            _ => return None,
+        }
+    }
+}
+
+/// [`Records`] for the value at `at`, inside `depth` containers.
+fn scan_records<'t>(
+    text: &'t str,
+    mut at: usize,
+    depth: usize,
+    found: &mut Found<'t>,
+) -> Option<(Value, usize)> {
+    let bytes = text.as_bytes();
+    if bytes.get(at) != Some(&b'[') {
+        let end = checked_value_end(bytes, at, depth)?;
+        let value: Value = serde_json::from_str(&text[at..end]).ok()?;
+        *found = match value {
+            Value::Null => Found::Null,
+            Value::Object(_) => Found::One(value),
+            other => Found::Other(other),
+        };
+        return Some((Value::Null, end));
+    }
+    let mut items = Vec::with_capacity(1024);
+    at = skip_whitespace(bytes, at + 1);
+    if bytes.get(at) == Some(&b']') {
+        *found = Found::Many(items);
+        return Some((Value::Null, at + 1));
+    }
+    loop {
+        let end = checked_value_end(bytes, at, depth + 1)?;
+        let item = &text[at..end];
+        // `null` entries are no records, as on the parsed path.
+        if item != "null" {
+            items.push(item);
+        }
+        at = skip_whitespace(bytes, end);
+        match bytes.get(at)? {
+            b',' => at = skip_whitespace(bytes, at + 1),
+            b']' => {
+                *found = Found::Many(items);
+                return Some((Value::Null, at + 1));
+            }
+            _ => return None,
+        }
+    }
+}
+
 /// The body down to `path`, with what is there put in `found`; the whole
 /// input must be that one value.
 fn walk<'de, R: serde_json::de::Read<'de>>(
     de: &mut serde_json::Deserializer<R>,
     path: &[String],
-    found: &mut Found<'de>,
-) -> Result<Value, serde_json::Error> {
-    let body = Walk { path, found }.deserialize(&mut *de)?;
+) -> Result<(Value, Found<'de>), serde_json::Error> {
+    let mut found = Found::Missing;
+    let body = Walk {
+        path,
+        found: &mut found,
+    }
+    .deserialize(&mut *de)?;
     de.end()?;
-    Ok(body)
+    Ok((body, found))
 }
 
 /// What was at the records path.
+#[derive(Debug, PartialEq)]
 enum Found<'de> {
     Missing,
     Null,
-    Many(Vec<&'de RawValue>),
+    /// Each record's text, within the page.
+    Many(Vec<&'de str>),
     /// A single object is one record; rare enough to parse.
     One(Value),
     Other(Value),
@@ -376,7 +483,7 @@ impl<'de> Visitor<'de> for Records {
         while let Some(item) = seq.next_element::<&'de RawValue>()? {
             // `null` entries are no records, as on the parsed path.
             if item.get() != "null" {
-                items.push(item);
+                items.push(item.get());
             }
         }
         Ok(Found::Many(items))
@@ -396,9 +503,9 @@ impl<'de> Visitor<'de> for Records {
 /// rather than a parser: a parser crate would validate the text a second
 /// time (serde_json, jiter, sonic-rs' checked iterators), which was most of
 /// this pass's cost, or needs `unsafe` (sonic-rs' unchecked ones).
-fn project(raw: &RawValue, fields: &[&'static str]) -> Result<Projected, serde_json::Error> {
+fn project(record: &str, fields: &[&'static str]) -> Result<Projected, serde_json::Error> {
     let mut found = Projected::new();
-    let text = raw.get().as_bytes();
+    let text = record.as_bytes();
     if fields.is_empty() || text.first() != Some(&b'{') {
         return Ok(found);
     }
@@ -412,7 +519,7 @@ fn project(raw: &RawValue, fields: &[&'static str]) -> Result<Projected, serde_j
         let key_end = string_end(text, at);
         let value_start = skip_whitespace(text, skip_whitespace(text, key_end) + 1);
         let value_end = value_end(text, value_start);
-        let key = &raw.get()[at..key_end];
+        let key = &record[at..key_end];
         let wanted = if key.contains('\\') {
             let key: String = serde_json::from_str(key)?;
             fields.iter().find(|f| **f == key)
@@ -422,7 +529,7 @@ fn project(raw: &RawValue, fields: &[&'static str]) -> Result<Projected, serde_j
         };
         if let Some(&name) = wanted {
             if !found.iter().any(|(n, _)| *n == name) {
-                found.push((name, member_value(&raw.get()[value_start..value_end])?));
+                found.push((name, member_value(&record[value_start..value_end])?));
                 if found.len() == fields.len() {
                     return Ok(found);
                 }
@@ -451,67 +558,6 @@ fn member_value(text: &str) -> Result<Value, serde_json::Error> {
         return Ok(Value::String(text[1..text.len() - 1].to_string()));
     }
     serde_json::from_str(text)
-}
-
-fn skip_whitespace(text: &[u8], mut at: usize) -> usize {
-    while text
-        .get(at)
-        .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-    {
-        at += 1;
-    }
-    at
-}
-
-/// Just past the string that opens at `at` (a `"` of validated text).
-fn string_end(text: &[u8], at: usize) -> usize {
-    let mut i = at + 1;
-    while let Some(j) = memchr::memchr2(b'"', b'\\', &text[i.min(text.len())..]) {
-        if text[i + j] == b'\\' {
-            // An escape is `\X` or `\uXXXX`: neither hides a quote after X.
-            i += j + 2;
-        } else {
-            return i + j + 1;
-        }
-    }
-    text.len()
-}
-
-/// Just past the value that starts at `at` in validated text.
-fn value_end(text: &[u8], at: usize) -> usize {
-    match text.get(at) {
-        Some(b'"') => string_end(text, at),
-        Some(b'{' | b'[') => {
-            let mut depth = 0usize;
-            let mut i = at;
-            while let Some(&b) = text.get(i) {
-                match b {
-                    b'"' => {
-                        i = string_end(text, i);
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return i + 1;
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-            text.len()
-        }
-        // A number or literal runs to the next delimiter.
-        _ => {
-            let rest = &text[at.min(text.len())..];
-            at + rest
-                .iter()
-                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
-                .unwrap_or(rest.len())
-        }
-    }
 }
 
 /// One JSON object's text (an NDJSON line): checks that it is exactly one
@@ -641,16 +687,54 @@ mod tests {
         ];
         let fields = vec![intern("id"), intern("meta")];
         for text in records {
-            let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
-            let projected = project(&raw, &fields).unwrap();
+            let projected = project(text, &fields).unwrap();
             let parsed: Value = serde_json::from_str(text).unwrap();
             for name in &fields {
                 let got = projected.iter().find(|(n, _)| n == name).map(|(_, v)| v);
                 assert_eq!(got, parsed.get(name), "{name} in {text}");
             }
         }
-        let raw: Box<RawValue> = serde_json::from_str("[1,2]").unwrap();
-        assert!(project(&raw, &fields).unwrap().is_empty(), "no object");
+        assert!(project("[1,2]", &fields).unwrap().is_empty(), "no object");
+    }
+
+    /// The checked scan reads a page exactly as serde_json does (body and
+    /// records), and leaves to serde_json every page it rejects.
+    #[test]
+    fn the_scan_reads_pages_as_serde_json_does() {
+        let pages = [
+            r#"{"meta": {"next": "c2"}, "data": {"items": [{"id": 1}, null, {"id": "7\u0041"}]}, "after": [1, {"a": 2}]}"#,
+            r#"{"data": {"items": {"id": 5}}, "x": 1}"#,
+            r#"{"data": {"items": null}}"#,
+            r#"{"data": {"items": 42}}"#,
+            r#"{"data": {"items": "s"}}"#,
+            r#"{"data": [1, 2], "other": {}}"#,
+            r#"{"d\u0061ta": {"items": [{"n": -0.5e3}]}, "data": {"items": [{"n": 2}]}}"#,
+            r#"{"data": {"items": [{"n": 1}]}, "data": {"items": [{"n": 2}]}}"#,
+            r#"{"data": {"items": []}, "total": 12345678901234567890}"#,
+            r#" [ {"id": 1} , {"id": 2} ] "#,
+            r#"{}"#,
+            r#"[]"#,
+            r#"{"data": {}}"#,
+        ];
+        let paths: [&[String]; 2] = [&["data".into(), "items".into()], &[]];
+        let mut read_by_scan = 0;
+        for text in pages
+            .iter()
+            .map(|p| p.to_string())
+            .chain(crate::http::json_scan::mutations(&pages, 20_000))
+        {
+            for path in paths {
+                let serde = walk(&mut serde_json::Deserializer::from_str(&text), path);
+                match scan_page(&text, path) {
+                    Some(scanned) => {
+                        read_by_scan += 1;
+                        assert_eq!(Some(&scanned), serde.as_ref().ok(), "{text}");
+                    }
+                    None => assert!(serde.is_err(), "the scan left {text} to serde_json"),
+                }
+            }
+        }
+        assert!(read_by_scan > 4_000, "{read_by_scan}");
     }
 
     #[test]

@@ -1,0 +1,488 @@
+//! Byte scans of JSON text: the page reader's fast path.
+//!
+//! Two kinds. The *checked* scans ([`checked_value_end`]) validate as they
+//! go and answer `None` for anything they are not sure is valid JSON; the
+//! page reader then reads the page again with serde_json, which either
+//! accepts it after all or reports the error with its position. So being
+//! stricter than serde_json (a lower nesting limit) costs only speed, and
+//! the tests hold the scans to serde_json's answer on every input they try.
+//! The *unchecked* scans ([`value_end`], [`string_end`]) only find where a
+//! value ends in text already validated, so they need no more than quotes,
+//! backslashes and brackets.
+//!
+//! Why not a crate: serde_json's own validating pass over a page (a
+//! `Vec<&RawValue>`) was a quarter of the source's CPU time, and it cannot
+//! be asked where a value ends without building something per value;
+//! sonic-rs' checked iterators and jiter were slower still (bench/README.md).
+//! This scan does the same checks at a fraction of the cost, because it has
+//! nothing to build: it only needs to know where each record ends.
+
+/// Containers open at once beyond which a checked scan gives up: they are
+/// tracked in one 128-bit word, and below serde_json's limit for building
+/// a value (128), so everything outside the records that the scan accepts
+/// serde_json parses. A deeper page is left to serde_json.
+const MAX_DEPTH: usize = 120;
+
+/// Bytes a checked string scan stops at: the closing quote, an escape, and
+/// the control characters JSON does not allow raw inside a string.
+static STRING_STOPS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+pub(super) fn skip_whitespace(text: &[u8], mut at: usize) -> usize {
+    while text
+        .get(at)
+        .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        at += 1;
+    }
+    at
+}
+
+/// Just past the valid JSON value that starts at `at`, with `depth`
+/// containers already open around it; `None` when it is not one.
+pub(super) fn checked_value_end(text: &[u8], mut at: usize, depth: usize) -> Option<usize> {
+    // The containers open inside the value, innermost in the lowest bit:
+    // 1 for an object, 0 for an array (no allocation per value).
+    let mut objects: u128 = 0;
+    let mut open = 0usize;
+    let limit = MAX_DEPTH.checked_sub(depth)?;
+    'value: loop {
+        match *text.get(at)? {
+            b'"' => at = checked_string_end(text, at)?,
+            // Empty containers count towards the limit too, as in serde_json.
+            b'{' | b'[' if open == limit => return None,
+            b'{' => {
+                at = skip_whitespace(text, at + 1);
+                if text.get(at) == Some(&b'}') {
+                    at += 1;
+                } else {
+                    objects = objects << 1 | 1;
+                    open += 1;
+                    at = checked_member_name(text, at)?;
+                    continue 'value;
+                }
+            }
+            b'[' => {
+                at = skip_whitespace(text, at + 1);
+                if text.get(at) == Some(&b']') {
+                    at += 1;
+                } else {
+                    objects <<= 1;
+                    open += 1;
+                    continue 'value;
+                }
+            }
+            b't' => at = literal_end(text, at, b"true")?,
+            b'f' => at = literal_end(text, at, b"false")?,
+            b'n' => at = literal_end(text, at, b"null")?,
+            b'-' | b'0'..=b'9' => at = checked_number_end(text, at)?,
+            _ => return None,
+        }
+        // A value ended: close what it ends, or go on to the next one.
+        loop {
+            if open == 0 {
+                return Some(at);
+            }
+            let in_object = objects & 1 == 1;
+            at = skip_whitespace(text, at);
+            match *text.get(at)? {
+                b',' => {
+                    at = skip_whitespace(text, at + 1);
+                    if in_object {
+                        at = checked_member_name(text, at)?;
+                    }
+                    continue 'value;
+                }
+                b'}' if in_object => {}
+                b']' if !in_object => {}
+                _ => return None,
+            }
+            objects >>= 1;
+            open -= 1;
+            at += 1;
+        }
+    }
+}
+
+/// From a member's name at `at` to the start of its value.
+pub(super) fn checked_member_name(text: &[u8], at: usize) -> Option<usize> {
+    if text.get(at) != Some(&b'"') {
+        return None;
+    }
+    let at = skip_whitespace(text, checked_string_end(text, at)?);
+    (text.get(at) == Some(&b':')).then(|| skip_whitespace(text, at + 1))
+}
+
+/// Just past the valid string that opens at `at` (a `"`).
+fn checked_string_end(text: &[u8], at: usize) -> Option<usize> {
+    let mut i = at + 1;
+    loop {
+        i = string_stop(text, i);
+        match *text.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' => {
+                i += 1;
+                match *text.get(i)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 1,
+                    b'u' => {
+                        let hex = text.get(i + 1..i + 5)?;
+                        if !hex.iter().all(u8::is_ascii_hexdigit) {
+                            return None;
+                        }
+                        i += 5;
+                    }
+                    _ => return None,
+                }
+            }
+            // A raw control character.
+            _ => return None,
+        }
+    }
+}
+
+/// The first byte from `at` on that a string scan must look at: a quote, a
+/// backslash or a control character (`text.len()` if none). Eight bytes at
+/// a time, as one word: runs of ordinary bytes are most of a page, and most
+/// strings are names and short values.
+fn string_stop(text: &[u8], mut at: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(word) = text.get(at..at + 8) {
+        let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        // Each term flags its first matching byte exactly (bytes after it
+        // may be flagged falsely, which the lowest set bit ignores): bytes
+        // below 0x20, then bytes equal to `"` and to `\`.
+        let below_space = word.wrapping_sub(ONES * 0x20) & !word;
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        let flagged = (below_space
+            | (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash))
+            & HIGH;
+        if flagged != 0 {
+            return at + (flagged.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while at < text.len() && !STRING_STOPS[text[at] as usize] {
+        at += 1;
+    }
+    at
+}
+
+/// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`; what follows
+/// is checked by the caller, as after any value.
+fn checked_number_end(text: &[u8], mut at: usize) -> Option<usize> {
+    let digits = |at: usize| {
+        let n = text[at.min(text.len())..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        (n > 0).then_some(at + n)
+    };
+    if text.get(at) == Some(&b'-') {
+        at += 1;
+    }
+    at = match text.get(at)? {
+        // A leading zero stands alone: `01` is not a number.
+        b'0' if text.get(at + 1).is_some_and(u8::is_ascii_digit) => return None,
+        b'0' => at + 1,
+        _ => digits(at)?,
+    };
+    if text.get(at) == Some(&b'.') {
+        at = digits(at + 1)?;
+    }
+    if matches!(text.get(at), Some(b'e' | b'E')) {
+        at += 1;
+        if matches!(text.get(at), Some(b'+' | b'-')) {
+            at += 1;
+        }
+        at = digits(at)?;
+    }
+    Some(at)
+}
+
+fn literal_end(text: &[u8], at: usize, literal: &[u8]) -> Option<usize> {
+    let end = at + literal.len();
+    (text.get(at..end)? == literal).then_some(end)
+}
+
+/// Just past the string that opens at `at` (a `"` of validated text).
+pub(super) fn string_end(text: &[u8], at: usize) -> usize {
+    let mut i = at + 1;
+    while let Some(j) = memchr::memchr2(b'"', b'\\', &text[i.min(text.len())..]) {
+        if text[i + j] == b'\\' {
+            // An escape is `\X` or `\uXXXX`: neither hides a quote after X.
+            i += j + 2;
+        } else {
+            return i + j + 1;
+        }
+    }
+    text.len()
+}
+
+/// Just past the value that starts at `at` in validated text.
+pub(super) fn value_end(text: &[u8], at: usize) -> usize {
+    match text.get(at) {
+        Some(b'"') => string_end(text, at),
+        Some(b'{' | b'[') => {
+            let mut depth = 0usize;
+            let mut i = at;
+            while let Some(&b) = text.get(i) {
+                match b {
+                    b'"' => {
+                        i = string_end(text, i);
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return i + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            text.len()
+        }
+        // A number or literal runs to the next delimiter.
+        _ => {
+            let rest = &text[at.min(text.len())..];
+            at + rest
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .unwrap_or(rest.len())
+        }
+    }
+}
+
+/// `rounds` copies of `samples`, each with one to three random edits drawn
+/// towards JSON's own bytes (those that are not UTF-8 left out), for tests
+/// that hold a scan to serde_json's answers.
+#[cfg(test)]
+pub(super) fn mutations<'a>(
+    samples: &'a [&str],
+    rounds: usize,
+) -> impl Iterator<Item = String> + 'a {
+    const ALPHABET: &[u8] = b"{}[],:\"\\ \t\n0123456789-+.eEuabfnrtlsx\x01\x1f";
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move |bound: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % bound as u64) as usize
+    };
+    (0..rounds).filter_map(move |round| {
+        let mut bytes = samples[round % samples.len()].as_bytes().to_vec();
+        for _ in 0..1 + next(3) {
+            let at = next(bytes.len() + 1);
+            let byte = ALPHABET[next(ALPHABET.len())];
+            match next(3) {
+                0 if at < bytes.len() => bytes[at] = byte,
+                1 if at < bytes.len() => {
+                    bytes.remove(at);
+                }
+                _ => bytes.insert(at, byte),
+            }
+        }
+        String::from_utf8(bytes).ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::de::IgnoredAny;
+
+    /// The whole text is one valid value, by the checked scan.
+    fn scan_accepts(text: &str) -> bool {
+        let bytes = text.as_bytes();
+        let start = skip_whitespace(bytes, 0);
+        checked_value_end(bytes, start, 0)
+            .is_some_and(|end| skip_whitespace(bytes, end) == bytes.len())
+    }
+
+    fn serde_accepts(text: &str) -> bool {
+        serde_json::from_str::<IgnoredAny>(text).is_ok()
+    }
+
+    const SAMPLES: &[&str] = &[
+        r#"{"data":[{"id":1,"name":"x","tags":["a","b"],"n":null},{"id":2,"ok":true,"f":false}],"total":2}"#,
+        r#"[{"a":-0.5e-3,"b":1E+9,"c":0,"d":-12,"e":"\u00e9\n\t\"\\\/\b\f\r"}]"#,
+        r#" { "nested" : { "x" : [ [ ] , { } , [ 1 , [ 2 ] ] ] } , "s" : "]}\"{[" } "#,
+        r#"{"é ✓":"caf\u00E9","k":[true,false,null]}"#,
+        "[1,2.25,3e5,0.0,-0,1.5E-7]",
+        r#""just a string""#,
+        "12",
+        "null",
+    ];
+
+    #[test]
+    fn agrees_with_serde_json_on_hand_picked_inputs() {
+        let invalid = [
+            "",
+            " ",
+            "{",
+            "}",
+            "[",
+            "[1,]",
+            "[,1]",
+            r#"{"a":1,}"#,
+            r#"{"a" 1}"#,
+            r#"{a:1}"#,
+            r#"{"a":1 "b":2}"#,
+            "[01]",
+            "[1.]",
+            "[.5]",
+            "[-]",
+            "[1e]",
+            "[1e+]",
+            "[+1]",
+            "[1x]",
+            "[tru]",
+            "[truex]",
+            "[nul]",
+            "[NaN]",
+            "[Infinity]",
+            r#"["a\x"]"#,
+            r#"["\u12"]"#,
+            r#"["\u12G4"]"#,
+            "[\"tab\there\"]",
+            "[\"nl\nhere\"]",
+            "[\"\u{1}\"]",
+            r#"["unterminated]"#,
+            "[1] 2",
+            "[1]]",
+            "{}}",
+            r#"{"a":}"#,
+            r#"{"a"}"#,
+            r#"{,}"#,
+            "[\"\\",
+            "\"\\u00",
+            "-",
+            "--1",
+            "1.2.3",
+            "[1e5e5]",
+            "[0x10]",
+            "[1 2]",
+            r#"{"a":1}{"#,
+            "'a'",
+            "[\u{a0}1]",
+        ];
+        for text in invalid {
+            assert!(!serde_accepts(text), "serde_json accepts {text:?}");
+            assert!(!scan_accepts(text), "scan accepts {text:?}");
+        }
+        let valid = [
+            "[\"\u{7f}\"]",
+            r#"["\ud800"]"#,
+            "[1e400]",
+            "\n\r\t [ ] \n",
+            r#"{"a":{"a":{"a":{}}}}"#,
+            "[99999999999999999999999]",
+        ];
+        for text in SAMPLES.iter().chain(&valid) {
+            assert!(serde_accepts(text), "serde_json rejects {text:?}");
+            assert!(scan_accepts(text), "scan rejects {text:?}");
+        }
+    }
+
+    /// Random edits of valid pages, drawn towards JSON's own bytes, must be
+    /// judged as serde_json judges them (nesting is kept below the limit).
+    #[test]
+    fn agrees_with_serde_json_on_mutated_pages() {
+        let (mut accepted, mut rejected) = (0, 0);
+        for text in mutations(SAMPLES, 40_000) {
+            let serde = serde_accepts(&text);
+            assert_eq!(scan_accepts(&text), serde, "{text:?}");
+            if serde {
+                accepted += 1;
+            } else {
+                rejected += 1;
+            }
+        }
+        // Both answers are well represented, so neither side is trivial.
+        assert!(
+            accepted > 2_000 && rejected > 2_000,
+            "{accepted} / {rejected}"
+        );
+    }
+
+    #[test]
+    fn a_value_ends_where_serde_json_says() {
+        let text = br#"[{"id":1,"s":"a,]}"}  ,  -2.5e3,"x\"y",[[]],true]"#;
+        let mut values = Vec::new();
+        let mut at = 1;
+        loop {
+            let end = checked_value_end(text, at, 1).unwrap();
+            assert_eq!(value_end(text, at), end, "unchecked scan");
+            values.push(std::str::from_utf8(&text[at..end]).unwrap());
+            at = skip_whitespace(text, end);
+            if text[at] == b']' {
+                break;
+            }
+            at = skip_whitespace(text, at + 1);
+        }
+        assert_eq!(
+            values,
+            [
+                r#"{"id":1,"s":"a,]}"}"#,
+                "-2.5e3",
+                r#""x\"y""#,
+                "[[]]",
+                "true"
+            ]
+        );
+        assert_eq!(checked_value_end(br#"{"a":1"#, 0, 0), None, "unclosed");
+    }
+
+    /// The word-at-a-time scan stops where a byte-at-a-time one does, for
+    /// every byte value at every position of a word.
+    #[test]
+    fn string_stops_are_found_in_any_position() {
+        let naive = |text: &[u8], at: usize| {
+            (at..text.len())
+                .find(|&i| STRING_STOPS[text[i] as usize])
+                .unwrap_or(text.len())
+        };
+        for stop in 0..=255u8 {
+            for position in 0..20 {
+                for filler in [b'a', 0x7f, 0x80, 0xc3, 0xff, b' '] {
+                    let mut text = vec![filler; 20];
+                    text[position] = stop;
+                    // A stop after the first must not hide it.
+                    if position + 2 < text.len() {
+                        text[position + 2] = b'"';
+                    }
+                    for at in [0, 1, 3] {
+                        assert_eq!(
+                            string_stop(&text, at),
+                            naive(&text, at),
+                            "{stop:#x} at {position} in {filler:#x}, from {at}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_left_to_serde_json() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(scan_accepts(&deep(MAX_DEPTH)));
+        assert!(!scan_accepts(&deep(MAX_DEPTH + 1)));
+        assert!(serde_accepts(&deep(MAX_DEPTH + 1)), "so it must read it");
+        assert_eq!(checked_value_end(b"[1]", 0, MAX_DEPTH), None);
+    }
+}
