@@ -21,6 +21,9 @@ pub struct SinkStream {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BatchInfo<'a> {
     pub stream: &'a str,
+    /// Where the batch's records go unless a record names its own
+    /// [`Record::target`] (sources that route records themselves set it).
+    pub target: &'a str,
     pub load_mode: LoadMode,
     pub ingested_at: DateTime<Utc>,
 }
@@ -49,20 +52,21 @@ pub trait Sink: Send {
     fn set_streams(&mut self, _streams: &[SinkStream]) {}
 
     /// Accepts records for delivery; they may be buffered until [`Sink::flush`].
-    /// Every record has its `target` set by the runtime.
+    /// A record goes to its own `target`, or to the sink's fallback (the
+    /// connector's name) when it has none.
     async fn write(&mut self, records: &[Record]) -> Result<(), ConnectorError>;
 
     /// [`Sink::write`] for one batch of one stream; the runtime calls this.
-    /// Sinks that record the batch's stream, load mode or ingestion time
-    /// with each record override it.
+    /// A record without its own `target` goes to `batch.target`: the runtime
+    /// routes a batch at once rather than setting a target string on every
+    /// record, which cost an allocation per record on one thread and a free
+    /// on another. Sinks also record the batch's stream, load mode or
+    /// ingestion time with each record from here.
     async fn write_batch(
         &mut self,
         batch: BatchInfo<'_>,
         records: &[Record],
-    ) -> Result<(), ConnectorError> {
-        let _ = batch;
-        self.write(records).await
-    }
+    ) -> Result<(), ConnectorError>;
 
     /// Makes everything written so far durable: the acknowledgement.
     async fn flush(&mut self) -> Result<(), ConnectorError>;

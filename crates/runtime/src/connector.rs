@@ -195,6 +195,7 @@ async fn run(
         })
         .collect();
     sink.set_streams(&sink_streams);
+    let targets = sink_streams.into_iter().map(|s| s.target).collect();
     let Some(mut in_sink) = sink_checkpoints_with_retries(&config, sink.as_mut(), &stop).await?
     else {
         return Ok(RunSummary {
@@ -255,7 +256,7 @@ async fn run(
         let task = StreamTask {
             stuck,
             index,
-            transform: Transform::new(&spec.name, config.target_for(&spec.name), &config.metadata),
+            transform: Transform::new(&spec.name, &config.metadata),
             schedule: config.schedule_for(&spec.name).clone(),
             spec,
             position,
@@ -291,6 +292,7 @@ async fn run(
             dead_letters: DeadLetterFile::new(config.bad_records.dead_letter_path.clone()),
             commit_watchers,
             streams: stats.clone(),
+            targets,
             source: source.clone(),
             specs,
             last_committed,
@@ -862,6 +864,8 @@ struct SinkTask {
     commit_watchers: Vec<watch::Sender<Option<Checkpoint>>>,
     /// Name (the state key) and stats of each stream, by stream index.
     streams: Vec<(String, Arc<StreamStats>)>,
+    /// Where each stream's records go unless they name their own target.
+    targets: Vec<String>,
     /// Summarizes each committed checkpoint, with the spec of its stream (by index).
     source: Arc<dyn Source>,
     specs: Vec<StreamSpec>,
@@ -959,8 +963,10 @@ impl SinkTask {
         }
         // Cloned (once per batch) so that retrying can borrow `self`.
         let stream_name = self.streams[envelope.stream].0.clone();
+        let target = self.targets[envelope.stream].clone();
         let info = BatchInfo {
             stream: &stream_name,
+            target: &target,
             load_mode: envelope.load_mode,
             ingested_at: envelope.ingested_at,
         };

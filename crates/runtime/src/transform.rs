@@ -1,6 +1,7 @@
-//! What the runtime does to every record between source and sink: routing to
-//! a target and seed 000's metadata fields. Done on the stream task so the
-//! work spreads across cores while the sink task writes.
+//! What the runtime does to every record between source and sink: seed
+//! 000's metadata fields. Done on the stream task so the work spreads across
+//! cores while the sink task writes. (Routing is per batch: the sink sends a
+//! record without its own target to the batch's, see `BatchInfo::target`.)
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
@@ -10,22 +11,20 @@ use tributary_core::{ExtraFields, LoadMode, Record};
 #[derive(Debug, Clone)]
 pub struct Transform {
     stream: String,
-    target: String,
     metadata: Option<MetadataConfig>,
 }
 
 impl Transform {
-    pub fn new(stream: &str, target: String, metadata: &MetadataConfig) -> Self {
+    pub fn new(stream: &str, metadata: &MetadataConfig) -> Self {
         Transform {
             stream: stream.to_string(),
-            target,
             metadata: metadata.enabled.then(|| metadata.clone()),
         }
     }
 
-    /// Routes records without a target and adds the metadata fields to object
-    /// values. `ingested_at` is one instant per batch, so the fields are
-    /// built (and, for raw records, rendered) once per batch.
+    /// Adds the metadata fields to object values. `ingested_at` is one
+    /// instant per batch, so the fields are built (and, for raw records,
+    /// rendered) once per batch.
     pub fn apply(&self, records: &mut [Record], load_mode: LoadMode, ingested_at: DateTime<Utc>) {
         let extra = self.metadata.as_ref().map(|m| {
             let ingested_at = match m.ingested_at_format {
@@ -50,12 +49,9 @@ impl Transform {
                     .collect(),
             )
         });
-        for r in records.iter_mut() {
-            if r.target.is_none() {
-                r.target = Some(self.target.clone());
-            }
-            if let Some(extra) = extra.as_ref().filter(|e| !e.is_empty()) {
-                r.value.add_fields(extra);
+        if let Some(extra) = extra.filter(|e| !e.is_empty()) {
+            for r in records.iter_mut() {
+                r.value.add_fields(&extra);
             }
         }
     }
@@ -67,8 +63,8 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn routes_and_adds_configured_metadata() {
-        let t = Transform::new("orders", "shop.orders".into(), &MetadataConfig::default());
+    fn adds_configured_metadata_to_objects_only() {
+        let t = Transform::new("orders", &MetadataConfig::default());
         let mut recs = vec![
             Record::new(json!({"id": 1})),
             Record {
@@ -77,12 +73,11 @@ mod tests {
             },
         ];
         t.apply(&mut recs, LoadMode::Incremental, at());
-        assert_eq!(recs[0].target.as_deref(), Some("shop.orders"));
         assert_eq!(
             recs[0].value,
             json!({"id": 1, "_stream": "orders", "_ingested_at": "2026-01-01T00:00:00.000Z", "_load_mode": "INCREMENTAL_LOAD"})
         );
-        assert_eq!(recs[1].target.as_deref(), Some("elsewhere"));
+        assert_eq!(recs[1].target.as_deref(), Some("elsewhere"), "untouched");
         assert_eq!(recs[1].value, json!("not an object"));
     }
 
@@ -97,7 +92,7 @@ mod tests {
             ..MetadataConfig::default()
         };
         let mut recs = vec![Record::new(json!({"id": 1}))];
-        Transform::new("s", "t".into(), &m).apply(&mut recs, LoadMode::Initial, at());
+        Transform::new("s", &m).apply(&mut recs, LoadMode::Initial, at());
         assert_eq!(
             recs[0].value.to_value()["_ingested_at"],
             json!(1767225600000i64)
@@ -112,7 +107,7 @@ mod tests {
             ..MetadataConfig::default()
         };
         let mut recs = vec![Record::new(json!({"id": 1}))];
-        Transform::new("s", "t".into(), &m).apply(&mut recs, LoadMode::Initial, at());
+        Transform::new("s", &m).apply(&mut recs, LoadMode::Initial, at());
         assert_eq!(
             recs[0].value,
             json!({"id": 1, "src": "s", "_load_mode": "INITIAL_LOAD"})
@@ -123,7 +118,7 @@ mod tests {
             ..MetadataConfig::default()
         };
         let mut recs = vec![Record::new(json!({"id": 1}))];
-        Transform::new("s", "t".into(), &off).apply(&mut recs, LoadMode::Initial, at());
+        Transform::new("s", &off).apply(&mut recs, LoadMode::Initial, at());
         assert_eq!(recs[0].value, json!({"id": 1}));
     }
 }

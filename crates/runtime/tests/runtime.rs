@@ -524,6 +524,13 @@ impl tributary_core::Sink for TransactionalSink {
     ) -> Result<(), tributary_core::ConnectorError> {
         self.inner.write(records).await
     }
+    async fn write_batch(
+        &mut self,
+        batch: tributary_core::BatchInfo<'_>,
+        records: &[tributary_core::Record],
+    ) -> Result<(), tributary_core::ConnectorError> {
+        self.inner.write_batch(batch, records).await
+    }
     async fn flush(&mut self) -> Result<(), tributary_core::ConnectorError> {
         self.inner.flush().await
     }

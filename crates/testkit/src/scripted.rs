@@ -191,6 +191,20 @@ impl Sink for MemorySink {
         self.0.lock().unwrap().written.extend_from_slice(records);
         Ok(())
     }
+    /// Keeps each record with the target it was delivered to, so tests see
+    /// the routing.
+    async fn write_batch(
+        &mut self,
+        batch: BatchInfo<'_>,
+        records: &[Record],
+    ) -> Result<(), ConnectorError> {
+        let routed = records.iter().map(|r| Record {
+            target: r.target.clone().or_else(|| Some(batch.target.to_string())),
+            ..r.clone()
+        });
+        self.0.lock().unwrap().written.extend(routed);
+        Ok(())
+    }
     async fn flush(&mut self) -> Result<(), ConnectorError> {
         let mut log = self.0.lock().unwrap();
         if log.retryable_flush_failures > 0 {

@@ -39,7 +39,7 @@ pub async fn read(args: ReadArgs) -> CmdResult {
             .map_err(build::state_failure)?
             .map(|c| c.checkpoint)
     };
-    let transform = Transform::new(&spec.name, config.target_for(&spec.name), &config.metadata);
+    let transform = Transform::new(&spec.name, &config.metadata);
     let mut reader = source.open(spec, checkpoint).await.map_err(|e| {
         Failure::new(
             Code::Failure,

@@ -46,7 +46,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use tributary_config::{ConfigError, SectionConfig};
-use tributary_core::{ConnectorError, Record, Sink};
+use tributary_core::{BatchInfo, ConnectorError, Record, Sink};
 
 /// Write buffer per open file.
 const BUFFER: usize = 256 * 1024;
@@ -213,6 +213,39 @@ impl FileSink {
             self.poisoned = Some(err.to_string());
         }
         err
+    }
+
+    /// Appends each record to its target's series: the record's own target,
+    /// else `default_target`, else the connector's name.
+    fn write_routed(
+        &mut self,
+        records: &[Record],
+        default_target: Option<&str>,
+    ) -> Result<(), ConnectorError> {
+        self.check_poisoned()?;
+        for record in records {
+            let target = match (&record.target, default_target) {
+                (Some(t), _) => t.as_str(),
+                (None, Some(t)) => t,
+                (None, None) => self.fallback_target.as_str(),
+            };
+            self.line.clear();
+            encode_line(self.format, record, Some(target), &mut self.line)?;
+            let i = match &self.last_route {
+                Some((last, i)) if last == target => *i,
+                _ => {
+                    let target = target.to_string();
+                    let i = self.series_index(&target);
+                    self.last_route = Some((target, i));
+                    i
+                }
+            };
+            if let Err(e) = self.append(i) {
+                return Err(self.fail(e));
+            }
+            self.unacked = true;
+        }
+        Ok(())
     }
 
     /// The series of `target`, registered (without I/O) on first sight.
@@ -388,29 +421,15 @@ impl Sink for FileSink {
     }
 
     async fn write(&mut self, records: &[Record]) -> Result<(), ConnectorError> {
-        self.check_poisoned()?;
-        for record in records {
-            let target = match &record.target {
-                Some(t) => t.as_str(),
-                None => self.fallback_target.as_str(),
-            };
-            self.line.clear();
-            encode_line(self.format, record, Some(target), &mut self.line)?;
-            let i = match &self.last_route {
-                Some((last, i)) if last == target => *i,
-                _ => {
-                    let target = target.to_string();
-                    let i = self.series_index(&target);
-                    self.last_route = Some((target, i));
-                    i
-                }
-            };
-            if let Err(e) = self.append(i) {
-                return Err(self.fail(e));
-            }
-            self.unacked = true;
-        }
-        Ok(())
+        self.write_routed(records, None)
+    }
+
+    async fn write_batch(
+        &mut self,
+        batch: BatchInfo<'_>,
+        records: &[Record],
+    ) -> Result<(), ConnectorError> {
+        self.write_routed(records, Some(batch.target))
     }
 
     async fn flush(&mut self) -> Result<(), ConnectorError> {

@@ -710,7 +710,7 @@ impl Sink for KafkaSink {
     }
 
     async fn write(&mut self, records: &[Record]) -> Result<(), ConnectorError> {
-        self.write_with(None, records).await
+        self.write_with(None, None, records).await
     }
 
     async fn write_batch(
@@ -725,7 +725,8 @@ impl Sink for KafkaSink {
                 .ingested_at
                 .to_rfc3339_opts(SecondsFormat::Millis, true),
         });
-        self.write_with(Some(headers), records).await
+        self.write_with(Some(batch.target), Some(headers), records)
+            .await
     }
 
     async fn flush(&mut self) -> Result<(), ConnectorError> {
@@ -737,8 +738,11 @@ impl Sink for KafkaSink {
 }
 
 impl KafkaSink {
+    /// Produces `records`, each to its own target, else `default_target`,
+    /// else the connector's name.
     async fn write_with(
         &mut self,
+        default_target: Option<&str>,
         batch: Option<Arc<BatchHeaders>>,
         records: &[Record],
     ) -> Result<(), ConnectorError> {
@@ -748,7 +752,11 @@ impl KafkaSink {
             dead_letter: None,
         });
         for record in records {
-            let target = record.target.as_deref().unwrap_or(self.connector.as_str());
+            let target = record
+                .target
+                .as_deref()
+                .or(default_target)
+                .unwrap_or(self.connector.as_str());
             let topic = match self.topics.get(target) {
                 Some(t) => Arc::clone(t),
                 None => {

@@ -59,7 +59,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use tributary_config::{ConfigError, SectionConfig};
-use tributary_core::{Checkpoint, ConnectorError, Record, Secret, Sink, SinkStream};
+use tributary_core::{BatchInfo, Checkpoint, ConnectorError, Record, Secret, Sink, SinkStream};
 
 /// The record's value as a tree: tables need its fields, so a record kept
 /// as JSON text is parsed here.
@@ -357,6 +357,27 @@ impl PostgresSink {
         for t in &mut self.tables {
             t.shape = None;
         }
+    }
+
+    /// Stages `records` (see [`Self::stage`] for `default_target`); a
+    /// failed write leaves no trace, since the runtime passes the records
+    /// again on a retry.
+    async fn write_routed(
+        &mut self,
+        records: &[Record],
+        default_target: Option<&str>,
+    ) -> Result<(), ConnectorError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.begin().await?;
+        let mark = self.journal.len();
+        let result = self.stage(records, default_target).await;
+        if result.is_err() {
+            self.journal.truncate(mark);
+            self.abort();
+        }
+        result
     }
 
     /// Opens the transaction if none is, replaying the journal into it.
@@ -710,18 +731,15 @@ impl Sink for PostgresSink {
     }
 
     async fn write(&mut self, records: &[Record]) -> Result<(), ConnectorError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        self.begin().await?;
-        let mark = self.journal.len();
-        let result = self.stage(records).await;
-        if result.is_err() {
-            // The runtime passes these records again on a retry.
-            self.journal.truncate(mark);
-            self.abort();
-        }
-        result
+        self.write_routed(records, None).await
+    }
+
+    async fn write_batch(
+        &mut self,
+        batch: BatchInfo<'_>,
+        records: &[Record],
+    ) -> Result<(), ConnectorError> {
+        self.write_routed(records, Some(batch.target)).await
     }
 
     async fn flush(&mut self) -> Result<(), ConnectorError> {

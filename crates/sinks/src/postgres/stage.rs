@@ -43,6 +43,8 @@ struct Row<'a> {
 /// must stay in that order).
 struct Segment<'a> {
     table: usize,
+    /// The records' target (several may share a table), for dead letters.
+    target: &'a str,
     action: Action,
     rows: Vec<Row<'a>>,
 }
@@ -50,24 +52,33 @@ struct Segment<'a> {
 impl PostgresSink {
     // ---- staging ----------------------------------------------------------
 
-    /// Stages `records` in the open transaction (see the module docs).
-    pub(super) async fn stage(&mut self, records: &[Record]) -> Result<(), ConnectorError> {
+    /// Stages `records` in the open transaction (see the module docs); a
+    /// record without its own target goes to `default_target`, else to the
+    /// connector's name.
+    pub(super) async fn stage(
+        &mut self,
+        records: &[Record],
+        default_target: Option<&str>,
+    ) -> Result<(), ConnectorError> {
         let values: Vec<Cow<'_, Value>> = records.iter().map(record_value).collect();
+        let fallback = self.connector.clone();
         let mut segments: Vec<Segment<'_>> = Vec::new();
         for (i, record) in records.iter().enumerate() {
-            let t = match record.target.as_deref() {
-                Some(target) => self.route(target),
-                None => {
-                    let fallback = self.connector.clone();
-                    self.route(&fallback)
-                }
-            };
+            let target = record
+                .target
+                .as_deref()
+                .or(default_target)
+                .unwrap_or(&fallback);
+            let t = self.route(target);
             let action = self.action(t, record.op)?;
             let row = self.row(t, action, i, record, &values[i])?;
             match segments.last_mut() {
-                Some(s) if s.table == t && s.action == action => s.rows.push(row),
+                Some(s) if s.table == t && s.target == target && s.action == action => {
+                    s.rows.push(row)
+                }
                 _ => segments.push(Segment {
                     table: t,
+                    target,
                     action,
                     rows: vec![row],
                 }),
@@ -308,7 +319,8 @@ impl PostgresSink {
         } else {
             let rejected = self.evolve(t, &mut rows).await?;
             if !rejected.is_empty() {
-                self.dead_letter(t, &rejected, records, values).await?;
+                self.dead_letter(t, segment.target, &rejected, records, values)
+                    .await?;
             }
         }
         if matches!(segment.action, Action::Upsert | Action::SoftDelete) {
@@ -529,6 +541,7 @@ impl PostgresSink {
     async fn dead_letter(
         &mut self,
         t: usize,
+        target: &str,
         rejected: &[(Row<'_>, String)],
         records: &[Record],
         values: &[Cow<'_, Value>],
@@ -560,7 +573,7 @@ impl PostgresSink {
                 let record = &records[row.record];
                 serde_json::json!({
                     "connector": self.connector,
-                    "target": record.target,
+                    "target": target,
                     "table_name": target_table,
                     "key": record.key,
                     "record": values[row.record],

@@ -13,7 +13,7 @@ pub use config::StdoutSinkConfig;
 use crate::ndjson::{encode_line, Format};
 use std::io::Write;
 use tributary_config::{ConfigError, SectionConfig};
-use tributary_core::{ConnectorError, Record, Sink};
+use tributary_core::{BatchInfo, ConnectorError, Record, Sink};
 
 /// Bytes buffered before they are handed to the writer.
 const CHUNK: usize = 256 * 1024;
@@ -51,6 +51,22 @@ impl<W: Write + Send> StdoutSink<W> {
         &self.out
     }
 
+    /// Encodes each record with its own target, else `default_target`.
+    fn write_routed(
+        &mut self,
+        records: &[Record],
+        default_target: Option<&str>,
+    ) -> Result<(), ConnectorError> {
+        for record in records {
+            let target = record.target.as_deref().or(default_target);
+            encode_line(self.format, record, target, &mut self.buf)?;
+            if self.buf.len() >= CHUNK {
+                self.drain()?;
+            }
+        }
+        Ok(())
+    }
+
     fn drain(&mut self) -> Result<(), ConnectorError> {
         if !self.buf.is_empty() {
             let result = self.out.write_all(&self.buf);
@@ -67,13 +83,15 @@ impl<W: Write + Send> StdoutSink<W> {
 #[async_trait::async_trait]
 impl<W: Write + Send> Sink for StdoutSink<W> {
     async fn write(&mut self, records: &[Record]) -> Result<(), ConnectorError> {
-        for record in records {
-            encode_line(self.format, record, record.target.as_deref(), &mut self.buf)?;
-            if self.buf.len() >= CHUNK {
-                self.drain()?;
-            }
-        }
-        Ok(())
+        self.write_routed(records, None)
+    }
+
+    async fn write_batch(
+        &mut self,
+        batch: BatchInfo<'_>,
+        records: &[Record],
+    ) -> Result<(), ConnectorError> {
+        self.write_routed(records, Some(batch.target))
     }
 
     async fn flush(&mut self) -> Result<(), ConnectorError> {
