@@ -33,11 +33,12 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    // Without transparent huge pages: mimalloc asks for them, and every
-    // buffer that lands in a fresh 2 MiB page then costs the kernel a 2 MiB
-    // clear. A pipeline that frees each page's buffers as it goes touches
-    // fresh pages all run long, so that clearing was a tenth of the CPU time
-    // and a quarter of the peak memory (bench/README.md). Where the kernel
+    // Without transparent huge pages: every buffer that lands in a fresh
+    // 2 MiB page costs the kernel a 2 MiB clear, and a pipeline that frees
+    // each page's buffers as it goes touches fresh pages all run long; that
+    // clearing was a tenth of the CPU time and a quarter of the peak memory
+    // (bench/README.md). mimalloc is built not to ask for them (`no_thp`);
+    // this covers kernels that hand them out unasked. Where the kernel
     // refuses, nothing is lost but that speed.
     let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = cli::Cli::parse();

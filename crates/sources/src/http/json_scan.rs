@@ -37,7 +37,16 @@ static STRING_STOPS: [bool; 256] = {
     table
 };
 
-pub(super) fn skip_whitespace(text: &[u8], mut at: usize) -> usize {
+#[inline(always)]
+pub(super) fn skip_whitespace(text: &[u8], at: usize) -> usize {
+    // Most pages are compact: the first byte usually settles it.
+    match text.get(at) {
+        Some(b' ' | b'\t' | b'\n' | b'\r') => skip_whitespace_run(text, at + 1),
+        _ => at,
+    }
+}
+
+fn skip_whitespace_run(text: &[u8], mut at: usize) -> usize {
     while text
         .get(at)
         .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
