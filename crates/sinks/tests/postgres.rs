@@ -9,7 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 use tributary_config::{ConfigDocument, SectionConfig};
 use tributary_core::{
-    Checkpoint, ConnectorError, ErrorClass, Op, Record, Sink, SinkStream, StreamSpec,
+    BatchInfo, Checkpoint, ConnectorError, ErrorClass, LoadMode, Op, Record, Sink, SinkStream,
+    StreamSpec,
 };
 use tributary_sinks::{build, SinkContext};
 use tributary_testkit::postgres as pg;
@@ -607,15 +608,25 @@ async fn type_conflict_fail_stops_and_commits_nothing_of_the_batch() {
 async fn type_conflict_dead_letter_sets_records_aside_in_the_same_transaction() {
     let db = Db::new().await;
     let mut sink = db.sink("primary_key = [\"id\"]\ntype_conflict = \"dead_letter\"");
-    sink.write(&[
-        keyed("shop.t", json!(1), json!({"id": 1, "n": 1})),
-        keyed(
-            "shop.t",
-            json!(2),
-            json!({"id": 2, "n": "x", "extra": true}),
-        ),
-        keyed("shop.t", json!(3), json!({"id": 3, "n": 3})),
-    ])
+    // As the runtime writes them: routed by the batch, not each record.
+    let batch = BatchInfo {
+        stream: "t",
+        target: "shop.t",
+        load_mode: LoadMode::Initial,
+        ingested_at: chrono::Utc::now(),
+    };
+    let unrouted = |key, value| Record {
+        target: None,
+        ..keyed("", key, value)
+    };
+    sink.write_batch(
+        batch,
+        &[
+            unrouted(json!(1), json!({"id": 1, "n": 1})),
+            unrouted(json!(2), json!({"id": 2, "n": "x", "extra": true})),
+            unrouted(json!(3), json!({"id": 3, "n": 3})),
+        ],
+    )
     .await
     .unwrap();
     sink.flush().await.unwrap();

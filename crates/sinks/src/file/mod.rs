@@ -224,11 +224,11 @@ impl FileSink {
     ) -> Result<(), ConnectorError> {
         self.check_poisoned()?;
         for record in records {
-            let target = match (&record.target, default_target) {
-                (Some(t), _) => t.as_str(),
-                (None, Some(t)) => t,
-                (None, None) => self.fallback_target.as_str(),
-            };
+            let target = record
+                .target
+                .as_deref()
+                .or(default_target)
+                .unwrap_or(&self.fallback_target);
             self.line.clear();
             encode_line(self.format, record, Some(target), &mut self.line)?;
             let i = match &self.last_route {

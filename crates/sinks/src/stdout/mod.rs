@@ -146,4 +146,34 @@ mod tests {
             "{\"target\":\"c.orders\",\"key\":7,\"op\":\"upsert\",\"headers\":[],\"value\":{\"id\":7}}\n"
         );
     }
+
+    /// The runtime routes per batch: a record without a target of its own
+    /// goes to the batch's, one with a target keeps it.
+    #[tokio::test]
+    async fn records_without_a_target_take_the_batchs() {
+        let config = StdoutSinkConfig {
+            format: Format::Envelope,
+        };
+        let mut sink = StdoutSink::with_writer(config, Vec::new());
+        let routed = Record {
+            target: Some("elsewhere".into()),
+            ..Record::new(json!(2))
+        };
+        let batch = BatchInfo {
+            stream: "orders",
+            target: "c.orders",
+            load_mode: tributary_core::LoadMode::Initial,
+            ingested_at: chrono::Utc::now(),
+        };
+        sink.write_batch(batch, &[Record::new(json!(1)), routed])
+            .await
+            .unwrap();
+        sink.flush().await.unwrap();
+        let targets: Vec<serde_json::Value> = String::from_utf8(sink.get_ref().clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["target"].clone())
+            .collect();
+        assert_eq!(targets, [json!("c.orders"), json!("elsewhere")]);
+    }
 }

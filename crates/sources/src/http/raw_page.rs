@@ -272,16 +272,12 @@ fn scan_walk<'t>(
     found: &mut Found<'t>,
 ) -> Option<(Value, usize)> {
     let bytes = text.as_bytes();
-    let parsed = |at: usize| {
-        let end = checked_value_end(bytes, at, depth)?;
-        Some((serde_json::from_str(&text[at..end]).ok()?, end))
-    };
     let Some((segment, rest)) = path.split_first() else {
         return scan_records(text, at, depth, found);
     };
     if bytes.get(at) != Some(&b'{') {
         // The path only descends through objects, as on serde_json's path.
-        return parsed(at);
+        return scan_value(text, at, depth);
     }
     let mut out = Map::new();
     at = skip_whitespace(bytes, at + 1);
@@ -299,8 +295,7 @@ fn scan_walk<'t>(
         let (value, end) = if *name == **segment && matches!(found, Found::Missing) {
             scan_walk(text, value_at, depth + 1, rest, found)?
         } else {
-            let end = checked_value_end(bytes, value_at, depth + 1)?;
-            (serde_json::from_str(&text[value_at..end]).ok()?, end)
+            scan_value(text, value_at, depth + 1)?
         };
         out.insert(name.into_owned(), value);
         at = skip_whitespace(bytes, end);
@@ -321,8 +316,7 @@ fn scan_records<'t>(
 ) -> Option<(Value, usize)> {
     let bytes = text.as_bytes();
     if bytes.get(at) != Some(&b'[') {
-        let end = checked_value_end(bytes, at, depth)?;
-        let value: Value = serde_json::from_str(&text[at..end]).ok()?;
+        let (value, end) = scan_value(text, at, depth)?;
         *found = match value {
             Value::Null => Found::Null,
             Value::Object(_) => Found::One(value),
@@ -353,6 +347,13 @@ fn scan_records<'t>(
             _ => return None,
         }
     }
+}
+
+/// The value at `at`, inside `depth` containers, parsed (small parts of a
+/// page: cursors, totals, a single record), and where it ends.
+fn scan_value(text: &str, at: usize, depth: usize) -> Option<(Value, usize)> {
+    let end = checked_value_end(text.as_bytes(), at, depth)?;
+    Some((serde_json::from_str(&text[at..end]).ok()?, end))
 }
 
 /// The body down to `path`, with what is there put in `found`; the whole
@@ -494,8 +495,8 @@ impl<'de> Visitor<'de> for Records {
     }
 }
 
-/// The top-level `fields` of a record serde_json has already validated,
-/// read without building the rest and stopping once all were found (ids
+/// The top-level `fields` of a record whose text was already validated
+/// (by the checked scan or serde_json), read without building the rest and stopping once all were found (ids
 /// come first in most APIs, so usually after one member).
 ///
 /// Because the text is known to be valid JSON, finding where each member
