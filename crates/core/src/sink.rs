@@ -52,21 +52,31 @@ pub trait Sink: Send {
     fn set_streams(&mut self, _streams: &[SinkStream]) {}
 
     /// Accepts records for delivery; they may be buffered until [`Sink::flush`].
-    /// A record goes to its own `target`, or to the sink's fallback (the
-    /// connector's name) when it has none.
-    async fn write(&mut self, records: &[Record]) -> Result<(), ConnectorError>;
-
-    /// [`Sink::write`] for one batch of one stream; the runtime calls this.
-    /// A record without its own `target` goes to `batch.target`: the runtime
+    /// A record goes to its own `target`, else to `batch.target`, else (no
+    /// batch) to the sink's fallback, the connector's name. The runtime
     /// routes a batch at once rather than setting a target string on every
     /// record, which cost an allocation per record on one thread and a free
-    /// on another. Sinks also record the batch's stream, load mode or
-    /// ingestion time with each record from here.
+    /// on another. Sinks that record the batch's stream, load mode or
+    /// ingestion time with each record take them from `batch`.
+    async fn write_records(
+        &mut self,
+        batch: Option<BatchInfo<'_>>,
+        records: &[Record],
+    ) -> Result<(), ConnectorError>;
+
+    /// Records that route themselves (tools, tests): no batch.
+    async fn write(&mut self, records: &[Record]) -> Result<(), ConnectorError> {
+        self.write_records(None, records).await
+    }
+
+    /// One batch of one stream; the runtime calls this.
     async fn write_batch(
         &mut self,
         batch: BatchInfo<'_>,
         records: &[Record],
-    ) -> Result<(), ConnectorError>;
+    ) -> Result<(), ConnectorError> {
+        self.write_records(Some(batch), records).await
+    }
 
     /// Makes everything written so far durable: the acknowledgement.
     async fn flush(&mut self) -> Result<(), ConnectorError>;

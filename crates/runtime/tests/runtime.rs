@@ -518,18 +518,12 @@ struct TransactionalSink {
 
 #[tributary_core::async_trait]
 impl tributary_core::Sink for TransactionalSink {
-    async fn write(
+    async fn write_records(
         &mut self,
+        batch: Option<tributary_core::BatchInfo<'_>>,
         records: &[tributary_core::Record],
     ) -> Result<(), tributary_core::ConnectorError> {
-        self.inner.write(records).await
-    }
-    async fn write_batch(
-        &mut self,
-        batch: tributary_core::BatchInfo<'_>,
-        records: &[tributary_core::Record],
-    ) -> Result<(), tributary_core::ConnectorError> {
-        self.inner.write_batch(batch, records).await
+        self.inner.write_records(batch, records).await
     }
     async fn flush(&mut self) -> Result<(), tributary_core::ConnectorError> {
         self.inner.flush().await

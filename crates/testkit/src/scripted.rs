@@ -187,19 +187,16 @@ pub struct MemorySink(pub Arc<Mutex<SinkLog>>);
 
 #[async_trait]
 impl Sink for MemorySink {
-    async fn write(&mut self, records: &[Record]) -> Result<(), ConnectorError> {
-        self.0.lock().unwrap().written.extend_from_slice(records);
-        Ok(())
-    }
     /// Keeps each record with the target it was delivered to, so tests see
     /// the routing.
-    async fn write_batch(
+    async fn write_records(
         &mut self,
-        batch: BatchInfo<'_>,
+        batch: Option<BatchInfo<'_>>,
         records: &[Record],
     ) -> Result<(), ConnectorError> {
+        let default_target = batch.map(|b| b.target.to_string());
         let routed = records.iter().map(|r| Record {
-            target: r.target.clone().or_else(|| Some(batch.target.to_string())),
+            target: r.target.clone().or_else(|| default_target.clone()),
             ..r.clone()
         });
         self.0.lock().unwrap().written.extend(routed);

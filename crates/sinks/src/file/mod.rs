@@ -215,39 +215,6 @@ impl FileSink {
         err
     }
 
-    /// Appends each record to its target's series: the record's own target,
-    /// else `default_target`, else the connector's name.
-    fn write_routed(
-        &mut self,
-        records: &[Record],
-        default_target: Option<&str>,
-    ) -> Result<(), ConnectorError> {
-        self.check_poisoned()?;
-        for record in records {
-            let target = record
-                .target
-                .as_deref()
-                .or(default_target)
-                .unwrap_or(&self.fallback_target);
-            self.line.clear();
-            encode_line(self.format, record, Some(target), &mut self.line)?;
-            let i = match &self.last_route {
-                Some((last, i)) if last == target => *i,
-                _ => {
-                    let target = target.to_string();
-                    let i = self.series_index(&target);
-                    self.last_route = Some((target, i));
-                    i
-                }
-            };
-            if let Err(e) = self.append(i) {
-                return Err(self.fail(e));
-            }
-            self.unacked = true;
-        }
-        Ok(())
-    }
-
     /// The series of `target`, registered (without I/O) on first sight.
     fn series_index(&mut self, target: &str) -> usize {
         if let Some(&i) = self.routes.get(target) {
@@ -420,16 +387,37 @@ impl Sink for FileSink {
         Ok(())
     }
 
-    async fn write(&mut self, records: &[Record]) -> Result<(), ConnectorError> {
-        self.write_routed(records, None)
-    }
-
-    async fn write_batch(
+    /// Appends each record to its target's series.
+    async fn write_records(
         &mut self,
-        batch: BatchInfo<'_>,
+        batch: Option<BatchInfo<'_>>,
         records: &[Record],
     ) -> Result<(), ConnectorError> {
-        self.write_routed(records, Some(batch.target))
+        self.check_poisoned()?;
+        let default_target = batch.map(|b| b.target);
+        for record in records {
+            let target = record
+                .target
+                .as_deref()
+                .or(default_target)
+                .unwrap_or(&self.fallback_target);
+            self.line.clear();
+            encode_line(self.format, record, Some(target), &mut self.line)?;
+            let i = match &self.last_route {
+                Some((last, i)) if last == target => *i,
+                _ => {
+                    let target = target.to_string();
+                    let i = self.series_index(&target);
+                    self.last_route = Some((target, i));
+                    i
+                }
+            };
+            if let Err(e) = self.append(i) {
+                return Err(self.fail(e));
+            }
+            self.unacked = true;
+        }
+        Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), ConnectorError> {

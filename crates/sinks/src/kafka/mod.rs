@@ -709,23 +709,21 @@ impl Sink for KafkaSink {
         self.stream_targets = streams.iter().map(|s| s.target.clone()).collect();
     }
 
-    async fn write(&mut self, records: &[Record]) -> Result<(), ConnectorError> {
-        self.write_with(None, None, records).await
-    }
-
-    async fn write_batch(
+    async fn write_records(
         &mut self,
-        batch: BatchInfo<'_>,
+        batch: Option<BatchInfo<'_>>,
         records: &[Record],
     ) -> Result<(), ConnectorError> {
-        let headers = Arc::new(BatchHeaders {
-            stream: batch.stream.to_string(),
-            load_mode: batch.load_mode.as_str(),
-            ingested_at: batch
-                .ingested_at
-                .to_rfc3339_opts(SecondsFormat::Millis, true),
+        let headers = batch.map(|batch| {
+            Arc::new(BatchHeaders {
+                stream: batch.stream.to_string(),
+                load_mode: batch.load_mode.as_str(),
+                ingested_at: batch
+                    .ingested_at
+                    .to_rfc3339_opts(SecondsFormat::Millis, true),
+            })
         });
-        self.write_with(Some(batch.target), Some(headers), records)
+        self.write_with(batch.map(|b| b.target), headers, records)
             .await
     }
 

@@ -359,27 +359,6 @@ impl PostgresSink {
         }
     }
 
-    /// Stages `records` (see [`Self::stage`] for `default_target`); a
-    /// failed write leaves no trace, since the runtime passes the records
-    /// again on a retry.
-    async fn write_routed(
-        &mut self,
-        records: &[Record],
-        default_target: Option<&str>,
-    ) -> Result<(), ConnectorError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        self.begin().await?;
-        let mark = self.journal.len();
-        let result = self.stage(records, default_target).await;
-        if result.is_err() {
-            self.journal.truncate(mark);
-            self.abort();
-        }
-        result
-    }
-
     /// Opens the transaction if none is, replaying the journal into it.
     async fn begin(&mut self) -> Result<(), ConnectorError> {
         if self.live {
@@ -730,16 +709,23 @@ impl Sink for PostgresSink {
         self.routes.clear();
     }
 
-    async fn write(&mut self, records: &[Record]) -> Result<(), ConnectorError> {
-        self.write_routed(records, None).await
-    }
-
-    async fn write_batch(
+    async fn write_records(
         &mut self,
-        batch: BatchInfo<'_>,
+        batch: Option<BatchInfo<'_>>,
         records: &[Record],
     ) -> Result<(), ConnectorError> {
-        self.write_routed(records, Some(batch.target)).await
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.begin().await?;
+        let mark = self.journal.len();
+        let result = self.stage(records, batch.map(|b| b.target)).await;
+        if result.is_err() {
+            // The runtime passes these records again on a retry.
+            self.journal.truncate(mark);
+            self.abort();
+        }
+        result
     }
 
     async fn flush(&mut self) -> Result<(), ConnectorError> {

@@ -51,22 +51,6 @@ impl<W: Write + Send> StdoutSink<W> {
         &self.out
     }
 
-    /// Encodes each record with its own target, else `default_target`.
-    fn write_routed(
-        &mut self,
-        records: &[Record],
-        default_target: Option<&str>,
-    ) -> Result<(), ConnectorError> {
-        for record in records {
-            let target = record.target.as_deref().or(default_target);
-            encode_line(self.format, record, target, &mut self.buf)?;
-            if self.buf.len() >= CHUNK {
-                self.drain()?;
-            }
-        }
-        Ok(())
-    }
-
     fn drain(&mut self) -> Result<(), ConnectorError> {
         if !self.buf.is_empty() {
             let result = self.out.write_all(&self.buf);
@@ -82,16 +66,21 @@ impl<W: Write + Send> StdoutSink<W> {
 
 #[async_trait::async_trait]
 impl<W: Write + Send> Sink for StdoutSink<W> {
-    async fn write(&mut self, records: &[Record]) -> Result<(), ConnectorError> {
-        self.write_routed(records, None)
-    }
-
-    async fn write_batch(
+    /// Encodes each record with its own target, else the batch's.
+    async fn write_records(
         &mut self,
-        batch: BatchInfo<'_>,
+        batch: Option<BatchInfo<'_>>,
         records: &[Record],
     ) -> Result<(), ConnectorError> {
-        self.write_routed(records, Some(batch.target))
+        let default_target = batch.map(|b| b.target);
+        for record in records {
+            let target = record.target.as_deref().or(default_target);
+            encode_line(self.format, record, target, &mut self.buf)?;
+            if self.buf.len() >= CHUNK {
+                self.drain()?;
+            }
+        }
+        Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), ConnectorError> {
