@@ -1,42 +1,62 @@
-//! A real Kafka-protocol broker for tests: [tansu](https://tansu.io) with
-//! its in-memory storage engine, one process per [`Tansu`] on a free port,
-//! killed on drop; and blocking helpers to create topics, produce, and read
-//! topics back with librdkafka (Debian's kcat is too old to talk to tansu).
+//! Apache Kafka for tests: one shared KRaft broker for the whole test run
+//! ([`Kafka::shared`], started once by `scripts/kafka shared`; tests keep
+//! apart by unique names from [`unique`]) and a broker of a test's own
+//! ([`Kafka::start_own`]) for the tests that stop or restart one. Blocking
+//! helpers create topics, produce, and read topics back with librdkafka.
 //!
-//! The binary is `$TRIBUTARY_TANSU` (set by `scripts/test`), else
-//! `~/.cache/tributary/tools/bin/tansu`, where `scripts/kafka` installs it.
-//! A missing binary fails the test with that instruction: never a skip.
+//! The jars come from Maven Central (`scripts/kafka`, run by `scripts/setup`);
+//! a broker that cannot be fetched or started fails the test that asked for
+//! it with the script's words: never a skip.
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::BTreeMap;
-use std::net::{TcpListener, TcpStream};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const TIMEOUT: Duration = Duration::from_secs(30);
+const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The tansu binary the tests run.
-pub fn tansu_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("TRIBUTARY_TANSU") {
-        return PathBuf::from(p);
-    }
-    let home = std::env::var_os("HOME").unwrap_or_default();
-    PathBuf::from(home).join(".cache/tributary/tools/bin/tansu")
+/// `scripts/kafka` of this checkout.
+pub fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka")
 }
 
-/// One tansu broker process. See the [module docs](self).
-pub struct Tansu {
+/// A topic, group or connector name no other test (in this or another
+/// process) of the run uses on the shared broker.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!(
+        "{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A running Apache Kafka broker. See the [module docs](self).
+pub struct Kafka {
+    bootstrap: String,
+    own: Option<OwnBroker>,
+}
+
+/// A broker process of one test's own: its data in a temporary folder that
+/// outlives restarts.
+struct OwnBroker {
     child: Option<Child>,
     port: u16,
-    log: tempfile::NamedTempFile,
+    dir: tempfile::TempDir,
 }
 
 /// A message to produce: key, value (`None`: a tombstone), headers.
@@ -68,6 +88,24 @@ impl Msg {
     }
 }
 
+/// Which messages a read returns, as a consumer's `isolation.level` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Only messages of committed transactions (and non-transactional ones).
+    ReadCommitted,
+    /// Everything written, aborted transactions included.
+    ReadUncommitted,
+}
+
+impl Isolation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Isolation::ReadCommitted => "read_committed",
+            Isolation::ReadUncommitted => "read_uncommitted",
+        }
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -75,99 +113,130 @@ fn free_port() -> u16 {
         .expect("a free port on 127.0.0.1")
 }
 
-impl Tansu {
-    /// Starts a broker on a free port and waits until it answers metadata requests.
-    pub fn start() -> Tansu {
-        let mut t = Tansu {
-            child: None,
-            port: free_port(),
-            log: tempfile::NamedTempFile::new().expect("log file"),
+impl Kafka {
+    /// The test run's shared broker: `$TRIBUTARY_KAFKA_BOOTSTRAP` (set by
+    /// `scripts/test`), else the one `scripts/kafka shared` starts or finds.
+    /// Topics, groups and connector names must come from [`unique`].
+    pub fn shared() -> Kafka {
+        let bootstrap = match std::env::var("TRIBUTARY_KAFKA_BOOTSTRAP") {
+            Ok(b) if !b.is_empty() => b,
+            _ => {
+                let out = Command::new("bash")
+                    .arg(script())
+                    .arg("shared")
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::inherit())
+                    .output()
+                    .unwrap_or_else(|e| panic!("cannot run {}: {e}", script().display()));
+                assert!(
+                    out.status.success(),
+                    "`scripts/kafka shared` could not start Apache Kafka ({}); see its message above",
+                    out.status
+                );
+                String::from_utf8_lossy(&out.stdout).trim().to_string()
+            }
         };
-        t.spawn();
-        t
+        let mut k = Kafka {
+            bootstrap,
+            own: None,
+        };
+        k.wait_ready(Instant::now());
+        k
+    }
+
+    /// A broker of this test's own on a free port (several seconds: a JVM
+    /// starts), for tests that stop or restart it. Killed on drop.
+    pub fn start_own() -> Kafka {
+        let port = free_port();
+        let mut k = Kafka {
+            bootstrap: format!("127.0.0.1:{port}"),
+            own: Some(OwnBroker {
+                child: None,
+                port,
+                dir: tempfile::tempdir().expect("a temporary folder for the broker"),
+            }),
+        };
+        k.spawn();
+        k
+    }
+
+    fn own(&mut self) -> &mut OwnBroker {
+        self.own.as_mut().expect(
+            "only a broker of the test's own (Kafka::start_own) can be stopped or restarted",
+        )
     }
 
     fn spawn(&mut self) {
-        let bin = tansu_binary();
-        assert!(
-            bin.exists(),
-            "the tansu Kafka broker is not installed at {}: run scripts/kafka (it runs `cargo install tansu --version 0.6.0 --features dynostore --locked --root ~/.cache/tributary/tools`) or set TRIBUTARY_TANSU",
-            bin.display()
-        );
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = self.log.reopen().expect("log file");
-        let err = log.try_clone().expect("log file");
-        let child = Command::new(&bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .env_remove("RUST_LOG")
+        let own = self.own();
+        let log = std::fs::File::create(own.dir.path().join("broker.log")).expect("broker log");
+        let err = log.try_clone().expect("broker log");
+        let child = Command::new("bash")
+            .arg(script())
+            .arg("run")
+            .arg(own.dir.path())
+            .arg(own.port.to_string())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        self.child = Some(child);
-        self.wait_ready();
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script().display()));
+        own.child = Some(child);
+        self.wait_ready(Instant::now());
     }
 
-    fn wait_ready(&mut self) {
-        let start = Instant::now();
+    fn wait_ready(&mut self, start: Instant) {
         loop {
-            if let Some(status) = self
-                .child
+            // `scripts/kafka run` execs the JVM: the child is the broker.
+            let exited = self
+                .own
                 .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+                .and_then(|o| o.child.as_mut())
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
                 panic!(
-                    "tansu exited with {status} on start; its log:\n{}",
+                    "Apache Kafka exited with {status} on start; its log:\n{}",
                     self.log_text()
                 );
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                let ok = self
-                    .consumer()
-                    .fetch_metadata(None, Duration::from_secs(5))
-                    .is_ok();
-                if ok {
-                    return;
-                }
+            let ready = self
+                .consumer()
+                .fetch_metadata(None, Duration::from_secs(2))
+                .is_ok_and(|m| !m.brokers().is_empty());
+            if ready {
+                return;
             }
             assert!(
                 start.elapsed() < TIMEOUT,
-                "tansu did not answer on port {} within {TIMEOUT:?}; its log:\n{}",
-                self.port,
+                "Apache Kafka did not answer at {} within {TIMEOUT:?}; its log:\n{}",
+                self.bootstrap,
                 self.log_text()
             );
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
-    /// What the broker printed so far.
+    /// What a broker of the test's own printed so far (empty for the shared one).
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+        self.own
+            .as_ref()
+            .and_then(|o| std::fs::read_to_string(o.dir.path().join("broker.log")).ok())
+            .unwrap_or_default()
     }
 
     /// `host:port` for `brokers =`.
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.bootstrap.clone()
     }
 
-    /// Kills the broker (SIGKILL). With the memory engine its data is gone.
+    /// Kills the broker of the test's own (SIGKILL); its data stays on disk.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
+        if let Some(mut c) = self.own().child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    /// Starts it again on the same port (empty: the memory engine).
+    /// Starts it again on the same port with the same data.
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
@@ -262,10 +331,7 @@ impl Tansu {
         producer.flush(TIMEOUT).expect("flush");
     }
 
-    /// Partition -> (low, high) watermarks of `topic`, as the broker reports
-    /// them. tansu 0.6.0 reports the high watermark as the last record
-    /// batch's base offset + 1 (short of the log end when that batch holds
-    /// several records): use [`Tansu::ends`] for the real end.
+    /// Partition -> (low, high) watermarks of `topic`.
     pub fn watermarks(&self, topic: &str) -> BTreeMap<i32, (i64, i64)> {
         let c = self.consumer();
         let m = c.fetch_metadata(Some(topic), TIMEOUT).expect("metadata");
@@ -285,54 +351,53 @@ impl Tansu {
             .collect()
     }
 
-    /// Partition -> the offset after its last message (0 when empty), read.
+    /// Partition -> its log end offset (the high watermark).
     pub fn ends(&self, topic: &str) -> BTreeMap<i32, i64> {
-        let mut ends: BTreeMap<i32, i64> = self.watermarks(topic).keys().map(|p| (*p, 0)).collect();
-        for m in self.read_all(topic) {
-            ends.insert(m.partition, m.offset + 1);
-        }
-        ends
+        self.watermarks(topic)
+            .into_iter()
+            .map(|(p, (_, high))| (p, high))
+            .collect()
     }
 
-    /// Every message of `topic` (all partitions, partition then offset
-    /// order): read past the reported watermarks until a fetch brings
-    /// nothing for half a second (at most 3 s past them).
+    /// Every message of `topic` a `read_committed` consumer sees, in
+    /// partition then offset order.
     pub fn read_all(&self, topic: &str) -> Vec<Msg> {
-        let ends = self.watermarks(topic);
+        self.read_all_as(topic, Isolation::ReadCommitted)
+    }
+
+    /// Every message of `topic` up to the end of each partition (for
+    /// `read_committed`: the last stable offset), read until every partition
+    /// has reported its end at once.
+    pub fn read_all_as(&self, topic: &str, isolation: Isolation) -> Vec<Msg> {
+        let partitions: Vec<i32> = self.watermarks(topic).keys().copied().collect();
         let c: BaseConsumer = self
             .config()
             .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false")
+            .set("enable.partition.eof", "true")
             .set("group.id", "tributary-testkit")
+            .set("isolation.level", isolation.as_str())
             .set("fetch.wait.max.ms", "10")
             .create()
             .expect("consumer");
         let mut tpl = TopicPartitionList::new();
-        for p in ends.keys() {
+        for p in &partitions {
             tpl.add_partition_offset(topic, *p, Offset::Beginning)
                 .expect("partition");
         }
         c.assign(&tpl).expect("assign");
-        let mut next: BTreeMap<i32, i64> = ends.iter().map(|(p, (low, _))| (*p, *low)).collect();
+        let mut at_end = BTreeSet::new();
         let mut out = Vec::new();
         let start = Instant::now();
-        let mut reached_at = None;
-        loop {
+        while at_end.len() < partitions.len() {
             assert!(start.elapsed() < TIMEOUT, "reading {topic} timed out");
-            let reached = ends.iter().all(|(p, (_, high))| next[p] >= *high);
-            // A topic still being written: what is there by now will do.
-            if reached
-                && reached_at.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(3)
-            {
-                break;
-            }
-            let wait = Duration::from_millis(if reached { 500 } else { 100 });
-            match c.poll(wait) {
-                None if reached => break,
+            match c.poll(Duration::from_millis(100)) {
                 None => {}
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    at_end.insert(p);
+                }
                 Some(Err(e)) => panic!("reading {topic}: {e}"),
                 Some(Ok(m)) => {
-                    next.insert(m.partition(), m.offset() + 1);
+                    at_end.remove(&m.partition());
                     out.push(to_msg(&m));
                 }
             }
@@ -384,68 +449,11 @@ fn to_msg<M: Message>(m: &M) -> Msg {
     }
 }
 
-/// Reads a topic continuously on a thread, across broker restarts, keeping
-/// every message it saw (for tests that must see records acknowledged by a
-/// broker whose memory engine is about to lose them).
-pub struct Tail {
-    seen: std::sync::Arc<std::sync::Mutex<Vec<Msg>>>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Tail {
-    pub fn start(broker: &Tansu, topic: &str, partitions: i32) -> Tail {
-        let c = broker
-            .config()
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false")
-            .set("group.id", "tributary-testkit-tail")
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "10")
-            .create::<BaseConsumer>()
-            .expect("consumer");
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition_offset(topic, p, Offset::Beginning)
-                .expect("partition");
-        }
-        c.assign(&tpl).expect("assign");
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let thread = {
-            let seen = seen.clone();
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
-                        seen.lock().unwrap().push(to_msg(&m));
-                    }
-                }
-            })
-        };
-        Tail {
-            seen,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    pub fn seen(&self) -> Vec<Msg> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Tail {
+impl Drop for OwnBroker {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        self.stop();
     }
 }

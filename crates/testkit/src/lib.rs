@@ -4,7 +4,7 @@
 //! (`sim`: ChargeOver, paginated REST, Stripe Reporting, a WebSocket feed),
 //! scratch schemas in the test PostgreSQL (`postgres`), publishing to the
 //! test MQTT broker (`mqtt`), and a real Kafka-protocol broker (`kafka`:
-//! tansu, one process per test).
+//! Apache Kafka: one shared broker per test run, or one of a test's own).
 
 pub mod browser;
 pub mod cli;
