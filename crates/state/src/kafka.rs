@@ -21,10 +21,9 @@
 //!
 //! A commit produces one message per stream with `acks=all` and the
 //! idempotent producer, and returns only when the broker acknowledged all of
-//! them. Kafka has no multi-message atomicity without transactions (which
-//! the test broker does not support), so a crash in the middle of a
-//! multi-stream commit can leave some streams at the new checkpoint and the
-//! others at the previous one. Each checkpoint alone is still valid (it
+//! them. Without transactions Kafka has no multi-message atomicity, so a
+//! crash in the middle of a multi-stream commit can leave some streams at
+//! the new checkpoint and the others at the previous one. Each checkpoint alone is still valid (it
 //! covers only records the sink had acknowledged), so the cost is at most
 //! one flush of duplicates for the streams left behind, never a gap. The
 //! messages of a commit are produced together and usually travel in one
@@ -43,10 +42,8 @@
 //! that checkpoint covers records already delivered, so the worst case is
 //! re-reading them (duplicates), never a gap.
 //!
-//! Reading back to an offset this store wrote is exact. Reading "to the
-//! end" (at start) goes past the high watermark and drains what was already
-//! fetched (the rest of the last record batch), because tansu 0.6.0 reports
-//! the watermark as the last batch's base offset + 1.
+//! Reading back to an offset this store wrote is exact; reading "to the
+//! end" (at start) stops at the end the broker reports.
 
 use crate::{StateError, StateStore, StoredCheckpoint};
 use chrono::{DateTime, Utc};
@@ -54,7 +51,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -198,7 +195,7 @@ impl KafkaStore {
                 // Reading to the end should not wait for more data to arrive.
                 .set("fetch.wait.max.ms", "10")
                 .set("enable.auto.commit", "false")
-                .set("enable.partition.eof", "false")
+                .set("enable.partition.eof", "true")
                 .set("auto.offset.reset", "earliest");
             let consumer: BaseConsumer = consumer_config
                 .create()
@@ -223,8 +220,8 @@ impl KafkaStore {
                 owner: None,
                 claimed: None,
             };
-            // The end is only known from the broker's watermark here (see
-            // `Until::End`); writers read back to their own last offset.
+            // The end is only known from the broker here (see `Until::End`);
+            // writers read back to their own last offset.
             self.catch_up(&mut inner, Until::End).await?;
             *guard = Some(inner);
         }
@@ -441,19 +438,11 @@ struct ReadResult {
 enum Until {
     /// Up to and including this offset (a write of this store: exact).
     Offset(i64),
-    /// To the end: past the partition's high watermark, then until a fetch
-    /// brings nothing more. The second condition is there because tansu
-    /// 0.6.0 reports the high watermark as the last record batch's base
-    /// offset + 1, short of the log end when that batch holds several
-    /// records.
+    /// To the partition's end as the broker reports it when the read
+    /// starts: librdkafka's end-of-partition event, which also steps over
+    /// transaction markers (offsets that hold no message).
     End,
 }
-
-/// Past the watermark, [`Until::End`] stops at the first poll that brings
-/// nothing for this long (the rest of the last batch is already fetched)...
-const QUIET: Duration = Duration::from_millis(20);
-/// ...or after this long, on a topic that other connectors keep writing.
-const DRAIN: Duration = Duration::from_secs(2);
 
 /// Polls partition 0 from `next` until `until`.
 fn read_until(
@@ -473,28 +462,16 @@ fn read_until(
     };
     let mut messages = Vec::new();
     let started = Instant::now();
-    let mut reached_at = None;
-    loop {
+    while next < high {
         if started.elapsed() > TIMEOUT {
             return Err(format!(
                 "reading the topic timed out at offset {next} of {high}"
             ));
         }
-        let reached = next >= high;
-        if reached && matches!(until, Until::Offset(_)) {
-            break;
-        }
-        if reached && reached_at.get_or_insert_with(Instant::now).elapsed() > DRAIN {
-            break;
-        }
-        let wait = if reached {
-            QUIET
-        } else {
-            Duration::from_millis(200)
-        };
-        match consumer.poll(wait) {
-            None if reached => break,
+        match consumer.poll(Duration::from_millis(200)) {
             None => {}
+            Some(Err(KafkaError::PartitionEOF(_))) if matches!(until, Until::End) => break,
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => return Err(format!("reading the topic failed: {e}")),
             Some(Ok(m)) => {
                 next = m.offset() + 1;

@@ -27,18 +27,18 @@
 //!   the dead-letter topic is cut, and says so in a header). The flush
 //!   waits for the dead letters too.
 //! - Anything else (broker down past `message_timeout`, leader changes) is
-//!   retryable: the failed records are kept and sent again, by a fresh
-//!   producer (a new idempotent session), at the next flush, which the
-//!   runtime calls after its backoff. Nothing is lost; a re-sent record may
-//!   land after records that were produced later.
+//!   retryable: the failed records are kept and sent again by the same
+//!   producer at the next flush, which the runtime calls after its backoff
+//!   (librdkafka starts a new idempotent epoch after timed-out messages, and
+//!   Apache Kafka keeps producer state across a restart). Nothing is lost; a
+//!   re-sent record may land after records that were produced later.
 //!
 //! # Transactions
 //!
 //! Kafka transactions would let a flush commit the records and the
 //! checkpoints together (exactly-once). The flush above is already one unit
 //! per acknowledgement, so `flush_with_checkpoints` is the place a
-//! transactional producer would commit; it is not offered yet because the
-//! test broker (tansu 0.6.0) answers `EndTxn` as unsupported.
+//! transactional producer would commit (not built yet).
 
 mod config;
 
@@ -516,15 +516,6 @@ impl KafkaSink {
         }
     }
 
-    /// Drops the producer (off the async workers: dropping purges and
-    /// flushes) so the next send starts a new one with fresh bookkeeping.
-    async fn reset_producer(&mut self) {
-        if let Some(old) = self.producer.take() {
-            let _ = tokio::task::spawn_blocking(move || drop(old)).await;
-        }
-        self.deliveries = Arc::default();
-    }
-
     async fn flush_inner(&mut self) -> Result<(), ConnectorError> {
         self.producer()?;
         loop {
@@ -569,13 +560,6 @@ impl KafkaSink {
                 }
             }
             if let Some(reason) = retry_reason {
-                // A fresh producer (a new idempotent session) sends them
-                // again: after a broker lost its state (a restart, a new
-                // leader without the producer's history) the old session's
-                // sequence numbers can keep every re-send timing out.
-                // Nothing is in flight here (`wait_idle` returned), so
-                // dropping the old one loses nothing.
-                self.reset_producer().await;
                 // Sent again by the runtime's next flush, after its backoff.
                 return Err(ConnectorError::retryable(format!(
                     "kafka sink: {} record(s) not delivered ({reason}); they are sent again",

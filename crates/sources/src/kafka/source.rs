@@ -378,9 +378,8 @@ impl StreamReader for KafkaReader {
             .await
             .map_err(|e| ConnectorError::fatal(format!("kafka source: poll task failed: {e}")))??;
         if messages.is_empty() {
-            // Past the watermarks *and* nothing more in a poll: tansu 0.6.0
-            // reports a high watermark short of the log end, so the
-            // watermark alone would end the run early.
+            // The end is reported on the first poll that brings nothing
+            // once every partition is past the watermarks read at start.
             return Ok(if self.at_end() { Poll::End } else { Poll::Idle });
         }
         let mut records = Vec::with_capacity(messages.len());
