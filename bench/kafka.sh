@@ -1,33 +1,40 @@
 #!/usr/bin/env bash
-# Kafka sink benchmark: 1M NDJSON lines (~200 bytes) produced to a tansu
-# broker (memory engine), side by side, release build, a fresh broker for
-# each measurement:
+# Kafka sink benchmark against Apache Kafka (scripts/kafka: one KRaft node on
+# 127.0.0.1, its data in the work dir): the same file of NDJSON lines
+# (~200 bytes) produced by each of these, in alternating rounds, each run
+# into a fresh topic of one partition:
 #
-# - `kafka_produce`, a plain rdkafka producer with the sink's settings
-#   (acks=all, idempotent, same compression), no parsing, no checkpoints:
-#   once with the bare lines, once with a key and the four `tributary.*`
-#   headers on each line (as rdkafka's own example producer sends a key and
-#   a header): the same bytes tributary's sink sends;
+# - `ProducerPerformance` (Kafka's own tool, JVM): the ceiling, payloads
+#   from the file, acks=all, idempotent;
+# - `kafka_produce`, a plain rdkafka producer with the sink's settings, no
+#   parsing, no checkpoints: once with the bare lines, once with a key and
+#   the four `tributary.*` headers on each line (the message shape
+#   tributary's sink sends);
+# - Kafka Connect standalone with FileStreamSourceConnector (the tool our
+#   users run today), StringConverter values, timed until the topic holds
+#   every line (Connect never exits on its own), JVM start included;
 # - `tributary run --once` (file source -> kafka sink, checkpoints on) with
-#   `[metadata] enabled = false`, so each value is the line itself, with
-#   the key and the four headers;
-# - tributary with its defaults, which also splices three metadata fields
-#   into every value.
+#   `[metadata] enabled = false` (values = the lines, plus key and
+#   headers), and with its defaults (three metadata fields spliced into
+#   every value).
 #
-#   bench/kafka.sh                  # 1M lines, compression none
-#   LINES=200000 bench/kafka.sh
-#   COMPRESSION=lz4 RUNS=3 bench/kafka.sh
+# Every time includes the process's start (a JVM's too); peak RSS is the
+# process's (the JVM's for the Java tools). At the end: medians and the
+# medians of per-round ratios.
+#
+#   bench/kafka.sh                  # 1M lines, 3 rounds, compression none
+#   LINES=200000 RUNS=5 bench/kafka.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tributary/target}"
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
-TANSU=$(scripts/kafka)
+scripts/kafka install >/dev/null
 
 cargo build --release --locked -p tributary-cli -p tributary-testkit --bins >&2
 REL="$CARGO_TARGET_DIR/release"
 LINES="${LINES:-1000000}"
 COMPRESSION="${COMPRESSION:-none}"
-RUNS="${RUNS:-2}"
+RUNS="${RUNS:-3}"
 WORK="${BENCH_DIR:-$(mktemp -d /tmp/tributary-kafka-bench.XXXXXX)}"
 mkdir -p "$WORK"
 echo "work dir: $WORK" >&2
@@ -48,39 +55,82 @@ fi
 bytes=$(stat -c %s "$input")
 echo "input: $LINES lines, $((bytes / LINES)) bytes per line" >&2
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
 BROKER="127.0.0.1:$PORT"
-broker_pid=""
-start_broker() {
-  stop_broker
-  "$TANSU" broker --listener-url "tcp://$BROKER" --advertised-listener-url "tcp://$BROKER" \
-    --storage-engine memory://tansu/ >"$WORK/tansu.log" 2>&1 &
-  broker_pid=$!
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "tansu did not start; log:" >&2; cat "$WORK/tansu.log" >&2; exit 1
+rm -rf "$WORK/broker"
+scripts/kafka run "$WORK/broker" "$PORT" >"$WORK/broker.log" 2>&1 &
+broker_pid=$!
+cleanup() {
+  kill "$broker_pid" 2>/dev/null || true
+  wait "$broker_pid" 2>/dev/null || true
 }
-stop_broker() {
-  if [ -n "$broker_pid" ]; then kill "$broker_pid" 2>/dev/null || true; wait "$broker_pid" 2>/dev/null || true; fi
-  broker_pid=""
-}
-trap stop_broker EXIT
+trap cleanup EXIT
+for _ in $(seq 1 600); do
+  grep -q "Kafka Server started" "$WORK/broker.log" 2>/dev/null && break
+  kill -0 "$broker_pid" 2>/dev/null || { cat "$WORK/broker.log" >&2; exit 1; }
+  sleep 0.1
+done
+echo "Apache Kafka at $BROKER" >&2
 
-measure() {
-  local name=$1; shift
-  /usr/bin/time -f "%e %M" -o "$WORK/time.txt" "$@" >/dev/null 2>"$WORK/stderr.txt" || {
-    cat "$WORK/stderr.txt" >&2; exit 1; }
-  read -r secs rss_kib < "$WORK/time.txt"
-  awk -v n="$name" -v r="$LINES" -v b="$bytes" -v s="$secs" -v k="$rss_kib" 'BEGIN {
+results="$WORK/results.tsv"
+: >"$results"
+topic_n=0
+next_topic() { topic_n=$((topic_n + 1)); echo "bench-$topic_n"; }
+
+# record NAME ROUND SECS RSS_KIB
+record() {
+  printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$results"
+  awk -v n="$1" -v r="$LINES" -v b="$bytes" -v s="$3" -v k="$4" 'BEGIN {
     if (s < 0.001) s = 0.001;
-    printf "| %-44s | %9d | %7.2f | %12.0f | %8.1f | %12.1f |\n", n, r, s, r / s, b / s / 1e6, k / 1024 }'
+    printf "| %-46s | %9d | %7.2f | %12.0f | %8.1f | %12.1f |\n", n, r, s, r / s, b / s / 1e6, k / 1024 }'
+}
+
+# measure NAME ROUND COMMAND...: a command that exits when it is done.
+measure() {
+  local name=$1 round=$2; shift 2
+  /usr/bin/time -f "%e %M" -o "$WORK/time.txt" "$@" >"$WORK/stdout.txt" 2>"$WORK/stderr.txt" || {
+    cat "$WORK/stderr.txt" >&2; exit 1; }
+  local secs rss
+  read -r secs rss <"$WORK/time.txt"
+  record "$name" "$round" "$secs" "$rss"
+}
+
+connect_standalone() {
+  local round=$1 topic
+  topic=$(next_topic)
+  cat >"$WORK/worker.properties" <<EOF
+bootstrap.servers=$BROKER
+key.converter=org.apache.kafka.connect.storage.StringConverter
+value.converter=org.apache.kafka.connect.storage.StringConverter
+offset.storage.file.filename=$WORK/connect-$topic.offsets
+listeners=http://127.0.0.1:$(free_port)
+producer.compression.type=$COMPRESSION
+EOF
+  cat >"$WORK/file-source.properties" <<EOF
+name=file-source-$topic
+connector.class=org.apache.kafka.connect.file.FileStreamSourceConnector
+tasks.max=1
+file=$input
+topic=$topic
+EOF
+  /usr/bin/time -f "%e %M" -o "$WORK/time.txt" \
+    scripts/kafka java org.apache.kafka.connect.cli.ConnectStandalone \
+    "$WORK/worker.properties" "$WORK/file-source.properties" >"$WORK/connect.log" 2>&1 &
+  local time_pid=$!
+  local secs
+  secs=$("$REL/kafka_wait" "$BROKER" "$topic" "$LINES" 600) || {
+    tail -20 "$WORK/connect.log" >&2; exit 1; }
+  pkill -TERM -P "$time_pid" 2>/dev/null || true
+  wait "$time_pid" 2>/dev/null || true
+  local rss
+  rss=$(awk '{print $2}' "$WORK/time.txt")
+  record "Kafka Connect standalone, FileStreamSource" "$round" "$secs" "$rss"
 }
 
 write_config() {
-  cat > "$WORK/$1.toml" <<TOML
-name = "bench"
+  cat >"$WORK/$1.toml" <<TOML
+name = "bench-$1"
 $2
 [source]
 type = "file"
@@ -94,22 +144,57 @@ brokers = "$BROKER"
 compression = "$COMPRESSION"
 TOML
 }
-write_config lines $'[metadata]\nenabled = false'
-write_config defaults ""
 
 run_tributary() {
-  start_broker
+  local name=$1 round=$2 config=$3
+  local topic
+  topic=$(next_topic)
+  write_config "$config" "[streams.events]
+target = \"$topic\"
+$( [ "$config" = lines ] && printf '[metadata]\nenabled = false' )"
   rm -rf "$WORK/.tributary"
-  measure "$1" "$REL/tributary" run --once --no-progress --log-level warn "$WORK/$2.toml"
+  measure "$name" "$round" "$REL/tributary" run --once --no-progress --log-level warn "$WORK/$config.toml"
 }
 
-echo "| workload                                     |   records |   secs |    records/s |     MB/s | peak RSS MiB |"
-echo "|----------------------------------------------|-----------|--------|--------------|----------|--------------|"
-for _ in $(seq 1 "$RUNS"); do
-  start_broker
-  measure "plain producer, bare lines" "$REL/kafka_produce" "$BROKER" bench.events "$input" "$COMPRESSION"
-  start_broker
-  measure "plain producer, lines + key + headers" "$REL/kafka_produce" "$BROKER" bench.events "$input" "$COMPRESSION" --key-and-headers
-  run_tributary "tributary, values = lines (+ key + headers)" lines
-  run_tributary "tributary, defaults (+ metadata fields)" defaults
+echo "| workload                                       |   records |   secs |    records/s |     MB/s | peak RSS MiB |"
+echo "|------------------------------------------------|-----------|--------|--------------|----------|--------------|"
+for round in $(seq 1 "$RUNS"); do
+  measure "ProducerPerformance (Kafka's tool, JVM)" "$round" \
+    env KAFKA_HEAP="-Xmx1g -Xms256m" scripts/kafka java org.apache.kafka.tools.ProducerPerformance \
+    --topic "$(next_topic)" --num-records "$LINES" --payload-file "$input" --throughput -1 \
+    --producer-props "bootstrap.servers=$BROKER" acks=all enable.idempotence=true "compression.type=$COMPRESSION"
+  measure "plain rdkafka producer, bare lines" "$round" "$REL/kafka_produce" "$BROKER" "$(next_topic)" "$input" "$COMPRESSION"
+  measure "plain rdkafka producer, lines + key + headers" "$round" "$REL/kafka_produce" "$BROKER" "$(next_topic)" "$input" "$COMPRESSION" --key-and-headers
+  connect_standalone "$round"
+  run_tributary "tributary, values = lines (+ key + headers)" "$round" lines
+  run_tributary "tributary, defaults (+ metadata fields)" "$round" defaults
 done
+
+echo
+python3 - "$results" "$LINES" <<'PY'
+import statistics, sys, collections
+rows = collections.defaultdict(dict)
+for line in open(sys.argv[1]):
+    name, rnd, secs, rss = line.rstrip("\n").split("\t")
+    rows[name][rnd] = (float(secs), int(rss))
+n = int(sys.argv[2])
+print("| workload (median of rounds)                    |  records/s | peak RSS MiB |")
+print("|------------------------------------------------|------------|--------------|")
+for name, by_round in rows.items():
+    secs = statistics.median(s for s, _ in by_round.values())
+    rss = statistics.median(r for _, r in by_round.values())
+    print(f"| {name:<46} | {n / secs:>10,.0f} | {rss / 1024:>12.1f} |")
+def ratio(a, b):
+    rs = [rows[b][r][0] / rows[a][r][0] for r in rows[a] if r in rows[b]]
+    return statistics.median(rs), min(rs), max(rs)
+tl = "tributary, values = lines (+ key + headers)"
+td = "tributary, defaults (+ metadata fields)"
+kc = "Kafka Connect standalone, FileStreamSource"
+pk = "plain rdkafka producer, lines + key + headers"
+pp = "ProducerPerformance (Kafka's tool, JVM)"
+print()
+print("per-round ratios of records/s (median, min, max):")
+for a, b in [(tl, kc), (td, kc), (tl, pk), (td, pk), (tl, pp)]:
+    m, lo, hi = ratio(a, b)
+    print(f"  {a} / {b}: {m:.2f} ({lo:.2f} - {hi:.2f})")
+PY

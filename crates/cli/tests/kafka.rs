@@ -177,7 +177,16 @@ brokers = "{}"
     assert_ids(&key_counts(&msgs), 3000, 1);
     assert_eq!(msgs[0].header("tributary.stream"), Some("users"));
 
-    // The state topic: compacted, readable by any consumer as JSON.
+    // The state topic: compacted (as Kafka's topic tool describes it),
+    // readable by any consumer as JSON.
+    let described = broker.tool(
+        "org.apache.kafka.tools.TopicCommand",
+        &["--describe", "--topic", &state_topic],
+    );
+    assert!(
+        described.contains("cleanup.policy=compact") && described.contains("PartitionCount: 1"),
+        "{described}"
+    );
     let state = broker.read_all(&state_topic);
     let checkpoints: Vec<Value> = state
         .iter()
@@ -603,9 +612,23 @@ format = "envelope"
         assert!(offset < ends[&partition]);
         assert!(h["kafka.timestamp"].parse::<i64>().unwrap() > 1_600_000_000_000);
     }
-    // The group's offsets are the checkpoint's: every partition's end.
+    // The group's offsets are the checkpoint's: every partition's end, as
+    // librdkafka and Kafka's own consumer-group tool both report them.
     let expected = ends.clone();
     assert_eq!(broker.committed(&group, &orders), expected);
+    let described = broker.tool(
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+        &["--describe", "--group", &group],
+    );
+    let from_tool: BTreeMap<i32, i64> = described
+        .lines()
+        .filter_map(|l| {
+            // GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG ...
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 4 && f[1] == orders).then(|| (f[2].parse().unwrap(), f[3].parse().unwrap()))
+        })
+        .collect();
+    assert_eq!(from_tool, expected, "{described}");
     let o = ws.run(&["state", "get", cfg, "--stream", &orders]);
     let cp: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let cp: BTreeMap<i32, i64> = cp["partitions"]

@@ -223,6 +223,29 @@ impl Kafka {
             .unwrap_or_default()
     }
 
+    /// Runs one of Kafka's own tools (a class from the fetched jars, e.g.
+    /// `org.apache.kafka.tools.TopicCommand`) against this broker, with
+    /// `--bootstrap-server` added, and returns what it printed; a failing
+    /// tool fails the test with its output.
+    pub fn tool(&self, class: &str, args: &[&str]) -> String {
+        let out = Command::new("bash")
+            .arg(script())
+            .args(["java", class, "--bootstrap-server", &self.bootstrap])
+            .args(args)
+            .env("KAFKA_HEAP", "-Xmx256m")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script().display()));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{class} {args:?} failed ({}):\n{text}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    }
+
     /// `host:port` for `brokers =`.
     pub fn brokers(&self) -> String {
         self.bootstrap.clone()
