@@ -229,8 +229,14 @@ impl KafkaStore {
     }
 
     async fn ensure_topic(&self) -> Result<(), StateError> {
+        // The admin client is a producer handle, whose metadata request for
+        // a missing topic lets a broker with `auto.create.topics.enable`
+        // (Apache Kafka's default) create it with the broker's defaults:
+        // not compacted. The store creates it itself, compacted.
         let admin: AdminClient<DefaultClientContext> = self
             .config
+            .clone()
+            .set("allow.auto.create.topics", "false")
             .create()
             .map_err(|e| self.storage(format!("cannot create an admin client: {e}")))?;
         let topic = self.topic.clone();
