@@ -182,7 +182,8 @@ struct RestState {
     items: BTreeMap<i64, Item>,
     /// `(updated_at ms, id)` of every item, sorted.
     order: Vec<(i64, i64)>,
-    now: Option<DateTime<Utc>>,
+    /// The server's clock (shared with its `Date` headers).
+    clock: Arc<super::SimClock>,
     edits: Option<(EditMode, usize)>,
     limit_fault: Option<(usize, u16)>,
     auth: RestAuth,
@@ -227,10 +228,11 @@ impl RestSim {
     pub async fn try_start_with(config: RestSimConfig) -> std::io::Result<RestSim> {
         let listener = bind(config.addr).await?;
         let addr = listener.local_addr()?;
+        let server = SimServer::new(addr);
         let mut state = RestState {
             items: BTreeMap::new(),
             order: Vec::new(),
-            now: None,
+            clock: server.clock.clone(),
             edits: None,
             limit_fault: None,
             auth: config.auth,
@@ -241,7 +243,7 @@ impl RestSim {
         };
         state.generate(config.items, config.start, config.step);
         let inner = Arc::new(Inner {
-            server: SimServer::new(addr),
+            server,
             state: Mutex::new(state),
         });
         let router = Router::new().fallback(handle).with_state(inner.clone());
@@ -347,10 +349,11 @@ impl RestSim {
         self.len() == 0
     }
 
-    /// Sets the simulator's clock (used by `modify` and `insert`). Until
-    /// set, it is the current time.
+    /// Freezes the simulator's clock (used by `modify`, `insert` and the
+    /// `Date` header) at `t`. Until set, it is the current time; see
+    /// [`SimServer::clock`] for a clock that flows, ahead or behind ours.
     pub fn set_now(&self, t: DateTime<Utc>) {
-        lock(&self.inner.state).now = Some(t);
+        self.inner.server.clock().freeze(t);
     }
 
     /// The simulator's clock.
@@ -444,7 +447,7 @@ struct Selection {
 
 impl RestState {
     fn now_ms(&self) -> i64 {
-        self.now.unwrap_or_else(Utc::now).timestamp_millis()
+        self.clock.now().timestamp_millis()
     }
 
     fn generate(&mut self, count: usize, from: DateTime<Utc>, step: chrono::Duration) {
