@@ -184,6 +184,8 @@ struct RestState {
     order: Vec<(i64, i64)>,
     /// The server's clock (shared with its `Date` headers).
     clock: Arc<super::SimClock>,
+    /// `(id, version, updated_at ms)` of every insert and modify.
+    history: Vec<(i64, u64, i64)>,
     edits: Option<(EditMode, usize)>,
     limit_fault: Option<(usize, u16)>,
     auth: RestAuth,
@@ -233,6 +235,7 @@ impl RestSim {
             items: BTreeMap::new(),
             order: Vec::new(),
             clock: server.clock.clone(),
+            history: Vec::new(),
             edits: None,
             limit_fault: None,
             auth: config.auth,
@@ -301,6 +304,7 @@ impl RestSim {
                 fields: Some(Box::new(map)),
             },
         );
+        st.history.push((id, version, ts));
         Some(id)
     }
 
@@ -388,6 +392,16 @@ impl RestSim {
     pub fn modify_returned_during_paging(&self, per_request: usize) {
         lock(&self.inner.state).edits =
             (per_request > 0).then_some((EditMode::Returned, per_request));
+    }
+
+    /// Every version [`RestSim::insert`] and [`RestSim::modify`] wrote:
+    /// `(id, version, updated_at)`.
+    pub fn history(&self) -> Vec<(i64, u64, DateTime<Utc>)> {
+        lock(&self.inner.state)
+            .history
+            .iter()
+            .map(|&(id, v, ts)| (id, v, DateTime::from_timestamp_millis(ts).unwrap_or_default()))
+            .collect()
     }
 
     /// Makes every issued OAuth2 token invalid: the next call using one gets
@@ -487,6 +501,7 @@ impl RestState {
         let old = (item.ts, id);
         item.ts = now;
         item.version += 1;
+        self.history.push((id, item.version, now));
         if let Ok(i) = self.order.binary_search(&old) {
             self.order.remove(i);
         }
