@@ -133,22 +133,24 @@ pub fn local_to_utc(tz: Tz, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
 /// The first instant in `(lo, hi]` whose UTC offset differs from `lo`'s, to
 /// the second; `None` when there is no change.
 fn first_change(tz: Tz, lo: DateTime<Utc>, hi: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let offset = |t: DateTime<Utc>| tz.offset_from_utc_datetime(&t.naive_utc()).fix();
-    let start = offset(lo);
-    if offset(hi) == start {
+    let offset = |secs: i64| {
+        DateTime::from_timestamp(secs, 0).map(|t| tz.offset_from_utc_datetime(&t.naive_utc()).fix())
+    };
+    // Whole seconds (transitions fall on them), so the search ends.
+    let (mut lo, mut hi) = (lo.timestamp(), hi.timestamp());
+    let start = offset(lo)?;
+    if offset(hi)? == start {
         return None;
     }
-    let (mut lo, mut hi) = (lo, hi);
-    while hi - lo > chrono::Duration::seconds(1) {
-        // Whole seconds, so the answer is the transition itself.
-        let mid = lo + chrono::Duration::seconds((hi - lo).num_seconds() / 2);
-        if offset(mid) == start {
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if offset(mid)? == start {
             lo = mid;
         } else {
             hi = mid;
         }
     }
-    Some(hi)
+    DateTime::from_timestamp(hi, 0)
 }
 
 /// Instants in `[from, to)` where `tz`'s offset changes, found by sampling
@@ -197,9 +199,13 @@ pub fn local_bounds(
     for t in transitions(tz, start, end.min(start + reach)) {
         lower = lower.min(local(t));
     }
-    for t in transitions(tz, start.max(end - reach), end) {
-        let before = t - chrono::Duration::seconds(1);
-        upper = upper.max(local(before) + chrono::Duration::seconds(1));
+    // A window ending exactly at the change still holds its last second
+    // before it: the change at `end` counts.
+    let one = chrono::Duration::seconds(1);
+    for t in transitions(tz, start.max(end - reach), end + one) {
+        if t > start && t <= end {
+            upper = upper.max(local(t - one) + one);
+        }
     }
     (lower, upper)
 }
@@ -287,6 +293,26 @@ mod tests {
         );
         assert_eq!(lo, naive("2024-11-03 01:00:00"));
         assert_eq!(hi, naive("2024-11-03 02:00:00"));
+        // Ending exactly at the change: its last second was 01:59:59 EDT.
+        let (lo, hi) = local_bounds(
+            New_York,
+            utc("2024-11-03T05:59:59Z"),
+            utc("2024-11-03T06:00:00Z"),
+        );
+        assert_eq!(
+            (lo, hi),
+            (naive("2024-11-03 01:59:59"), naive("2024-11-03 02:00:00"))
+        );
+        // Starting exactly at it: all in the second 01:xx hour.
+        let (lo, hi) = local_bounds(
+            New_York,
+            utc("2024-11-03T06:00:00Z"),
+            utc("2024-11-03T06:00:03Z"),
+        );
+        assert_eq!(
+            (lo, hi),
+            (naive("2024-11-03 01:00:00"), naive("2024-11-03 01:00:03"))
+        );
         // Inside the second 01:xx hour: plain.
         let (lo, hi) = local_bounds(
             New_York,

@@ -525,7 +525,9 @@ impl ApiReader {
                 self.state.window_start = Some(instant_text(start));
                 self.state.api_clock_datetime = safe.api.map(instant_text);
                 self.state.lag_seconds = Some(safe.lag.as_secs());
-                let api_skew = safe.api_skew().map(|s| format!("{:+.3} s", s.num_milliseconds() as f64 / 1000.0));
+                let api_skew = safe
+                    .api_skew()
+                    .map(|s| format!("{:+.3} s", s.num_milliseconds() as f64 / 1000.0));
                 info!(
                     stream = %self.plan.stream,
                     from = %instant_text(start),
@@ -561,7 +563,11 @@ impl ApiReader {
         self.state.page_size = None;
         self.state.step_seconds = None;
         if let Incremental::Datetime(_) = self.plan.incremental {
-            let end = self.state.batch_end_datetime.as_deref().and_then(|t| format.parse(t));
+            let end = self
+                .state
+                .batch_end_datetime
+                .as_deref()
+                .and_then(|t| format.parse(t));
             let last = self
                 .state
                 .last_processed_datetime

@@ -33,7 +33,10 @@ impl DatetimeFormat {
             });
         }
         // Reject patterns chrono cannot render before the first request does.
-        let probe = Utc.timestamp_opt(0, 0).single().map(|t| t.with_timezone(&timezone));
+        let probe = Utc
+            .timestamp_opt(0, 0)
+            .single()
+            .map(|t| t.with_timezone(&timezone));
         let rendered = probe.map(|t| {
             use std::fmt::Write;
             let mut s = String::new();
@@ -99,9 +102,11 @@ impl DatetimeFormat {
     /// Whether written datetimes carry their offset (or are epoch seconds),
     /// so the API can compare them as instants.
     fn writes_offset(&self) -> bool {
-        self.pattern
-            .as_deref()
-            .is_some_and(|p| ["%z", "%:z", "%::z", "%#z", "%Z", "%s", "%+"].iter().any(|f| p.contains(f)))
+        self.pattern.as_deref().is_some_and(|p| {
+            ["%z", "%:z", "%::z", "%#z", "%Z", "%s", "%+"]
+                .iter()
+                .any(|f| p.contains(f))
+        })
     }
 
     /// The window `[start, end)` as the API is asked for it. Naive local
@@ -247,11 +252,17 @@ mod tests {
         assert_eq!(f.truncate(t), utc("2024-11-03T06:00:05Z"));
         assert_eq!(
             f.request_bounds(utc("2024-11-03T05:59:58Z"), utc("2024-11-03T06:00:05Z")),
-            ("2024-11-03 01:00:00".to_string(), "2024-11-03 02:00:00".to_string())
+            (
+                "2024-11-03 01:00:00".to_string(),
+                "2024-11-03 02:00:00".to_string()
+            )
         );
-        let with_offset = DatetimeFormat::new("%Y-%m-%dT%H:%M:%S%z", chrono_tz::America::New_York).unwrap();
+        let with_offset =
+            DatetimeFormat::new("%Y-%m-%dT%H:%M:%S%z", chrono_tz::America::New_York).unwrap();
         assert_eq!(
-            with_offset.request_bounds(utc("2024-11-03T05:59:58Z"), utc("2024-11-03T06:00:05Z")).1,
+            with_offset
+                .request_bounds(utc("2024-11-03T05:59:58Z"), utc("2024-11-03T06:00:05Z"))
+                .1,
             "2024-11-03T01:00:05-0500"
         );
     }
@@ -264,6 +275,9 @@ mod tests {
         // The first instant after the gap (03:00 EDT), not 03:30.
         assert_eq!(local_to_utc(tz, naive), Some(utc("2024-03-10T07:00:00Z")));
         let f = DatetimeFormat::new("%Y-%m-%d %H:%M:%S", tz).unwrap();
-        assert_eq!(f.parse("2024-03-10 02:30:00"), Some(utc("2024-03-10T07:00:00Z")));
+        assert_eq!(
+            f.parse("2024-03-10 02:30:00"),
+            Some(utc("2024-03-10T07:00:00Z"))
+        );
     }
 }

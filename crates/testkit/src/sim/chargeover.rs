@@ -216,12 +216,17 @@ impl ChargeOverSim {
                 id
             }
         };
-        let stamp = map.get("mod_datetime").and_then(Value::as_str).map(str::to_string);
+        let stamp = map
+            .get("mod_datetime")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let version = map.get("version").and_then(as_i64).unwrap_or(1);
         e.records.insert(id, Value::Object(map));
         if let Some(at) = stamp.as_deref().and_then(parse_datetime).and_then(|n| {
             use chrono::TimeZone;
-            tz.from_local_datetime(&n).earliest().map(|t| t.with_timezone(&Utc))
+            tz.from_local_datetime(&n)
+                .earliest()
+                .map(|t| t.with_timezone(&Utc))
         }) {
             let name = st.resolve(entity).unwrap_or(entity).to_string();
             st.history.entry(name).or_default().push(WrittenVersion {
@@ -277,7 +282,9 @@ impl ChargeOverSim {
         let history = st.history.entry(name).or_default();
         for (id, stamp) in written {
             use chrono::TimeZone;
-            if let Some(at) = parse_datetime(&stamp).and_then(|n| tz.from_local_datetime(&n).earliest()) {
+            if let Some(at) =
+                parse_datetime(&stamp).and_then(|n| tz.from_local_datetime(&n).earliest())
+            {
                 history.push(WrittenVersion {
                     id,
                     version: 1,
@@ -492,7 +499,11 @@ impl CoState {
     /// Stores a new version of record `id` stamped now (visible after the
     /// visibility delay) and records it in the history.
     fn write(&mut self, entity: &str, id: i64, mut map: Map<String, Value>) {
-        let at = self.clock.now().with_nanosecond(0).unwrap_or_else(|| self.clock.now());
+        let at = self
+            .clock
+            .now()
+            .with_nanosecond(0)
+            .unwrap_or_else(|| self.clock.now());
         let stamp = self.now().format(DATETIME_FORMAT).to_string();
         let version = map.get("version").and_then(as_i64).unwrap_or(0) + 1;
         map.insert("mod_datetime".into(), json!(stamp));
@@ -519,8 +530,9 @@ impl CoState {
     fn publish_due(&mut self) {
         let now = self.clock.now();
         for e in self.entities.values_mut() {
-            let (due, waiting): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut e.pending).into_iter().partition(|(t, _, _)| *t <= now);
+            let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut e.pending)
+                .into_iter()
+                .partition(|(t, _, _)| *t <= now);
             e.pending = waiting;
             for (_, id, v) in due {
                 e.records.insert(id, v);

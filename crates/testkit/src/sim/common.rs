@@ -295,17 +295,15 @@ impl SimServer {
         let clock = self.clock.clone();
         // Every answer, errors included, is dated by the server's clock, as
         // an HTTP origin server must (RFC 9110 §6.6.1).
-        let router = router.layer(axum::middleware::map_response(
-            move |mut resp: Response| {
-                let date = clock.now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
-                async move {
-                    if let Ok(v) = HeaderValue::from_str(&date) {
-                        resp.headers_mut().insert(header::DATE, v);
-                    }
-                    resp
+        let router = router.layer(axum::middleware::map_response(move |mut resp: Response| {
+            let date = clock.now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+            async move {
+                if let Ok(v) = HeaderValue::from_str(&date) {
+                    resp.headers_mut().insert(header::DATE, v);
                 }
-            },
-        ));
+                resp
+            }
+        }));
         let task = tokio::spawn(async move {
             // The server only ends when the task is aborted or the runtime stops.
             let _ = axum::serve(listener, router).await;

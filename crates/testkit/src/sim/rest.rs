@@ -400,7 +400,13 @@ impl RestSim {
         lock(&self.inner.state)
             .history
             .iter()
-            .map(|&(id, v, ts)| (id, v, DateTime::from_timestamp_millis(ts).unwrap_or_default()))
+            .map(|&(id, v, ts)| {
+                (
+                    id,
+                    v,
+                    DateTime::from_timestamp_millis(ts).unwrap_or_default(),
+                )
+            })
             .collect()
     }
 
