@@ -200,7 +200,7 @@ backoff_max = "100ms"
                 }
             },
             Runs::Interval | Runs::Cron => {
-                let mut child = self.spawn(cfg);
+                let mut running = Running(Some(self.spawn(cfg)));
                 let mut restart = restart_at;
                 loop {
                     assert!(std::time::Instant::now() < deadline, "timed out: {trail:?}");
@@ -212,19 +212,39 @@ backoff_max = "100ms"
                     if let (Some(r), Some(p)) = (restart, trail.last()) {
                         if *p >= r {
                             // Restarted inside the hour that matters.
-                            sigterm(&child);
-                            assert_exit(&wait_output(child, Duration::from_secs(60)), 0);
-                            child = self.spawn(cfg);
+                            running.stop();
+                            running = Running(Some(self.spawn(cfg)));
                             restart = None;
                         }
                     }
                     if done {
-                        sigterm(&child);
-                        assert_exit(&wait_output(child, Duration::from_secs(60)), 0);
+                        running.stop();
                         return trail;
                     }
                 }
             }
+        }
+    }
+}
+
+/// A long-running `tributary run`: stopped cleanly by [`Running::stop`],
+/// killed if a failing assertion drops it.
+struct Running(Option<std::process::Child>);
+
+impl Running {
+    fn stop(&mut self) {
+        if let Some(child) = self.0.take() {
+            sigterm(&child);
+            assert_exit(&wait_output(child, Duration::from_secs(60)), 0);
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }

@@ -272,7 +272,6 @@ impl ChargeOverSim {
             map.insert("amount".into(), json!(cents as f64 / 100.0));
             map.insert("write_datetime".into(), json!(at));
             map.insert("mod_datetime".into(), json!(at));
-            let at = at.clone();
             map.insert("version".into(), json!(1));
             e.records.insert(id, Value::Object(map));
             written.push((id, at));
@@ -396,7 +395,7 @@ impl ChargeOverSim {
             loop {
                 tokio::time::sleep(every).await;
                 n += 1;
-                if new_every > 0 && n % new_every == 0 {
+                if new_every > 0 && n.is_multiple_of(new_every) {
                     sim.write_new(&entity);
                     continue;
                 }
