@@ -167,8 +167,10 @@ fn initial_load_then_incremental_pick_up_of_new_and_modified_records() {
     assert_eq!(state["is_processing_batch"], false);
     assert_eq!(state["retry_count"], 0);
     assert_eq!(state["current_offset"], 0);
+    // An instant: the run's start (14:30 UTC) less the default 30 s lag.
     let last = state["last_processed_datetime"].as_str().unwrap();
-    assert!(last.starts_with("2024-11-01 14:30:0"), "{last}");
+    assert!(last.starts_with("2024-11-01T14:29:3"), "{last}");
+    assert_eq!(state["lag_seconds"], 30);
     assert_eq!(
         state["batch_end_datetime"],
         state["last_processed_datetime"]
@@ -182,6 +184,8 @@ fn initial_load_then_incremental_pick_up_of_new_and_modified_records() {
     for id in [5, 500, 5_000] {
         env.sim.modify("customer", id);
     }
+    // The server's clock (its `Date`) has moved on by the next run too.
+    env.sim.set_now(dt("2024-11-02 02:00:00"));
     let before = first.len();
     let o = env.run_at("2024-11-02T02:00:00Z", &["run", "--once", &cfg]);
     assert_exit(&o, 0);
@@ -193,7 +197,7 @@ fn initial_load_then_incremental_pick_up_of_new_and_modified_records() {
         .into_iter()
         .filter(|(_, r)| {
             let t = r["mod_datetime"].as_str().unwrap();
-            ("2024-11-01 14:30:00".."2024-11-02 02:00:00").contains(&t)
+            ("2024-11-01 14:29:30".."2024-11-02 01:59:30").contains(&t)
         })
         .map(|(id, _)| id)
         .collect();
@@ -211,14 +215,19 @@ fn initial_load_then_incremental_pick_up_of_new_and_modified_records() {
 
     // The request carried ChargeOver's filter syntax with escaped colons.
     let requests = env.sim.requests();
+    // The first request of the window (after the one asking for the server's clock).
     let first = requests
         .iter()
-        .find(|r| r.path.ends_with("/customer"))
+        .find(|r| {
+            r.path.ends_with("/customer")
+                && r.param("where")
+                    .is_some_and(|w| w.starts_with("mod_datetime:GTE:2024-01-01"))
+        })
         .unwrap();
     let filter = first.param("where").unwrap();
     assert!(
         filter.starts_with(
-            "mod_datetime:GTE:2024-01-01 00\\:00\\:00,mod_datetime:LT:2024-11-01 14\\:30\\:0"
+            "mod_datetime:GTE:2024-01-01 00\\:00\\:00,mod_datetime:LT:2024-11-01 14\\:29\\:3"
         ),
         "{filter}"
     );
@@ -291,7 +300,7 @@ fn three_days_of_downtime_are_recovered_at_start_up() {
     assert!(state["last_processed_datetime"]
         .as_str()
         .unwrap()
-        .starts_with("2024-11-04 09:00:0"));
+        .starts_with("2024-11-04T08:59:3"));
     assert_eq!(state["next_scheduled_run"], 1_730_772_000_000i64); // 2024-11-05 02:00 UTC
                                                                    // One request window covered the whole gap (seed 000: "in one batch").
     let gap_requests: Vec<_> = env
@@ -300,7 +309,7 @@ fn three_days_of_downtime_are_recovered_at_start_up() {
         .into_iter()
         .filter(|r| {
             r.param("where")
-                .is_some_and(|w| w.starts_with("mod_datetime:GTE:2024-11-01 14\\:30"))
+                .is_some_and(|w| w.starts_with("mod_datetime:GTE:2024-11-01 14\\:29\\:3"))
         })
         .collect();
     assert!(!gap_requests.is_empty());
@@ -451,6 +460,7 @@ fn modified_while_paging(returned: bool) {
     assert_exit(&o, 0);
     env.sim.modify_during_paging("customer", 0);
     env.sim.modify_returned_during_paging("customer", 0);
+    env.sim.set_now(dt("2024-06-01 12:00:00"));
     // Modified records moved past the first window's end; the next run reads them.
     let o = env.run_at("2024-06-01T12:00:00Z", &["run", "--once", &cfg]);
     assert_exit(&o, 0);

@@ -16,6 +16,7 @@ pub mod secret;
 pub mod sink;
 pub mod source;
 pub mod stream;
+pub mod window;
 
 pub use checkpoint::{Checkpoint, CheckpointSummary};
 pub use clock::{Clock, ManualClock, ShiftedClock, SystemClock};

@@ -72,6 +72,18 @@ impl Schedule {
         })))
     }
 
+    /// When the run after one that started at `started` and finished at
+    /// `now` begins: never in the past. An overrunning interval starts the
+    /// next run right away; a cron schedule skips fire times the run
+    /// overran (they are not queued up).
+    pub fn next_run(&self, started: DateTime<Utc>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Schedule::Once => None,
+            Schedule::Interval(_) => self.next_after(started).map(|t| t.max(now)),
+            Schedule::Cron(_) => self.next_after(now.max(started)),
+        }
+    }
+
     /// The first start strictly after `after`, or `None` when the schedule has
     /// no further runs (`Once`, or a cron expression whose years are over).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -208,6 +220,26 @@ mod tests {
         assert_eq!(first.to_rfc3339(), "2026-11-01T05:30:00+00:00");
         let second = s.next_after(first).unwrap();
         assert_eq!(second.to_rfc3339(), "2026-11-02T06:30:00+00:00");
+    }
+
+    #[test]
+    fn the_next_run_is_never_in_the_past_even_inside_a_repeated_hour() {
+        // A run started at 01:00:05 EST (06:00:05 UTC) on New York's
+        // fall-back day, every 7 s and on the hour.
+        let started = utc("2024-11-03T06:00:05Z");
+        let finished = utc("2024-11-03T06:00:20Z");
+        let every = Schedule::Interval(Duration::from_secs(7));
+        assert_eq!(every.next_run(started, finished), Some(finished));
+        assert_eq!(
+            every.next_run(started, utc("2024-11-03T06:00:06Z")),
+            Some(utc("2024-11-03T06:00:12Z"))
+        );
+        let hourly = Schedule::cron("0 0 * * * ?", "America/New_York").unwrap();
+        assert_eq!(
+            hourly.next_run(started, finished),
+            Some(utc("2024-11-03T07:00:00Z"))
+        );
+        assert_eq!(Schedule::Once.next_run(started, finished), None);
     }
 
     #[test]

@@ -544,15 +544,7 @@ impl StreamTask {
             if let StreamEnd::Cancelled = self.run_once().await? {
                 return Ok(StreamEnd::Cancelled);
             }
-            next_run = match &self.schedule {
-                Schedule::Once => None,
-                // An overrunning interval starts the next run right away.
-                Schedule::Interval(_) => self
-                    .schedule
-                    .next_after(started)
-                    .map(|t| t.max(self.clock.now())),
-                Schedule::Cron(_) => self.schedule.next_after(self.clock.now().max(started)),
-            };
+            next_run = self.schedule.next_run(started, self.clock.now());
         }
         Ok(StreamEnd::Finished)
     }

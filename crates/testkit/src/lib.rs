@@ -1,4 +1,5 @@
-//! Test support shared across crates: fault injection for the runtime
+//! Test support shared across crates: the assertions every windowed
+//! source's conformance suite makes (`conformance`), fault injection for the runtime
 //! (`scripted`), end-to-end helpers for the `tributary` binary (`cli`), and
 //! headless Chromium over WebDriver for pages (`browser`), API simulators
 //! (`sim`: ChargeOver, paginated REST, Stripe Reporting, a WebSocket feed),
@@ -8,6 +9,7 @@
 
 pub mod browser;
 pub mod cli;
+pub mod conformance;
 pub mod kafka;
 pub mod mqtt;
 pub mod postgres;

@@ -4,7 +4,7 @@ use crate::http::client::RateLimit;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tributary_config::units::de_duration;
+use tributary_config::units::{de_duration, de_opt_duration};
 use tributary_core::Secret;
 
 /// `[source]` with `type = "chargeover"`. Kafka Connect property names are
@@ -50,6 +50,17 @@ pub struct ChargeOverConfig {
     pub max_concurrency: usize,
     /// Stay under the plan's API limit.
     pub rate_limit: Option<RateLimit>,
+    /// A window ends this long before the earlier of our clock and
+    /// ChargeOver's (its `Date` header), so edits stamped by a clock running
+    /// behind ours, or committed a little late, are in a later window.
+    /// Default 30 s; `"0s"` ends windows at the clock.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub lag: Option<Duration>,
+    /// Every run re-reads this much before the last processed datetime,
+    /// for edits that become visible later than `lag` after their
+    /// `mod_datetime`. Default none. Re-read records arrive again.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub lookback: Option<Duration>,
 }
 
 fn default_timezone() -> String {

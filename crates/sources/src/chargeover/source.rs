@@ -138,7 +138,8 @@ impl ChargeOverSource {
             }),
         )
         .map_err(|e| section.error("username", e.to_string()))?
-        .with_metrics(ctx.metrics.clone());
+        .with_metrics(ctx.metrics.clone())
+        .with_clock(ctx.clock.clone());
 
         let mut plans = BTreeMap::new();
         let mut specs = Vec::new();
@@ -209,13 +210,15 @@ impl ChargeOverSource {
                         start,
                         step: None,
                         min_step: Duration::from_secs(3600),
-                        lookback: Duration::ZERO,
+                        lookback: cfg.lookback.unwrap_or_default(),
+                        lag: cfg.lag.unwrap_or(tributary_core::window::DEFAULT_LAG),
                     }),
                     key_fields: vec![id_field],
                     string_keys: true,
                     page_size: Some(cfg.batch_size),
                     min_page_size: 10,
                     clock: ctx.clock.clone(),
+                    api_clock: Some(client.api_clock()),
                     schedule: ctx.schedule_for(entity).clone(),
                     // One window per run: nothing to fetch ahead.
                     window_concurrency: 1,

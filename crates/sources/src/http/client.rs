@@ -22,6 +22,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use tributary_core::secret::redact;
+use tributary_core::window::ApiClock;
 use tributary_core::ConnectorError;
 use tributary_metrics::{ConnectorEvent, ConnectorStats};
 use url::Url;
@@ -186,6 +187,11 @@ struct Inner {
     options: ClientOptions,
     /// Where statuses and rate-limit waits are reported; unset: nowhere.
     metrics: OnceLock<Arc<ConnectorStats>>,
+    /// The server's clock from the `Date` of every response, error or not.
+    api_clock: Arc<ApiClock>,
+    /// Our clock, that `Date` is compared with (the connector's, which
+    /// tests move); unset: the system clock.
+    clock: OnceLock<Arc<dyn tributary_core::Clock>>,
 }
 
 impl fmt::Debug for HttpClient {
@@ -223,6 +229,8 @@ impl HttpClient {
                 permits,
                 options,
                 metrics: OnceLock::new(),
+                api_clock: Arc::default(),
+                clock: OnceLock::new(),
             }),
         })
     }
@@ -233,6 +241,36 @@ impl HttpClient {
     pub fn with_metrics(self, metrics: Arc<ConnectorStats>) -> HttpClient {
         let _ = self.inner.metrics.set(metrics);
         self
+    }
+
+    /// Compares `Date` headers with `clock` (the connector's, from
+    /// `SourceContext::clock`). Set once, before the client is shared.
+    pub fn with_clock(self, clock: Arc<dyn tributary_core::Clock>) -> HttpClient {
+        let _ = self.inner.clock.set(clock);
+        self
+    }
+
+    /// The server's clock as its responses showed it: windows end no
+    /// later than it says (see [`tributary_core::window`]).
+    pub fn api_clock(&self) -> Arc<ApiClock> {
+        self.inner.api_clock.clone()
+    }
+
+    fn observe_date(&self, headers: &HeaderMap) {
+        let Some(theirs) = headers
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|t| chrono::DateTime::parse_from_rfc2822(t.trim()).ok())
+        else {
+            return;
+        };
+        let ours = match self.inner.clock.get() {
+            Some(c) => c.now(),
+            None => chrono::Utc::now(),
+        };
+        self.inner
+            .api_clock
+            .observe(theirs.with_timezone(&chrono::Utc), ours);
     }
 
     fn report(&self, event: ConnectorEvent) {
@@ -280,6 +318,7 @@ impl HttpClient {
                 }
             };
             let status = response.status();
+            self.observe_date(response.headers());
             self.report(ConnectorEvent::HttpResponse {
                 status: status.as_u16(),
             });

@@ -179,9 +179,14 @@ pub enum IncrementalConfig {
         step: Option<String>,
         /// Smallest step adaptive shrinking reaches (default: one hour).
         min_step: Option<String>,
-        /// Re-read this much before the last processed datetime.
+        /// Re-read this much before the last processed datetime, for
+        /// writes that become visible after their timestamp.
         #[serde(default, deserialize_with = "de_opt_duration")]
         lookback: Option<Duration>,
+        /// A window ends this long before the earlier of our clock and the
+        /// API's (`Date` header); default 30 s, `"0s"` to end at the clock.
+        #[serde(default, deserialize_with = "de_opt_duration")]
+        lag: Option<Duration>,
     },
     Id {
         cursor_field: String,

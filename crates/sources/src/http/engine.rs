@@ -2,9 +2,17 @@
 //! `http` source and connectors such as `chargeover` differ only in how they
 //! fetch one page ([`Listing`]).
 //!
-//! A run captures `now` as its end (`batch_end_datetime`, seed 000) before
-//! its first request and reads `[last_processed, end)` (minus `lookback`),
-//! sliced by `step`. The checkpoint after every page holds the slice and the
+//! A run captures its end (`batch_end_datetime`, seed 000) before its
+//! first request: `min(our clock, the API's clock) - lag`, the API's clock
+//! read from the `Date` of its responses (one cheap request when the
+//! process has no recent one), so a server whose clock runs behind ours, or
+//! a write that commits a little after its timestamp, is not left behind a
+//! finished window. It reads `[last_processed - lookback, end)`, sliced by
+//! `step`. Every position in the checkpoint is an instant in UTC; the
+//! stream's own format (naive local datetimes for ChargeOver) is used only
+//! in requests, widened across a fall-back so the repeated hour is read
+//! (see [`tributary_core::window`]). A run's end is never before the last
+//! processed position: the checkpoint never moves backwards. The checkpoint after every page holds the slice and the
 //! listing position inside it, so a crash resumes at the page it reached;
 //! `last_processed_datetime` moves only when a whole slice was read, so a
 //! window is never half-skipped. Errors are written into the checkpoint
@@ -14,13 +22,14 @@
 
 use super::client::HttpError;
 use super::raw_page::PageRecord;
-use super::window::{slice_end, DatetimeFormat};
+use super::window::{instant_text, slice_end, DatetimeFormat};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
+use tributary_core::window::{window_end, ApiClock};
 use tributary_core::{
     BadRecord, Batch, Checkpoint, CheckpointSummary, Clock, ConnectorError, LoadMode, Poll, Record,
     RunProgress, Schedule, StreamReader,
@@ -128,6 +137,8 @@ pub struct DatetimeCursor {
     pub min_step: Duration,
     /// Re-read this much before the last processed datetime, for late data.
     pub lookback: Duration,
+    /// A window ends this long before the earlier of our clock and the API's.
+    pub lag: Duration,
 }
 
 /// Everything a stream reader needs, shared by every run of the stream.
@@ -142,6 +153,8 @@ pub struct StreamPlan {
     /// Adaptive page size floor (seed 001's TAKE_SIZES end at 1).
     pub min_page_size: u64,
     pub clock: Arc<dyn Clock>,
+    /// The API's clock (from its `Date` headers); `None`: ours only.
+    pub api_clock: Option<Arc<ApiClock>>,
     pub schedule: Schedule,
     /// Window slices whose first page is fetched at once (seed 001 runs 8
     /// requests in parallel); records are still emitted in window order.
@@ -213,9 +226,19 @@ pub struct ApiCheckpoint {
     /// Everything before this has been read (datetime cursor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_processed_datetime: Option<String>,
-    /// The end of the current (or last) run's window: `now` when it started.
+    /// The end of the current (or last) run's window:
+    /// `min(run_started_at, api_clock_datetime) - lag_seconds`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_end_datetime: Option<String>,
+    /// Our clock when the current (or last) run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_started_at: Option<String>,
+    /// The API's clock at that moment, when it was known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_clock_datetime: Option<String>,
+    /// The lag the window end kept from the earlier clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<u64>,
     /// Start of the slice being read while a run is in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_start: Option<String>,
@@ -264,11 +287,15 @@ impl ApiCheckpoint {
         if cp.is_processing_batch {
             return RunProgress::InProgress;
         }
-        let started = cp.batch_end_datetime.as_deref().and_then(|t| {
-            format
-                .and_then(|f| f.parse(t))
-                .or_else(|| DatetimeFormat::rfc3339().parse(t))
-        });
+        let started = cp
+            .run_started_at
+            .as_deref()
+            .or(cp.batch_end_datetime.as_deref())
+            .and_then(|t| {
+                format
+                    .and_then(|f| f.parse(t))
+                    .or_else(|| DatetimeFormat::rfc3339().parse(t))
+            });
         match started {
             Some(t) => RunProgress::CompletedAt(t),
             None => RunProgress::Unknown,
@@ -302,12 +329,16 @@ pub fn checkpoint_at(
         }
     };
     let at = d.format.truncate(at);
-    let text = d.format.format(at);
+    let text = instant_text(at);
     Ok(Checkpoint::from_state(&ApiCheckpoint {
         load_mode: Some(LoadMode::Incremental),
         last_processed_datetime: Some(text.clone()),
-        batch_end_datetime: Some(text),
-        next_scheduled_run: plan.schedule.next_after(at).map(|t| t.timestamp_millis()),
+        batch_end_datetime: Some(text.clone()),
+        run_started_at: Some(text),
+        next_scheduled_run: plan
+            .schedule
+            .next_run(at, plan.clock.now())
+            .map(|t| t.timestamp_millis()),
         ..ApiCheckpoint::default()
     }))
 }
@@ -414,12 +445,74 @@ impl ApiReader {
         self.state.load_mode.unwrap_or(LoadMode::Initial)
     }
 
+    /// The API's clock now: from a recent response, else from one cheap
+    /// request (a one-record page of the last second) made for its `Date`.
+    /// `None` when the stream has no API clock or the API sends no `Date`.
+    async fn api_now(&self, d: &DatetimeCursor) -> Result<Option<DateTime<Utc>>, ConnectorError> {
+        let Some(api) = &self.plan.api_clock else {
+            return Ok(None);
+        };
+        if let Some(t) = api.now(self.plan.clock.now()) {
+            return Ok(Some(t));
+        }
+        let ours = self.plan.clock.now();
+        let (start, end) = (ours - chrono::Duration::seconds(1), ours);
+        let (start_text, end_text) = d.format.request_bounds(start, end);
+        let query = PageQuery {
+            window: Some(WindowBounds {
+                start,
+                end,
+                start_text,
+                end_text,
+            }),
+            last_id: None,
+            position: None,
+            page_size: Some(1),
+        };
+        let probed = self.plan.listing.fetch(&query).await;
+        // An error answer carries a `Date` too; only without one is the
+        // failure in the way of a safe window end.
+        match (api.now(self.plan.clock.now()), probed) {
+            (Some(t), _) => Ok(Some(t)),
+            (None, Ok(_)) => {
+                warn!(stream = %self.plan.stream, "the API's responses carry no Date header: windows end by our clock alone (minus `lag`)");
+                Ok(None)
+            }
+            (None, Err(e)) => Err(e.into()),
+        }
+    }
+
     /// Begins a run: captures its end and the first slice.
-    fn start_run(&mut self) -> Result<(), ConnectorError> {
+    async fn start_run(&mut self) -> Result<(), ConnectorError> {
         let format = self.format();
-        let now = format.truncate(self.plan.clock.now());
+        let ours = self.plan.clock.now();
+        let mut end = format.truncate(ours);
+        let mut window = None;
+        if let Incremental::Datetime(d) = &self.plan.incremental {
+            let last = match &self.state.last_processed_datetime {
+                Some(t) => Some(self.parse_time("last_processed_datetime", t)?),
+                None => d.start,
+            };
+            let api = self.api_now(d).await?;
+            let safe = window_end(ours, api, d.lag);
+            end = format.truncate(safe.end);
+            if let Some(last) = last.filter(|l| end < *l) {
+                // The safe end is not past what was read: read nothing
+                // rather than move the position back.
+                info!(stream = %self.plan.stream, processed_up_to = %instant_text(last), safe_end = %instant_text(end), "nothing new is safe to read yet");
+                end = last;
+            }
+            let lookback = chrono::Duration::from_std(d.lookback).unwrap_or_default();
+            let start = match last {
+                Some(t) if t >= end => end,
+                Some(t) => (t - lookback).min(end),
+                None => end,
+            };
+            window = Some((start, safe));
+        }
         self.state.is_processing_batch = true;
-        self.state.batch_end_datetime = Some(format.format(now));
+        self.state.batch_end_datetime = Some(instant_text(end));
+        self.state.run_started_at = Some(instant_text(ours));
         self.state.page = None;
         self.state.current_offset = 0;
         self.state.retry_count = 0;
@@ -427,27 +520,32 @@ impl ApiReader {
         if self.state.load_mode.is_none() {
             self.state.load_mode = Some(LoadMode::Initial);
         }
-        match &self.plan.incremental {
-            Incremental::Datetime(d) => {
-                let last = match &self.state.last_processed_datetime {
-                    Some(t) => Some(self.parse_time("last_processed_datetime", t)?),
-                    None => d.start,
-                };
-                let lookback = chrono::Duration::from_std(d.lookback).unwrap_or_default();
-                let start = match last {
-                    Some(t) => (t - lookback).min(now),
-                    None => now,
-                };
-                self.state.window_start = Some(format.format(start));
-                info!(stream = %self.plan.stream, from = %format.format(start), to = %format.format(now), load_mode = self.load_mode().as_str(), "starting a run");
+        match (&self.plan.incremental, window) {
+            (Incremental::Datetime(_), Some((start, safe))) => {
+                self.state.window_start = Some(instant_text(start));
+                self.state.api_clock_datetime = safe.api.map(instant_text);
+                self.state.lag_seconds = Some(safe.lag.as_secs());
+                let api_skew = safe
+                    .api_skew()
+                    .map(|s| format!("{:+.3} s", s.num_milliseconds() as f64 / 1000.0));
+                info!(
+                    stream = %self.plan.stream,
+                    from = %instant_text(start),
+                    to = %instant_text(end),
+                    our_clock = %instant_text(ours),
+                    api_clock_ahead_by = %api_skew.as_deref().unwrap_or("unknown"),
+                    lag = %humantime::format_duration(safe.lag),
+                    load_mode = self.load_mode().as_str(),
+                    "starting a run"
+                );
             }
-            Incremental::Id { start, .. } => {
+            (Incremental::Id { start, .. }, _) => {
                 if self.state.last_id.is_none() {
                     self.state.last_id = start.clone();
                 }
                 info!(stream = %self.plan.stream, after = ?self.state.last_id, load_mode = self.load_mode().as_str(), "starting a run");
             }
-            Incremental::None => {
+            _ => {
                 info!(stream = %self.plan.stream, load_mode = self.load_mode().as_str(), "starting a full read");
             }
         }
@@ -465,15 +563,32 @@ impl ApiReader {
         self.state.page_size = None;
         self.state.step_seconds = None;
         if let Incremental::Datetime(_) = self.plan.incremental {
-            self.state.last_processed_datetime = self.state.batch_end_datetime.clone();
+            let end = self
+                .state
+                .batch_end_datetime
+                .as_deref()
+                .and_then(|t| format.parse(t));
+            let last = self
+                .state
+                .last_processed_datetime
+                .as_deref()
+                .and_then(|t| format.parse(t));
+            // Never backwards, whatever an older checkpoint held.
+            if let Some(t) = end.max(last) {
+                self.state.last_processed_datetime = Some(instant_text(t));
+            }
         }
         let started = self
             .state
-            .batch_end_datetime
+            .run_started_at
             .as_deref()
+            .or(self.state.batch_end_datetime.as_deref())
             .and_then(|t| format.parse(t));
-        self.state.next_scheduled_run = started
-            .and_then(|t| self.plan.schedule.next_after(t))
+        let now = self.plan.clock.now();
+        self.state.next_scheduled_run = self
+            .plan
+            .schedule
+            .next_run(started.unwrap_or(now), now)
             .map(|t| t.timestamp_millis());
         if self.state.load_mode == Some(LoadMode::Initial) {
             info!(stream = %self.plan.stream, "initial load complete; switching to incremental mode");
@@ -498,11 +613,12 @@ impl ApiReader {
         let end = self.parse_time("batch_end_datetime", end)?;
         let step = self.state.step_seconds.map(Duration::from_secs).or(d.step);
         let slice_end = slice_end(start, end, step);
+        let (start_text, end_text) = format.request_bounds(start, slice_end);
         Ok(Some(WindowBounds {
             start,
             end: slice_end,
-            start_text: format.format(start),
-            end_text: format.format(slice_end),
+            start_text,
+            end_text,
         }))
     }
 
@@ -578,19 +694,17 @@ impl ApiReader {
             return;
         }
         let mut start = match self.prefetched.back().and_then(|p| p.window.as_ref()) {
-            Some(p) => match d.format.parse(&p.end_text) {
-                Some(t) => t,
-                None => return,
-            },
+            Some(p) => p.end,
             None => w.end,
         };
         while self.prefetched.len() + 1 < self.plan.window_concurrency && start < end {
             let slice_end = slice_end(start, end, step);
+            let (start_text, end_text) = d.format.request_bounds(start, slice_end);
             let bounds = WindowBounds {
                 start,
                 end: slice_end,
-                start_text: d.format.format(start),
-                end_text: d.format.format(slice_end),
+                start_text,
+                end_text,
             };
             self.prefetched.push_back(AheadPage::request(
                 self.plan.listing.clone(),
@@ -722,7 +836,7 @@ impl ApiReader {
             return Ok(Poll::End);
         }
         if !self.state.is_processing_batch {
-            self.start_run()?;
+            self.start_run().await?;
         }
         let load_mode = self.load_mode();
         let window = self.current_window()?;
@@ -821,8 +935,8 @@ impl ApiReader {
                         self.state.batch_end_datetime.as_deref().unwrap_or_default(),
                     )? =>
             {
-                self.state.window_start = Some(w.end_text.clone());
-                self.state.last_processed_datetime = Some(w.end_text);
+                self.state.window_start = Some(instant_text(w.end));
+                self.state.last_processed_datetime = Some(instant_text(w.end));
                 self.state.page = None;
                 self.state.current_offset = 0;
                 info!(stream = %self.plan.stream, processed_up_to = ?self.state.last_processed_datetime, "completed a window slice");
@@ -945,6 +1059,7 @@ mod tests {
             page_size: Some(1),
             min_page_size: 1,
             clock: Arc::new(tributary_core::SystemClock),
+            api_clock: None,
             schedule: Schedule::Once,
             window_concurrency: 1,
         };

@@ -65,7 +65,8 @@ impl HttpSource {
             Authenticator::new(cfg.auth.clone()),
         )
         .map_err(|e| section.error("rate_limit", e.to_string()))?
-        .with_metrics(ctx.metrics.clone());
+        .with_metrics(ctx.metrics.clone())
+        .with_clock(ctx.clock.clone());
         let vars = serde_json::to_value(&cfg.vars).unwrap_or(Value::Null);
 
         let mut listings = BTreeMap::new();
@@ -149,6 +150,7 @@ impl HttpSource {
                     page_size,
                     min_page_size: cfg.min_page_size,
                     clock: ctx.clock.clone(),
+                    api_clock: Some(client.api_clock()),
                     schedule: ctx.schedule_for(name).clone(),
                     window_concurrency: cfg.window_concurrency,
                 }),
@@ -277,6 +279,7 @@ fn incremental(
             step,
             min_step,
             lookback,
+            lag,
             ..
         }) => {
             let tz = tributary_core::schedule::parse_timezone(timezone)
@@ -307,6 +310,7 @@ fn incremental(
                 step: duration("step", step)?,
                 min_step: duration("min_step", min_step)?.unwrap_or(Duration::from_secs(3600)),
                 lookback: lookback.unwrap_or_default(),
+                lag: lag.unwrap_or(tributary_core::window::DEFAULT_LAG),
             }))
         }
     }

@@ -5,6 +5,7 @@
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
 use std::time::Duration;
+use tributary_core::window;
 
 /// How a datetime is written in requests and checkpoints and read from records.
 #[derive(Debug, Clone)]
@@ -32,7 +33,10 @@ impl DatetimeFormat {
             });
         }
         // Reject patterns chrono cannot render before the first request does.
-        let probe = Utc.timestamp_opt(0, 0).single().map(|t| t.naive_utc());
+        let probe = Utc
+            .timestamp_opt(0, 0)
+            .single()
+            .map(|t| t.with_timezone(&timezone));
         let rendered = probe.map(|t| {
             use std::fmt::Write;
             let mut s = String::new();
@@ -65,6 +69,11 @@ impl DatetimeFormat {
             return Some(t.with_timezone(&Utc));
         }
         let naive = match &self.pattern {
+            Some(p) if self.writes_offset() => {
+                return DateTime::parse_from_str(text, p)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc))
+            }
             Some(p) => NaiveDateTime::parse_from_str(text, p).ok()?,
             None => NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
                 .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f"))
@@ -75,29 +84,53 @@ impl DatetimeFormat {
 
     /// Drops what this format cannot write (sub-seconds for second-precision
     /// patterns), so a window end written to the API and the next window's
-    /// start are the same instant.
+    /// start are the same instant. Done on the UTC reading: a round trip
+    /// through the zone's wall clock would move an instant of a repeated
+    /// fall-back hour to its first occurrence, an hour back.
     pub fn truncate(&self, t: DateTime<Utc>) -> DateTime<Utc> {
         // RFC 3339 keeps milliseconds: few APIs accept nanoseconds.
         let t = chrono::SubsecRound::trunc_subsecs(t, 3);
-        self.parse(&self.format(t)).unwrap_or(t)
+        match &self.pattern {
+            Some(p) if !self.writes_offset() => {
+                let text = t.naive_utc().format(p).to_string();
+                NaiveDateTime::parse_from_str(&text, p).map_or(t, |n| n.and_utc())
+            }
+            _ => t,
+        }
     }
-}
 
-/// A wall-clock time in a zone; in a DST gap, the instant just after it; in
-/// an overlap, the earlier one (so nothing is skipped).
-pub fn local_to_utc(tz: Tz, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
-    use chrono::LocalResult;
-    match tz.from_local_datetime(&naive) {
-        LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
-        LocalResult::Ambiguous(a, b) => Some(a.min(b).with_timezone(&Utc)),
-        LocalResult::None => {
-            let later = naive + chrono::Duration::hours(1);
-            tz.from_local_datetime(&later)
-                .earliest()
-                .map(|t| t.with_timezone(&Utc))
+    /// Whether written datetimes carry their offset (or are epoch seconds),
+    /// so the API can compare them as instants.
+    fn writes_offset(&self) -> bool {
+        self.pattern.as_deref().is_some_and(|p| {
+            ["%z", "%:z", "%::z", "%#z", "%Z", "%s", "%+"]
+                .iter()
+                .any(|f| p.contains(f))
+        })
+    }
+
+    /// The window `[start, end)` as the API is asked for it. Naive local
+    /// patterns take the wall-clock range that holds every local time of
+    /// the window, so one spanning a fall-back re-reads the repeated hour
+    /// instead of asking for an empty or backwards range.
+    pub fn request_bounds(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> (String, String) {
+        match &self.pattern {
+            Some(p) if !self.writes_offset() => {
+                let (lo, hi) = window::local_bounds(self.timezone, start, end);
+                (lo.format(p).to_string(), hi.format(p).to_string())
+            }
+            _ => (self.format(start), self.format(end)),
         }
     }
 }
+
+/// How positions are written in checkpoints whatever the API's format: an
+/// instant in UTC, never a wall-clock time that could mean two instants.
+pub fn instant_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+pub use tributary_core::window::local_to_utc;
 
 /// `P1D`, `PT6H`, `P1W`, `P1DT12H30M` (ISO 8601, no years/months: their
 /// length varies) or a humantime string (`1d`, `6h`, `90s`).
@@ -212,10 +245,39 @@ mod tests {
     }
 
     #[test]
+    fn an_instant_of_a_repeated_hour_stays_itself() {
+        let f = DatetimeFormat::new("%Y-%m-%d %H:%M:%S", chrono_tz::America::New_York).unwrap();
+        // 01:00:05 EST, the second 01:00:05 of the day.
+        let t = utc("2024-11-03T06:00:05.700Z");
+        assert_eq!(f.truncate(t), utc("2024-11-03T06:00:05Z"));
+        assert_eq!(
+            f.request_bounds(utc("2024-11-03T05:59:58Z"), utc("2024-11-03T06:00:05Z")),
+            (
+                "2024-11-03 01:00:00".to_string(),
+                "2024-11-03 02:00:00".to_string()
+            )
+        );
+        let with_offset =
+            DatetimeFormat::new("%Y-%m-%dT%H:%M:%S%z", chrono_tz::America::New_York).unwrap();
+        assert_eq!(
+            with_offset
+                .request_bounds(utc("2024-11-03T05:59:58Z"), utc("2024-11-03T06:00:05Z"))
+                .1,
+            "2024-11-03T01:00:05-0500"
+        );
+    }
+
+    #[test]
     fn dst_gap_moves_forward() {
         let tz = chrono_tz::America::New_York;
         let naive =
             NaiveDateTime::parse_from_str("2024-03-10 02:30:00", "%Y-%m-%d %H:%M:%S").unwrap();
-        assert_eq!(local_to_utc(tz, naive), Some(utc("2024-03-10T07:30:00Z")));
+        // The first instant after the gap (03:00 EDT), not 03:30.
+        assert_eq!(local_to_utc(tz, naive), Some(utc("2024-03-10T07:00:00Z")));
+        let f = DatetimeFormat::new("%Y-%m-%d %H:%M:%S", tz).unwrap();
+        assert_eq!(
+            f.parse("2024-03-10 02:30:00"),
+            Some(utc("2024-03-10T07:00:00Z"))
+        );
     }
 }

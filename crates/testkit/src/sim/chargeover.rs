@@ -103,12 +103,29 @@ struct Inner {
 struct Entity {
     id_field: String,
     records: BTreeMap<i64, Value>,
+    /// Writes not visible yet: (when they become visible, id, new value).
+    pending: Vec<(DateTime<Utc>, i64, Value)>,
+}
+
+/// One version of a record as the simulator wrote it: what a connector
+/// must deliver once its committed position is past `at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenVersion {
+    pub id: i64,
+    pub version: i64,
+    /// `mod_datetime` as written (local wall-clock time in the sim's zone).
+    pub mod_datetime: String,
+    /// The instant it stands for on the server's clock.
+    pub at: DateTime<Utc>,
 }
 
 struct CoState {
     entities: BTreeMap<String, Entity>,
     aliases: BTreeMap<String, String>,
-    now: Option<NaiveDateTime>,
+    clock: Arc<super::SimClock>,
+    /// How long after its `mod_datetime` a write becomes visible.
+    visibility_delay: chrono::Duration,
+    history: BTreeMap<String, Vec<WrittenVersion>>,
     edits: BTreeMap<String, (EditMode, usize)>,
     default_limit: usize,
     max_limit: usize,
@@ -131,14 +148,18 @@ impl ChargeOverSim {
     ) -> std::io::Result<ChargeOverSim> {
         let listener = bind(addr).await?;
         let addr = listener.local_addr()?;
+        let server = SimServer::new(addr);
+        let clock = server.clock.clone();
         let inner = Arc::new(Inner {
             username: username.to_string(),
             password: password.to_string(),
-            server: SimServer::new(addr),
+            server,
             state: Mutex::new(CoState {
                 entities: BTreeMap::new(),
                 aliases: BTreeMap::new(),
-                now: None,
+                clock,
+                visibility_delay: chrono::Duration::zero(),
+                history: BTreeMap::new(),
                 edits: BTreeMap::new(),
                 default_limit: 10,
                 max_limit: 500,
@@ -164,6 +185,7 @@ impl ChargeOverSim {
             .or_insert_with(|| Entity {
                 id_field: id_field.to_string(),
                 records: BTreeMap::new(),
+                pending: Vec::new(),
             })
             .id_field = id_field.to_string();
     }
@@ -184,6 +206,7 @@ impl ChargeOverSim {
             return None;
         };
         let mut st = lock(&self.inner.state);
+        let tz = st.clock.timezone();
         let e = st.entity_mut(entity);
         let id = match map.get(&e.id_field).and_then(as_i64) {
             Some(id) => id,
@@ -193,7 +216,26 @@ impl ChargeOverSim {
                 id
             }
         };
+        let stamp = map
+            .get("mod_datetime")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let version = map.get("version").and_then(as_i64).unwrap_or(1);
         e.records.insert(id, Value::Object(map));
+        if let Some(at) = stamp.as_deref().and_then(parse_datetime).and_then(|n| {
+            use chrono::TimeZone;
+            tz.from_local_datetime(&n)
+                .earliest()
+                .map(|t| t.with_timezone(&Utc))
+        }) {
+            let name = st.resolve(entity).unwrap_or(entity).to_string();
+            st.history.entry(name).or_default().push(WrittenVersion {
+                id,
+                version,
+                mod_datetime: stamp.unwrap_or_default(),
+                at,
+            });
+        }
         Some(id)
     }
 
@@ -211,6 +253,7 @@ impl ChargeOverSim {
         let mut st = lock(&self.inner.state);
         let e = st.entity_mut(entity);
         let title = title_case(entity);
+        let mut written = Vec::with_capacity(count);
         for i in 1..=count {
             let n = i32::try_from(i - 1).unwrap_or(i32::MAX);
             let at = step
@@ -231,6 +274,23 @@ impl ChargeOverSim {
             map.insert("mod_datetime".into(), json!(at));
             map.insert("version".into(), json!(1));
             e.records.insert(id, Value::Object(map));
+            written.push((id, at));
+        }
+        let tz = st.clock.timezone();
+        let name = st.resolve(entity).unwrap_or(entity).to_string();
+        let history = st.history.entry(name).or_default();
+        for (id, stamp) in written {
+            use chrono::TimeZone;
+            if let Some(at) =
+                parse_datetime(&stamp).and_then(|n| tz.from_local_datetime(&n).earliest())
+            {
+                history.push(WrittenVersion {
+                    id,
+                    version: 1,
+                    mod_datetime: stamp,
+                    at: at.with_timezone(&Utc),
+                });
+            }
         }
     }
 
@@ -261,15 +321,102 @@ impl ChargeOverSim {
             .is_some_and(|e| e.records.remove(&id).is_some())
     }
 
-    /// Sets the simulator's clock (used by [`ChargeOverSim::modify`]). Until
-    /// set, it is the current UTC time.
+    /// Freezes the simulator's clock (used by [`ChargeOverSim::modify`]
+    /// and the `Date` header) at wall-clock time `t` in its zone (the
+    /// first, for a repeated time). Until set, it is the current time; see
+    /// [`SimServer::clock`] for a clock that flows, ahead or behind ours.
     pub fn set_now(&self, t: NaiveDateTime) {
-        lock(&self.inner.state).now = Some(t);
+        use chrono::TimeZone;
+        let clock = self.inner.server.clock();
+        if let Some(at) = clock.timezone().from_local_datetime(&t).earliest() {
+            clock.freeze(at.with_timezone(&Utc));
+        }
     }
 
-    /// The simulator's clock, to the second.
+    /// The simulator's clock, to the second, as a wall-clock time in its zone.
     pub fn now(&self) -> NaiveDateTime {
         lock(&self.inner.state).now()
+    }
+
+    /// Writes made from now on become visible (listed) only `delay` after
+    /// their `mod_datetime`, as behind a slow commit or a replica: until
+    /// then the listing shows the record's previous version, if any.
+    pub fn set_visibility_delay(&self, delay: std::time::Duration) {
+        lock(&self.inner.state).visibility_delay =
+            chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+    }
+
+    /// Every version written by [`ChargeOverSim::modify`], [`ChargeOverSim::insert`]
+    /// (with a `mod_datetime`) and [`ChargeOverSim::write_new`], in write order.
+    pub fn history(&self, entity: &str) -> Vec<WrittenVersion> {
+        let st = lock(&self.inner.state);
+        let name = st.resolve(entity).unwrap_or(entity);
+        st.history.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Creates a record stamped with the simulator's clock: the next free
+    /// id, `version: 1`. Visible after the visibility delay.
+    pub fn write_new(&self, entity: &str) -> i64 {
+        let mut st = lock(&self.inner.state);
+        let name = st
+            .resolve(entity)
+            .map(str::to_string)
+            .unwrap_or_else(|| entity.to_string());
+        let e = st.entity_mut(&name);
+        let id_field = e.id_field.clone();
+        let id = e
+            .records
+            .keys()
+            .chain(e.pending.iter().map(|(_, id, _)| id))
+            .max()
+            .map_or(1, |m| m + 1);
+        let mut map = Map::new();
+        map.insert(id_field, json!(id));
+        map.insert("name".into(), json!(format!("new {id}")));
+        map.insert("version".into(), json!(0));
+        st.write(&name, id, map);
+        id
+    }
+
+    /// Writes continuously until the returned guard is dropped: every
+    /// `every`, modifies the next of the existing records in turn and, each
+    /// `new_every`-th write, creates one. Runs on the current tokio runtime.
+    pub fn write_continuously(
+        &self,
+        entity: &str,
+        every: std::time::Duration,
+        new_every: usize,
+    ) -> ContinuousWrites {
+        let sim = self.clone();
+        let entity = entity.to_string();
+        let task = tokio::spawn(async move {
+            let mut n = 0usize;
+            let mut next_id = 1i64;
+            loop {
+                tokio::time::sleep(every).await;
+                n += 1;
+                if new_every > 0 && n.is_multiple_of(new_every) {
+                    sim.write_new(&entity);
+                    continue;
+                }
+                let ids: Vec<i64> = {
+                    let st = lock(&sim.inner.state);
+                    st.entities
+                        .get(&entity)
+                        .map(|e| e.records.keys().copied().collect())
+                        .unwrap_or_default()
+                };
+                if ids.is_empty() {
+                    continue;
+                }
+                let at = ids.partition_point(|i| *i < next_id) % ids.len();
+                sim.modify(&entity, ids[at]);
+                next_id = ids[at] + 1;
+            }
+        });
+        ContinuousWrites {
+            task: Some(task.abort_handle()),
+        }
     }
 
     /// Sets `mod_datetime` to now and increments `version`. Whether the
@@ -322,10 +469,74 @@ impl ChargeOverSim {
     }
 }
 
+/// Stops [`ChargeOverSim::write_continuously`] when dropped.
+pub struct ContinuousWrites {
+    task: Option<tokio::task::AbortHandle>,
+}
+
+impl ContinuousWrites {
+    pub fn stop(mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for ContinuousWrites {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
 impl CoState {
     fn now(&self) -> NaiveDateTime {
-        let t = self.now.unwrap_or_else(|| Utc::now().naive_utc());
-        t.with_nanosecond(0).unwrap_or(t)
+        self.clock.local_now()
+    }
+
+    /// Stores a new version of record `id` stamped now (visible after the
+    /// visibility delay) and records it in the history.
+    fn write(&mut self, entity: &str, id: i64, mut map: Map<String, Value>) {
+        let at = self
+            .clock
+            .now()
+            .with_nanosecond(0)
+            .unwrap_or_else(|| self.clock.now());
+        let stamp = self.now().format(DATETIME_FORMAT).to_string();
+        let version = map.get("version").and_then(as_i64).unwrap_or(0) + 1;
+        map.insert("mod_datetime".into(), json!(stamp));
+        map.insert("version".into(), json!(version));
+        let delay = self.visibility_delay;
+        let e = self.entity_mut(entity);
+        if delay > chrono::Duration::zero() {
+            e.pending.push((at + delay, id, Value::Object(map)));
+        } else {
+            e.records.insert(id, Value::Object(map));
+        }
+        self.history
+            .entry(entity.to_string())
+            .or_default()
+            .push(WrittenVersion {
+                id,
+                version,
+                mod_datetime: stamp,
+                at,
+            });
+    }
+
+    /// Makes the writes whose time has come visible.
+    fn publish_due(&mut self) {
+        let now = self.clock.now();
+        for e in self.entities.values_mut() {
+            let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut e.pending)
+                .into_iter()
+                .partition(|(t, _, _)| *t <= now);
+            e.pending = waiting;
+            for (_, id, v) in due {
+                e.records.insert(id, v);
+            }
+        }
     }
 
     fn resolve<'a>(&'a self, name: &'a str) -> Option<&'a str> {
@@ -347,21 +558,33 @@ impl CoState {
         self.entities.entry(name).or_insert_with(|| Entity {
             id_field: format!("{entity}_id"),
             records: BTreeMap::new(),
+            pending: Vec::new(),
         })
     }
 
     fn modify(&mut self, entity: &str, id: i64) -> bool {
-        let now = self.now().format(DATETIME_FORMAT).to_string();
-        let Some(Value::Object(map)) = self
-            .entities
-            .get_mut(entity)
-            .and_then(|e| e.records.get_mut(&id))
-        else {
+        let Some(e) = self.entities.get(entity) else {
             return false;
         };
-        let version = map.get("version").and_then(as_i64).unwrap_or(1);
-        map.insert("mod_datetime".into(), json!(now));
-        map.insert("version".into(), json!(version + 1));
+        // The latest version, visible or not, is the one edited.
+        let latest = e
+            .pending
+            .iter()
+            .rev()
+            .find(|(_, pid, _)| *pid == id)
+            .map(|(_, _, v)| v)
+            .or_else(|| e.records.get(&id));
+        let Some(Value::Object(map)) = latest.cloned() else {
+            return false;
+        };
+        let map = if map.get("version").and_then(as_i64).is_none() {
+            let mut m = map;
+            m.insert("version".into(), json!(1));
+            m
+        } else {
+            map
+        };
+        self.write(entity, id, map);
         true
     }
 
@@ -787,6 +1010,7 @@ impl Inner {
         let offset = parse_count(params, "offset").map_err(bad)?.unwrap_or(0);
 
         let mut st = lock(&self.state);
+        st.publish_due();
         let name = st
             .resolve(entity)
             .map(str::to_string)

@@ -272,6 +272,8 @@ pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpLis
 /// it, so `sim.fail_next(..)` and `sim.requests()` work on both.
 pub struct SimServer {
     addr: SocketAddr,
+    /// The server's clock: its `Date` headers and the timestamps it writes.
+    pub(crate) clock: std::sync::Arc<SimClock>,
     pub(crate) faults: Mutex<FaultPlan>,
     pub(crate) log: Mutex<Log>,
     abort: Mutex<Option<tokio::task::AbortHandle>>,
@@ -281,6 +283,7 @@ impl SimServer {
     pub(crate) fn new(addr: SocketAddr) -> Self {
         SimServer {
             addr,
+            clock: std::sync::Arc::default(),
             faults: Mutex::new(FaultPlan::default()),
             log: Mutex::new(Log::default()),
             abort: Mutex::new(None),
@@ -289,6 +292,18 @@ impl SimServer {
 
     /// Serves `router` on a task of the current runtime until [`SimServer::shutdown`].
     pub(crate) fn serve(&self, listener: tokio::net::TcpListener, router: Router) {
+        let clock = self.clock.clone();
+        // Every answer, errors included, is dated by the server's clock, as
+        // an HTTP origin server must (RFC 9110 §6.6.1).
+        let router = router.layer(axum::middleware::map_response(move |mut resp: Response| {
+            let date = clock.now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+            async move {
+                if let Ok(v) = HeaderValue::from_str(&date) {
+                    resp.headers_mut().insert(header::DATE, v);
+                }
+                resp
+            }
+        }));
         let task = tokio::spawn(async move {
             // The server only ends when the task is aborted or the runtime stops.
             let _ = axum::serve(listener, router).await;
@@ -299,6 +314,12 @@ impl SimServer {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The server's clock: set its offset from ours, freeze it, or start
+    /// it at another instant; it dates every answer and every write.
+    pub fn clock(&self) -> &SimClock {
+        &self.clock
     }
 
     /// Stops the server (idempotent).
@@ -351,4 +372,77 @@ pub(crate) async fn read_body(body: Body) -> Result<Bytes, Response> {
     axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| json_response(413, r#"{"error":"request body too large"}"#))
+}
+
+/// A simulator's clock: the real clock moved by an offset (a server whose
+/// clock runs ahead or behind), or frozen at an instant, read in a zone for
+/// APIs that write local wall-clock times. `Date` headers and record
+/// timestamps both follow it, as on a real server.
+#[derive(Debug)]
+pub struct SimClock {
+    state: Mutex<ClockState>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ClockState {
+    /// Server time minus real time, while flowing.
+    offset: chrono::Duration,
+    /// A fixed instant, when frozen.
+    frozen: Option<chrono::DateTime<chrono::Utc>>,
+    timezone: chrono_tz::Tz,
+}
+
+impl Default for SimClock {
+    fn default() -> Self {
+        SimClock {
+            state: Mutex::new(ClockState {
+                offset: chrono::Duration::zero(),
+                frozen: None,
+                timezone: chrono_tz::UTC,
+            }),
+        }
+    }
+}
+
+impl SimClock {
+    /// The server's time now.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let st = *lock(&self.state);
+        st.frozen.unwrap_or_else(|| chrono::Utc::now() + st.offset)
+    }
+
+    /// The server's wall-clock time in its zone, to the second.
+    pub fn local_now(&self) -> chrono::NaiveDateTime {
+        use chrono::{SubsecRound, TimeZone};
+        let tz = self.timezone();
+        tz.from_utc_datetime(&self.now().trunc_subsecs(0).naive_utc())
+            .naive_local()
+    }
+
+    /// The server's clock runs `offset` ahead of the real one (negative:
+    /// behind), and flows.
+    pub fn set_offset(&self, offset: chrono::Duration) {
+        let mut st = lock(&self.state);
+        st.offset = offset;
+        st.frozen = None;
+    }
+
+    /// The server's clock reads `t` now, and flows from there.
+    pub fn start_at(&self, t: chrono::DateTime<chrono::Utc>) {
+        self.set_offset(t - chrono::Utc::now());
+    }
+
+    /// The server's clock stands still at `t` until set otherwise.
+    pub fn freeze(&self, t: chrono::DateTime<chrono::Utc>) {
+        lock(&self.state).frozen = Some(t);
+    }
+
+    /// The zone the server writes local wall-clock times in (default UTC).
+    pub fn set_timezone(&self, tz: chrono_tz::Tz) {
+        lock(&self.state).timezone = tz;
+    }
+
+    pub fn timezone(&self) -> chrono_tz::Tz {
+        lock(&self.state).timezone
+    }
 }

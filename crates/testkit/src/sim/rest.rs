@@ -182,7 +182,10 @@ struct RestState {
     items: BTreeMap<i64, Item>,
     /// `(updated_at ms, id)` of every item, sorted.
     order: Vec<(i64, i64)>,
-    now: Option<DateTime<Utc>>,
+    /// The server's clock (shared with its `Date` headers).
+    clock: Arc<super::SimClock>,
+    /// `(id, version, updated_at ms)` of every insert and modify.
+    history: Vec<(i64, u64, i64)>,
     edits: Option<(EditMode, usize)>,
     limit_fault: Option<(usize, u16)>,
     auth: RestAuth,
@@ -227,10 +230,12 @@ impl RestSim {
     pub async fn try_start_with(config: RestSimConfig) -> std::io::Result<RestSim> {
         let listener = bind(config.addr).await?;
         let addr = listener.local_addr()?;
+        let server = SimServer::new(addr);
         let mut state = RestState {
             items: BTreeMap::new(),
             order: Vec::new(),
-            now: None,
+            clock: server.clock.clone(),
+            history: Vec::new(),
             edits: None,
             limit_fault: None,
             auth: config.auth,
@@ -241,7 +246,7 @@ impl RestSim {
         };
         state.generate(config.items, config.start, config.step);
         let inner = Arc::new(Inner {
-            server: SimServer::new(addr),
+            server,
             state: Mutex::new(state),
         });
         let router = Router::new().fallback(handle).with_state(inner.clone());
@@ -299,6 +304,7 @@ impl RestSim {
                 fields: Some(Box::new(map)),
             },
         );
+        st.history.push((id, version, ts));
         Some(id)
     }
 
@@ -347,10 +353,11 @@ impl RestSim {
         self.len() == 0
     }
 
-    /// Sets the simulator's clock (used by `modify` and `insert`). Until
-    /// set, it is the current time.
+    /// Freezes the simulator's clock (used by `modify`, `insert` and the
+    /// `Date` header) at `t`. Until set, it is the current time; see
+    /// [`SimServer::clock`] for a clock that flows, ahead or behind ours.
     pub fn set_now(&self, t: DateTime<Utc>) {
-        lock(&self.inner.state).now = Some(t);
+        self.inner.server.clock().freeze(t);
     }
 
     /// The simulator's clock.
@@ -385,6 +392,22 @@ impl RestSim {
     pub fn modify_returned_during_paging(&self, per_request: usize) {
         lock(&self.inner.state).edits =
             (per_request > 0).then_some((EditMode::Returned, per_request));
+    }
+
+    /// Every version [`RestSim::insert`] and [`RestSim::modify`] wrote:
+    /// `(id, version, updated_at)`.
+    pub fn history(&self) -> Vec<(i64, u64, DateTime<Utc>)> {
+        lock(&self.inner.state)
+            .history
+            .iter()
+            .map(|&(id, v, ts)| {
+                (
+                    id,
+                    v,
+                    DateTime::from_timestamp_millis(ts).unwrap_or_default(),
+                )
+            })
+            .collect()
     }
 
     /// Makes every issued OAuth2 token invalid: the next call using one gets
@@ -444,7 +467,7 @@ struct Selection {
 
 impl RestState {
     fn now_ms(&self) -> i64 {
-        self.now.unwrap_or_else(Utc::now).timestamp_millis()
+        self.clock.now().timestamp_millis()
     }
 
     fn generate(&mut self, count: usize, from: DateTime<Utc>, step: chrono::Duration) {
@@ -484,6 +507,7 @@ impl RestState {
         let old = (item.ts, id);
         item.ts = now;
         item.version += 1;
+        self.history.push((id, item.version, now));
         if let Ok(i) = self.order.binary_search(&old) {
             self.order.remove(i);
         }
