@@ -153,6 +153,11 @@ pub enum Poll {
     Idle,
     /// Caught up: this run of the stream is over until its next scheduled run.
     End,
+    /// This run is over without catching up: outside work is still pending
+    /// (an async job past its wait) or the stream is stuck. The next
+    /// scheduled run resumes from the checkpoint; unlike [`Poll::End`] it
+    /// is not a success, so the stream's `last_success_at` does not move.
+    Unfinished,
 }
 
 /// Records read together and the checkpoint that follows the last of them.
