@@ -152,12 +152,11 @@ pub enum Poll {
     /// the runtime polls again after the connector's poll interval.
     Idle,
     /// Caught up: this run of the stream is over until its next scheduled run.
+    ///
+    /// A stream whose checkpoint still says a run is in progress
+    /// ([`Source::run_progress`]: an async job past its wait) or that is
+    /// marked stuck ended without success: its `last_success_at` does not move.
     End,
-    /// This run is over without catching up: outside work is still pending
-    /// (an async job past its wait) or the stream is stuck. The next
-    /// scheduled run resumes from the checkpoint; unlike [`Poll::End`] it
-    /// is not a success, so the stream's `last_success_at` does not move.
-    Unfinished,
 }
 
 /// Records read together and the checkpoint that follows the last of them.

@@ -751,10 +751,15 @@ impl StreamTask {
                     self.stats
                         .record(StreamEvent::Status(StreamStatus::Running));
                 }
-                Poll::End | Poll::Unfinished => {
+                Poll::End => {
                     self.deliver_commits(reader).await?;
                     self.await_last_commit(reader).await?;
-                    if matches!(polled, Poll::End) {
+                    // A run that ended waiting on outside work (an async
+                    // job past its wait) is no success.
+                    let cut_short = self.position.as_ref().is_some_and(|p| {
+                        self.source.run_progress(&self.spec, p) == RunProgress::InProgress
+                    });
+                    if !cut_short {
                         self.stats.record(StreamEvent::RunCompleted {
                             at: self.clock.now(),
                         });
