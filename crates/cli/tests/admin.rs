@@ -4,7 +4,6 @@
 
 use chrono::{Duration as ChronoDuration, NaiveDateTime, Utc};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::time::Duration;
 use tributary_testkit::browser::Browser;
 use tributary_testkit::cli::*;
@@ -15,17 +14,6 @@ const TOKEN: &str = "admin-token-5b1d0e77c2";
 
 fn dt(s: &str) -> NaiveDateTime {
     NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
-}
-
-/// `name{labels}` → value, from the Prometheus text.
-fn samples(text: &str) -> BTreeMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            Some((k.to_string(), v.parse().ok()?))
-        })
-        .collect()
 }
 
 fn wait_json(url: &str, token: Option<&str>, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
@@ -157,7 +145,7 @@ backoff_max = "100ms"
     // Prometheus: exact counters after this known run.
     let (status, text) = http_get(&url("/metrics"), Some(TOKEN));
     assert_eq!(status, 200, "{text}");
-    let m = samples(&text);
+    let m = metric_samples(&text);
     let l = "{connector=\"billing\",stream=\"customer\"}";
     let bytes: usize = sim
         .records("customer")
@@ -389,7 +377,7 @@ fn health_turns_unhealthy_naming_a_stream_older_than_max_staleness() {
     let users = streams.iter().find(|s| s["name"] == "users").unwrap();
     assert_eq!(users["state"], "running");
     let (_, text) = http_get(&format!("{}/metrics", proc.url), Some(TOKEN));
-    let m = samples(&text);
+    let m = metric_samples(&text);
     assert_eq!(
         m["tributary_stream_stale{connector=\"demo\",stream=\"orders\"}"],
         1.0

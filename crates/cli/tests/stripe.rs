@@ -121,6 +121,16 @@ backoff_max = "100ms"
         m
     }
 
+    /// Every transaction created in `[from, to)` was delivered to `stream`, once.
+    fn assert_delivered_once(&self, stream: &str, from: &str, to: &str) {
+        let got = self.delivered(stream);
+        assert_eq!(
+            got.keys().cloned().collect::<Vec<_>>(),
+            self.expected(from, to)
+        );
+        assert!(got.values().all(|&c| c == 1), "duplicates in {stream}");
+    }
+
     /// Ids of the transactions created in `[from, to)`.
     fn expected(&self, from: &str, to: &str) -> Vec<String> {
         let (a, b) = (t(from).timestamp(), t(to).timestamp());
@@ -354,10 +364,7 @@ fn kill_9_between_creating_a_run_and_committing_its_id_adopts_the_run() {
         1,
         "the orphaned run was found, not created again"
     );
-    let expected = env.expected("2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z");
-    let got = env.delivered(UTC_STREAM);
-    assert_eq!(got.keys().cloned().collect::<Vec<_>>(), expected);
-    assert!(got.values().all(|&c| c == 1));
+    env.assert_delivered_once(UTC_STREAM, "2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z");
 }
 
 #[test]
@@ -745,10 +752,7 @@ fn a_create_whose_answer_is_lost_gets_the_same_run_back_by_its_idempotency_key()
     let err = stderr(&o);
     assert!(err.contains("same idempotency key"), "{err}");
     assert!(!err.contains("report run created"), "{err}");
-    let expected = env.expected("2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z");
-    let got = env.delivered(UTC_STREAM);
-    assert_eq!(got.keys().cloned().collect::<Vec<_>>(), expected);
-    assert!(got.values().all(|&c| c == 1));
+    env.assert_delivered_once(UTC_STREAM, "2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z");
 }
 
 /// Issue 19 item 7: a 302 from the files host to another host was

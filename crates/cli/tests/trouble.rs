@@ -5,7 +5,6 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tributary_testkit::browser::Browser;
 use tributary_testkit::cli::*;
@@ -17,17 +16,6 @@ const BROKEN: &str = "broken.type.1.UTC";
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
-
-/// `name{labels}` → value, from the Prometheus text.
-fn samples(text: &str) -> BTreeMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            Some((k.to_string(), v.parse().ok()?))
-        })
-        .collect()
 }
 
 fn stream<'a>(view: &'a Value, connector: &str, name: &str) -> &'a Value {
@@ -190,7 +178,7 @@ fn a_permanently_failing_stream_stays_failed_everywhere_while_its_siblings_commi
         assert_eq!(failed, [BROKEN], "{health:#}");
 
         let (_, text) = http_get(&format!("{}/metrics", proc.url), None);
-        let m = samples(&text);
+        let m = metric_samples(&text);
         let state = |s: &str, st: &str| {
             m[&format!(
                 "tributary_stream_state{{connector=\"stripe\",stream=\"{s}\",state=\"{st}\"}}"
@@ -382,7 +370,7 @@ fn an_api_answering_503_turns_the_stream_stale_and_it_stays_stale_while_retrying
         assert!(s["last_error_at"].is_string(), "{s:#}");
         retries_seen.push(s["retries"].as_u64().unwrap());
         let (_, text) = http_get(&format!("{}/metrics", proc.url), None);
-        let m = samples(&text);
+        let m = metric_samples(&text);
         assert_eq!(
             m["tributary_stream_state{connector=\"api\",stream=\"items\",state=\"stale\"}"],
             1.0

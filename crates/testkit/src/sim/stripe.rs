@@ -527,7 +527,7 @@ impl Inner {
             let mut st = lock(&self.state);
             st.requests_seen += 1;
             if let Some((n, status)) = st.fail_every {
-                if st.requests_seen % n == 0 {
+                if st.requests_seen.is_multiple_of(n) {
                     return api_error(status);
                 }
             }
