@@ -133,6 +133,9 @@ fn a_permanently_failing_stream_stays_failed_everywhere_while_its_siblings_commi
     let mut increases = 0;
     let start = Instant::now();
     let mut samples_taken = 0;
+    let broken_retries = |v: &Value| stream(v, "stripe", BROKEN)["retries"].as_u64().unwrap();
+    let retries_before = broken_retries(&first);
+    let mut retries_after = retries_before;
     while start.elapsed() < Duration::from_secs(25) {
         // An hour more data becomes available.
         hour += 1;
@@ -159,6 +162,7 @@ fn a_permanently_failing_stream_stays_failed_everywhere_while_its_siblings_commi
             );
         }
         assert_eq!(view["connectors"][0]["phase"], "running");
+        retries_after = broken_retries(&view);
         let now = committed(&view);
         assert!(now >= last_committed);
         if now > last_committed {
@@ -204,6 +208,11 @@ fn a_permanently_failing_stream_stays_failed_everywhere_while_its_siblings_commi
         std::thread::sleep(Duration::from_millis(700));
     }
     assert!(samples_taken >= 15, "{samples_taken} samples");
+    // It was tried again at its scheduled runs (each gives up after 3 retries).
+    assert!(
+        retries_after >= retries_before + 3 * 5,
+        "retries {retries_before} -> {retries_after}"
+    );
     assert!(
         increases >= 5,
         "the healthy streams committed in only {increases} samples"
