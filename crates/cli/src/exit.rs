@@ -14,7 +14,8 @@ pub enum Code {
     CheckFailed = 3,
     /// The state store is in use by another process (the connector is running).
     StateLocked = 4,
-    /// `state stuck` found stuck streams (listed on stdout).
+    /// `state stuck` found stuck streams, or `status` found failed, stuck or
+    /// stale ones (listed on stdout).
     Stuck = 5,
     /// A second interrupt forced an immediate stop; uncommitted work is re-read next run.
     Forced = 130,

@@ -4,7 +4,6 @@
 
 use chrono::{Duration as ChronoDuration, NaiveDateTime, Utc};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::time::Duration;
 use tributary_testkit::browser::Browser;
 use tributary_testkit::cli::*;
@@ -15,17 +14,6 @@ const TOKEN: &str = "admin-token-5b1d0e77c2";
 
 fn dt(s: &str) -> NaiveDateTime {
     NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
-}
-
-/// `name{labels}` → value, from the Prometheus text.
-fn samples(text: &str) -> BTreeMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            Some((k.to_string(), v.parse().ok()?))
-        })
-        .collect()
 }
 
 fn wait_json(url: &str, token: Option<&str>, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
@@ -159,7 +147,7 @@ backoff_max = "100ms"
     // Prometheus: exact counters after this known run.
     let (status, text) = http_get(&url("/metrics"), Some(TOKEN));
     assert_eq!(status, 200, "{text}");
-    let m = samples(&text);
+    let m = metric_samples(&text);
     let l = "{connector=\"billing\",stream=\"customer\"}";
     let bytes: usize = sim
         .records("customer")
@@ -386,18 +374,18 @@ fn health_turns_unhealthy_naming_a_stream_older_than_max_staleness() {
     let view = http_json(&format!("{}/connectors", proc.url), Some(TOKEN));
     let streams = view["connectors"][0]["streams"].as_array().unwrap();
     let orders = streams.iter().find(|s| s["name"] == "orders").unwrap();
-    assert_eq!(orders["state"], "stuck");
+    assert_eq!(orders["state"], "stale");
     assert_eq!(orders["status"]["state"], "scheduled");
     let users = streams.iter().find(|s| s["name"] == "users").unwrap();
     assert_eq!(users["state"], "running");
     let (_, text) = http_get(&format!("{}/metrics", proc.url), Some(TOKEN));
-    let m = samples(&text);
+    let m = metric_samples(&text);
     assert_eq!(
         m["tributary_stream_stale{connector=\"demo\",stream=\"orders\"}"],
         1.0
     );
     assert_eq!(
-        m["tributary_stream_state{connector=\"demo\",stream=\"orders\",state=\"stuck\"}"],
+        m["tributary_stream_state{connector=\"demo\",stream=\"orders\",state=\"stale\"}"],
         1.0
     );
     let o = ws.run(&[
@@ -407,13 +395,19 @@ fn health_turns_unhealthy_naming_a_stream_older_than_max_staleness() {
         "--admin-token-file",
         token_file.to_str().unwrap(),
     ]);
-    assert_exit(&o, 0);
+    // A stale stream needs a person: `status` says so in its exit code.
+    assert_exit(&o, 5);
+    assert!(
+        stderr(&o).contains("1 stream(s) failed, stuck or stale: demo/orders (stale)"),
+        "{}",
+        stderr(&o)
+    );
     let table = stdout(&o);
     let row = table
         .lines()
         .find(|l| l.starts_with("demo/orders "))
         .unwrap_or_else(|| panic!("{table}"));
-    assert!(row.contains(" stuck "), "{row}");
+    assert!(row.contains(" stale "), "{row}");
     assert!(
         row.contains("checkpoint has not advanced for 1d00h"),
         "{row}"
@@ -422,7 +416,7 @@ fn health_turns_unhealthy_naming_a_stream_older_than_max_staleness() {
 }
 
 #[test]
-fn the_status_page_in_chromium_shows_streams_refreshing_and_the_stale_one_stuck() {
+fn the_status_page_in_chromium_shows_streams_refreshing_and_the_stale_one_first() {
     let ws = Workspace::new(env!("CARGO_BIN_EXE_tributary"));
     let token_file = ws.write("admin.token", TOKEN);
     let proc = stale_orders(&ws, &["--admin-token-file", token_file.to_str().unwrap()]);
@@ -440,11 +434,11 @@ fn the_status_page_in_chromium_shows_streams_refreshing_and_the_stale_one_stuck(
     };
     browser.wait_for(
         Duration::from_secs(60),
-        "orders shown stuck and users running",
+        "orders shown stale and users running",
         |b| {
             let orders = row(b, "orders");
             let users = row(b, "users");
-            orders.contains("STUCK")
+            orders.contains("STALE")
                 && orders.contains("checkpoint has not advanced for 1d00h")
                 && users.contains("RUNNING")
         },
@@ -453,12 +447,12 @@ fn the_status_page_in_chromium_shows_streams_refreshing_and_the_stale_one_stuck(
     // Records, checkpoint age and the next run, as a person reads them.
     let cells: Vec<&str> = orders.split('\t').map(str::trim).collect();
     assert_eq!(cells[0], "orders", "{orders:?}");
-    assert_eq!(cells[1], "STUCK", "{orders:?}");
+    assert_eq!(cells[1], "STALE", "{orders:?}");
     assert!(cells[4].starts_with("1d00h"), "{orders:?}");
     assert!(cells[7].ends_with(" UTC"), "next run: {orders:?}");
     let header = browser.texts("#meta").pop().unwrap_or_default();
     assert!(
-        header.contains("1 connector(s), 2 stream(s), 1 stuck"),
+        header.contains("1 connector(s), 2 stream(s): 0 failed, 0 stuck, 1 stale, 0 retrying"),
         "{header}"
     );
     let connector = browser.texts("tr.connector").pop().unwrap_or_default();

@@ -229,6 +229,26 @@ fn bad_records_policy_dead_letter_keeps_them_with_their_error() {
     let raw: Vec<&str> = dlq.iter().map(|d| d["raw"].as_str().unwrap()).collect();
     assert!(raw.contains(&"{\"id\": 2"), "{raw:?}");
     assert!(raw.iter().any(|r| r.contains("2,pear,EXTRA")), "{raw:?}");
+    // Loud: logged per batch and in the final summary, per stream.
+    let err = stderr(&o);
+    for stream in ["orders", "events"] {
+        let logged = |what: &str, count: &str| {
+            err.lines().any(|l| {
+                l.contains(what) && l.contains(&format!("stream={stream} ")) && l.contains(count)
+            })
+        };
+        assert!(
+            logged("bad records written to the dead-letter file", "count=1"),
+            "{err}"
+        );
+        assert!(
+            logged(
+                "stream summary: bad records went to the dead-letter file",
+                "dead_letters=1"
+            ),
+            "{err}"
+        );
+    }
     // Both streams still committed past the bad lines.
     let o = ws.run(&["run", cfg.to_str().unwrap(), "--no-progress"]);
     assert_exit(&o, 0);

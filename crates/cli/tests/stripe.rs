@@ -121,6 +121,16 @@ backoff_max = "100ms"
         m
     }
 
+    /// Every transaction created in `[from, to)` was delivered to `stream`, once.
+    fn assert_delivered_once(&self, stream: &str, from: &str, to: &str) {
+        let got = self.delivered(stream);
+        assert_eq!(
+            got.keys().cloned().collect::<Vec<_>>(),
+            self.expected(from, to)
+        );
+        assert!(got.values().all(|&c| c == 1), "duplicates in {stream}");
+    }
+
     /// Ids of the transactions created in `[from, to)`.
     fn expected(&self, from: &str, to: &str) -> Vec<String> {
         let (a, b) = (t(from).timestamp(), t(to).timestamp());
@@ -253,10 +263,26 @@ fn failed_runs_are_retried_then_marked_stuck_without_stopping_other_streams() {
     assert_eq!(stuck["consecutive_failures"], 3);
     let reason = stuck["stuck_reason"].as_str().unwrap();
     assert!(
-        reason.starts_with("3 report runs failed in a row; last: report run frr_")
-            && reason.ends_with("failed: Internal error while generating the report"),
+        reason.starts_with("3 attempts in a row gave up; last: frr_")
+            && reason
+                .ends_with(": the report run failed: Internal error while generating the report"),
         "{reason}"
     );
+    // The failed runs are abandoned for good: listed, and the next attempt
+    // gets a new idempotency key.
+    let abandoned: Vec<&str> = stuck["abandoned_runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    let bs: Vec<&str> = runs
+        .iter()
+        .filter(|r| r.report_type == "balance.summary.1")
+        .map(|r| r.id.as_str())
+        .collect();
+    assert_eq!(abandoned, bs);
+    assert_eq!(stuck["attempt"], 3);
     assert_eq!(
         stuck["interval_start"], "2024-01-01T00:00:00Z",
         "nothing advanced"
@@ -278,10 +304,7 @@ fn failed_runs_are_retried_then_marked_stuck_without_stopping_other_streams() {
     let out = stdout(&o);
     let line = out.lines().find(|l| l.starts_with(UTC_STREAM)).unwrap();
     assert!(line.contains(" stuck "), "{out}");
-    assert!(
-        out.contains("stuck: 3 report runs failed in a row"),
-        "{out}"
-    );
+    assert!(out.contains("stuck: 3 attempts in a row gave up"), "{out}");
     let line = out
         .lines()
         .find(|l| l.starts_with("payouts.itemized.3.UTC"))
@@ -341,10 +364,7 @@ fn kill_9_between_creating_a_run_and_committing_its_id_adopts_the_run() {
         1,
         "the orphaned run was found, not created again"
     );
-    let expected = env.expected("2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z");
-    let got = env.delivered(UTC_STREAM);
-    assert_eq!(got.keys().cloned().collect::<Vec<_>>(), expected);
-    assert!(got.values().all(|&c| c == 1));
+    env.assert_delivered_once(UTC_STREAM, "2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z");
 }
 
 #[test]
@@ -527,5 +547,236 @@ fn the_example_config_is_valid_and_names_its_streams() {
             "balance_change_from_activity.itemized.3.America_New_York",
             "balance_change_from_activity.itemized.3.UTC"
         ]
+    );
+}
+
+/// The ids of the runs whose rows were delivered for `stream`.
+fn runs_read(env: &Env, stream: &str) -> std::collections::BTreeSet<String> {
+    env.ws
+        .output("out", &format!("stripe.{stream}"))
+        .iter()
+        .map(|v| v["_report_run_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Issue 19 item 1: the file of a succeeded run answers 404. Before, the
+/// stream re-adopted the same run by its parameters forever (1,044
+/// requests in 25 s, `run --once` never ended). Now the run is abandoned,
+/// each attempt is a new run with a new key, and after
+/// `max_consecutive_failures` the stream is stuck and the run ends.
+#[test]
+fn an_expired_report_file_abandons_the_run_and_ends_stuck_instead_of_looping() {
+    let env = setup(100, 30);
+    let cfg = env.config("report_types = [\"balance.summary.1\"]", "");
+    env.sim.expire_files(true);
+    let mut c = env.cmd(&["run", "--once", "--no-progress", &cfg]);
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let o = wait_output(c.spawn().unwrap(), Duration::from_secs(60));
+    assert_exit(&o, 0);
+    let runs = env.sim.runs();
+    assert_eq!(runs.len(), 3, "one new run per attempt, then stuck");
+    let keys: std::collections::BTreeSet<_> = runs
+        .iter()
+        .map(|r| r.idempotency_key.clone().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 3, "every attempt has its own key: {keys:?}");
+    let requests = env.sim.requests().len();
+    assert!(requests < 40, "{requests} requests: no loop");
+    let state = env.state(&cfg, UTC_STREAM);
+    let reason = state["stuck_reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("3 attempts in a row gave up; last: ")
+            && reason.ends_with("the report file is gone (404, expired)"),
+        "{reason}"
+    );
+    assert_eq!(state["abandoned_runs"].as_array().unwrap().len(), 3);
+    assert_eq!(state["interval_start"], "2024-01-01T00:00:00Z");
+    assert!(env.delivered(UTC_STREAM).is_empty());
+    assert!(stderr(&o).contains("stream is stuck"), "{}", stderr(&o));
+
+    // Files are served again: the next run creates a fourth run (none of
+    // the abandoned ones is adopted, though their files are back) and
+    // delivers the interval once.
+    env.sim.expire_files(false);
+    once(&env, &cfg);
+    let runs = env.sim.runs();
+    assert_eq!(runs.len(), 4);
+    assert_eq!(
+        runs_read(&env, UTC_STREAM).into_iter().collect::<Vec<_>>(),
+        [runs[3].id.clone()]
+    );
+    let expected = env.expected("2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z");
+    assert_eq!(
+        env.delivered(UTC_STREAM)
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>(),
+        expected
+    );
+    let state = env.state(&cfg, UTC_STREAM);
+    assert_eq!(state.get("stuck_reason"), None, "{state}");
+    assert_eq!(state["round_id"], 1);
+}
+
+/// Issue 19 item 2: `state reset --to <start>` removed the hung run's id,
+/// and the next round found the same hung run by its parameters. Now the
+/// reset abandons it and the next round creates a run of its own.
+#[test]
+fn state_reset_gets_rid_of_a_hung_run_for_good() {
+    let env = setup(100, 30);
+    let cfg = env.config(
+        "report_types = [\"balance.summary.1\"]\nmax_wait = \"300ms\"",
+        "",
+    );
+    env.sim.hang_next_runs(1);
+    once(&env, &cfg);
+    once(&env, &cfg);
+    let hung = env.sim.runs()[0].id.clone();
+    assert_eq!(env.sim.runs().len(), 1);
+    assert_eq!(
+        env.state(&cfg, UTC_STREAM)["in_progress_report_run_id"],
+        hung.as_str()
+    );
+    let o = env.run(&[
+        "state",
+        "reset",
+        &cfg,
+        "--stream",
+        UTC_STREAM,
+        "--to",
+        "2024-01-01",
+    ]);
+    assert_exit(&o, 0);
+    let state = env.state(&cfg, UTC_STREAM);
+    assert_eq!(state.get("in_progress_report_run_id"), None);
+    assert_eq!(state["abandoned_runs"][0]["id"], hung.as_str());
+
+    once(&env, &cfg);
+    let runs = env.sim.runs();
+    assert_eq!(runs.len(), 2, "a new run, not the hung one");
+    assert_ne!(runs[1].idempotency_key, runs[0].idempotency_key);
+    assert_eq!(
+        runs_read(&env, UTC_STREAM).into_iter().collect::<Vec<_>>(),
+        [runs[1].id.clone()]
+    );
+    let expected = env.expected("2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z");
+    assert_eq!(
+        env.delivered(UTC_STREAM)
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>(),
+        expected
+    );
+}
+
+/// Issue 19 item 3: the retry budget counted only batches with records,
+/// so scattered 500s (never two in a row) across rounds of empty
+/// intervals exhausted it, and that one stream stopped the connector.
+/// Now committed run ids and empty intervals reset it, and a stream that
+/// cannot succeed fails alone: the other one delivers everything, and
+/// `run --once` exits 1 at the end naming the failed stream.
+#[test]
+fn scattered_500s_never_exhaust_the_budget_and_a_failing_stream_fails_alone() {
+    let env = setup(0, 60);
+    // Rows only in the last of twelve 6-hour intervals.
+    env.sim.add_transactions(
+        1,
+        40,
+        t("2024-01-03T18:00:00Z"),
+        chrono::Duration::minutes(5),
+    );
+    let cfg = env.config(
+        "report_types = [\"balance.summary.1\", \"payouts.itemized.3\"]\nmax_interval = \"6h\"",
+        "max_retries = 4",
+    );
+    env.sim.break_report_type("payouts.itemized.3");
+    env.sim.fail_every(5, 500);
+    let o = env.run(&["run", "--once", "--no-progress", &cfg]);
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    let failed_500s = env
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.status == 500 && !r.body.contains("payouts") && !r.path.contains("payouts"))
+        .count();
+    assert!(
+        failed_500s >= 8,
+        "{failed_500s} scattered 500s on the healthy stream"
+    );
+    let expected = env.expected("2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z");
+    assert_eq!(expected.len(), 40);
+    let got = env.delivered(UTC_STREAM);
+    assert_eq!(got.keys().cloned().collect::<Vec<_>>(), expected, "{err}");
+    assert!(got.values().all(|&c| c == 1));
+    assert_eq!(env.state(&cfg, UTC_STREAM)["round_id"], 12);
+    assert!(
+        err.contains(
+            "stream `payouts.itemized.3.UTC`: gave up after 4 consecutive retryable errors"
+        ),
+        "{err}"
+    );
+    assert!(
+        !err.contains("stream `balance.summary.1.UTC`: gave up"),
+        "{err}"
+    );
+}
+
+/// Issue 19 item 7: creates carried no `Idempotency-Key`, so a create
+/// whose answer was lost (a 500 after Stripe made the run) left an orphan
+/// or adopted a foreign run by its parameters; "report run created" was
+/// logged for adopted runs.
+#[test]
+fn a_create_whose_answer_is_lost_gets_the_same_run_back_by_its_idempotency_key() {
+    let env = setup(50, 60);
+    let cfg = env.config("report_types = [\"balance.summary.1\"]", "");
+    env.sim.lose_next_create_responses(1);
+    let o = once(&env, &cfg);
+    let runs = env.sim.runs();
+    assert_eq!(runs.len(), 1, "no orphan run");
+    let creates: Vec<_> = env
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect();
+    assert_eq!(creates.len(), 2);
+    assert_eq!(creates[0].status, 500);
+    let key = creates[0].header("idempotency-key").unwrap().to_string();
+    assert_eq!(creates[1].header("idempotency-key"), Some(key.as_str()));
+    assert_eq!(
+        key,
+        format!("tributary/stripe/{UTC_STREAM}/1704067200-1704326400/0")
+    );
+    let err = stderr(&o);
+    assert!(err.contains("same idempotency key"), "{err}");
+    assert!(!err.contains("report run created"), "{err}");
+    env.assert_delivered_once(UTC_STREAM, "2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z");
+}
+
+/// Issue 19 item 7: a 302 from the files host to another host was
+/// followed and its body ingested, though a `result.url` on that host is
+/// refused. Now the redirect is not followed and the stream is stuck with
+/// the reason.
+#[test]
+fn a_redirect_from_the_files_host_to_another_host_is_refused() {
+    let env = setup(50, 60);
+    let cfg = env.config("report_types = [\"balance.summary.1\"]", "");
+    env.sim.redirect_files_off_host(true);
+    once(&env, &cfg);
+    assert!(env.delivered(UTC_STREAM).is_empty());
+    assert!(
+        !env.sim
+            .requests()
+            .iter()
+            .any(|r| r.path.starts_with("/presigned/")),
+        "the redirect was followed"
+    );
+    let state = env.state(&cfg, UTC_STREAM);
+    let reason = state["stuck_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("redirected to a host that is neither files_url's nor base_url's"),
+        "{reason}"
     );
 }

@@ -34,12 +34,56 @@ impl Checkpoint {
     pub fn stuck_reason(&self) -> Option<&str> {
         self.0.get(STUCK_REASON).and_then(Value::as_str)
     }
+
+    /// Whether `self` and `other` hold the same position, ignoring the
+    /// [`ATTEMPT_KEYS`] a source rewrites after every failed attempt.
+    /// Progress is a position that moved: a failure that only bumps a retry
+    /// counter must neither reset the runtime's retry budget nor make a
+    /// stream look fresh (its checkpoint is rewritten, its data is not).
+    pub fn same_position(&self, other: &Checkpoint) -> bool {
+        match (&self.0, &other.0) {
+            (Value::Object(a), Value::Object(b)) => {
+                let position = |m: &'_ serde_json::Map<String, Value>| {
+                    m.iter()
+                        .filter(|(k, _)| !ATTEMPT_KEYS.contains(&k.as_str()))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect::<std::collections::BTreeMap<_, _>>()
+                };
+                position(a) == position(b)
+            }
+            (a, b) => a == b,
+        }
+    }
+}
+
+/// Whether `next` moved the position of `previous` (none yet: any checkpoint does).
+pub fn advanced(previous: Option<&Checkpoint>, next: &Checkpoint) -> bool {
+    previous.is_none_or(|p| !p.same_position(next))
 }
 
 /// The top-level checkpoint key a source sets to mark its stream stuck
 /// (DESIGN.md invariant 4: "or marks the stream stuck, visibly, with the
 /// reason") and removes once it makes progress again.
 pub const STUCK_REASON: &str = "stuck_reason";
+
+/// Top-level checkpoint keys that record attempts rather than a position:
+/// the stuck mark, failure counters and the last error, the idempotency
+/// attempt and abandoned jobs of async-job sources ([`STUCK_REASON`],
+/// `consecutive_failures`, `last_error`, `attempt`, `abandoned_runs`), and
+/// the retry count and shrunk sizes of API sources (`retry_count`,
+/// `page_size`, `step_seconds`). A source that records a failure writes
+/// only these, so the runtime and the state store can tell progress from
+/// a retry without knowing the source (see [`Checkpoint::same_position`]).
+pub const ATTEMPT_KEYS: &[&str] = &[
+    STUCK_REASON,
+    "consecutive_failures",
+    "last_error",
+    "attempt",
+    "abandoned_runs",
+    "retry_count",
+    "page_size",
+    "step_seconds",
+];
 
 /// What a checkpoint means, as its source reads it: the part of an opaque
 /// checkpoint that status pages, `tributary status` and the cursor-lag metric
@@ -75,6 +119,21 @@ mod tests {
         assert_eq!(c.0, serde_json::json!({"offset": 7}));
         assert_eq!(c.to_state::<S>().unwrap(), S { offset: 7 });
         assert!(Checkpoint(serde_json::json!("x")).to_state::<S>().is_err());
+    }
+
+    #[test]
+    fn attempt_keys_are_not_progress() {
+        let a = Checkpoint(serde_json::json!({"next": 5, "retry_count": 0}));
+        let retried = Checkpoint(
+            serde_json::json!({"next": 5, "retry_count": 3, "stuck_reason": "x", "page_size": 50}),
+        );
+        let moved = Checkpoint(serde_json::json!({"next": 6, "retry_count": 3}));
+        assert!(a.same_position(&retried));
+        assert!(!a.same_position(&moved));
+        assert!(!advanced(Some(&a), &retried));
+        assert!(advanced(Some(&a), &moved));
+        assert!(advanced(None, &a));
+        assert!(!Checkpoint(serde_json::json!(1)).same_position(&Checkpoint(serde_json::json!(2))));
     }
 
     #[test]

@@ -152,6 +152,10 @@ pub enum Poll {
     /// the runtime polls again after the connector's poll interval.
     Idle,
     /// Caught up: this run of the stream is over until its next scheduled run.
+    ///
+    /// A stream whose checkpoint still says a run is in progress
+    /// ([`Source::run_progress`]: an async job past its wait) or that is
+    /// marked stuck ended without success: its `last_success_at` does not move.
     End,
 }
 

@@ -31,11 +31,13 @@ pub enum StreamEvent {
     Started {
         at: DateTime<Utc>,
     },
-    /// The stream resumes from a stored checkpoint: its age carries over a restart.
+    /// The stream resumes from a stored checkpoint: its age carries over a
+    /// restart, and so does a stuck mark its source committed.
     Restored {
         advanced_at: DateTime<Utc>,
         committed_at: DateTime<Utc>,
         summary: CheckpointSummary,
+        stuck_reason: Option<String>,
     },
     /// A batch of `records` (`bytes` of record JSON as the source produced
     /// it, before metadata fields) left the source after a poll that took `poll`.
@@ -50,15 +52,25 @@ pub enum StreamEvent {
         took: Duration,
     },
     /// A checkpoint covering `records` more records was committed;
-    /// `advanced` when its value differs from the previous one.
+    /// `advanced` when its position moved (not only its attempt counters,
+    /// see `Checkpoint::same_position`); `stuck_reason` when its source
+    /// marked it stuck. An advance clears a failure or stuck mark; nothing
+    /// else does, so those stay visible while the stream retries.
     Committed {
         records: u64,
         at: DateTime<Utc>,
         advanced: bool,
         summary: CheckpointSummary,
+        stuck_reason: Option<String>,
     },
     /// A run caught up (the source said "end" or went idle): the last success.
     RunCompleted {
+        at: DateTime<Utc>,
+    },
+    /// A run of the stream ended with an error its retries did not get
+    /// past. Sticky: the stream shows `failed` until it advances again.
+    Failed {
+        reason: String,
         at: DateTime<Utc>,
     },
     /// A malformed input was handled under `policy` (`skip`, `dead_letter`, `fail`).
@@ -69,6 +81,7 @@ pub enum StreamEvent {
     Retry {
         reason: RetryReason,
         message: String,
+        at: DateTime<Utc>,
     },
     Status(StreamStatus),
 }
@@ -117,11 +130,24 @@ pub enum StreamStatus {
     Retrying { attempt: u32, reason: String },
     /// Done: a run-once stream that caught up.
     Finished,
-    /// Stopped by a fatal error.
+    /// Stopped by an error (a run-once stream, or at shutdown).
     Failed { reason: String },
-    /// Cannot make progress on its own (e.g. a report run that failed N
-    /// times in a row); an operator must look. Other streams keep running.
+    /// Ended its run marked stuck by its source.
     Stuck { reason: String },
+}
+
+/// Why a stream needs a person, whatever it is doing meanwhile: kept until
+/// its position really advances, so a stream that keeps retrying never
+/// flaps back to "running" between attempts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Trouble {
+    /// Its source marked it stuck (e.g. a report run that failed N times
+    /// in a row); other streams keep running.
+    Stuck { reason: String },
+    /// A run ended with an error its retries did not get past; a
+    /// long-running connector tries again at the next scheduled run.
+    Failed { reason: String, at: DateTime<Utc> },
 }
 
 /// Events about a connector as a whole: its HTTP client and its sink, which
@@ -247,6 +273,8 @@ struct Detail {
     last_advanced_at: Option<DateTime<Utc>>,
     last_success_at: Option<DateTime<Utc>>,
     last_retry_reason: Option<String>,
+    last_retry_at: Option<DateTime<Utc>>,
+    trouble: Option<Trouble>,
     summary: CheckpointSummary,
 }
 
@@ -276,6 +304,9 @@ pub struct StreamSnapshot {
     /// When a run last caught up.
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_retry_reason: Option<String>,
+    pub last_retry_at: Option<DateTime<Utc>>,
+    /// Failed or stuck, until the position advances.
+    pub trouble: Option<Trouble>,
     pub summary: CheckpointSummary,
     /// The connector's `runtime.max_staleness`.
     pub max_staleness: Option<Duration>,
@@ -289,11 +320,13 @@ impl StreamStats {
                 advanced_at,
                 committed_at,
                 summary,
+                stuck_reason,
             } => {
                 let mut d = self.detail();
                 d.last_advanced_at = Some(advanced_at);
                 d.last_commit_at = Some(committed_at);
                 d.summary = summary;
+                d.trouble = stuck_reason.map(|reason| Trouble::Stuck { reason });
             }
             StreamEvent::BatchRead {
                 records,
@@ -314,6 +347,7 @@ impl StreamStats {
                 at,
                 advanced,
                 summary,
+                stuck_reason,
             } => {
                 add(&self.records_committed, records);
                 add(&self.commits, 1);
@@ -323,20 +357,40 @@ impl StreamStats {
                     d.last_advanced_at = Some(at);
                 }
                 d.summary = summary;
+                match stuck_reason {
+                    Some(reason) => d.trouble = Some(Trouble::Stuck { reason }),
+                    None if advanced => d.trouble = None,
+                    None => {}
+                }
             }
-            StreamEvent::RunCompleted { at } => self.detail().last_success_at = Some(at),
+            StreamEvent::RunCompleted { at } => {
+                let mut d = self.detail();
+                // A run that ended while the stream is failed or stuck is no success.
+                if d.trouble.is_none() {
+                    d.last_success_at = Some(at);
+                }
+            }
+            StreamEvent::Failed { reason, at } => {
+                self.detail().trouble = Some(Trouble::Failed { reason, at })
+            }
             StreamEvent::BadRecord { policy } => match policy {
                 "skip" => add(&self.bad_skipped, 1),
                 "dead_letter" => add(&self.bad_dead_lettered, 1),
                 _ => add(&self.bad_failed, 1),
             },
-            StreamEvent::Retry { reason, message } => {
+            StreamEvent::Retry {
+                reason,
+                message,
+                at,
+            } => {
                 let i = RetryReason::ALL
                     .iter()
                     .position(|r| *r == reason)
                     .unwrap_or(0);
                 add(&self.retries[i], 1);
-                self.detail().last_retry_reason = Some(message);
+                let mut d = self.detail();
+                d.last_retry_reason = Some(message);
+                d.last_retry_at = Some(at);
             }
             StreamEvent::Status(s) => self.detail().status = s,
         }
@@ -352,6 +406,18 @@ impl StreamStats {
 
     pub fn records_written(&self) -> u64 {
         get(&self.records_written)
+    }
+
+    pub fn records_committed(&self) -> u64 {
+        get(&self.records_committed)
+    }
+
+    pub fn dead_letters(&self) -> u64 {
+        get(&self.bad_dead_lettered)
+    }
+
+    pub fn trouble(&self) -> Option<Trouble> {
+        self.detail().trouble.clone()
     }
 
     fn snapshot(
@@ -388,6 +454,8 @@ impl StreamStats {
             last_advanced_at: d.last_advanced_at,
             last_success_at: d.last_success_at,
             last_retry_reason: d.last_retry_reason,
+            last_retry_at: d.last_retry_at,
+            trouble: d.trouble,
             summary: d.summary,
             max_staleness,
         }
@@ -399,22 +467,29 @@ impl StreamStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StreamState {
-    /// Starting, reading or backing off before the next attempt.
+    /// Starting or reading.
     Running,
+    /// Backing off after a retryable error; the budget is not spent yet.
+    Retrying,
     /// Caught up: waiting for data or for its next scheduled run.
     Idle,
-    /// Marked stuck by its source, or its checkpoint is older than `max_staleness`.
+    /// Its position has not advanced for longer than `max_staleness`.
+    Stale,
+    /// Marked stuck by its source, until it advances again.
     Stuck,
-    /// Stopped by an error.
+    /// A run ended with an error its retries did not get past, until it
+    /// advances again.
     Failed,
     /// A run-once stream that caught up.
     Finished,
 }
 
 impl StreamState {
-    pub const ALL: [StreamState; 5] = [
+    pub const ALL: [StreamState; 7] = [
         StreamState::Running,
+        StreamState::Retrying,
         StreamState::Idle,
+        StreamState::Stale,
         StreamState::Stuck,
         StreamState::Failed,
         StreamState::Finished,
@@ -423,11 +498,22 @@ impl StreamState {
     pub fn as_str(self) -> &'static str {
         match self {
             StreamState::Running => "running",
+            StreamState::Retrying => "retrying",
             StreamState::Idle => "idle",
+            StreamState::Stale => "stale",
             StreamState::Stuck => "stuck",
             StreamState::Failed => "failed",
             StreamState::Finished => "finished",
         }
+    }
+
+    /// Failed, stuck and stale streams need a person: freshness probes
+    /// answer 503 naming them and `tributary status` exits non-zero.
+    pub fn is_trouble(self) -> bool {
+        matches!(
+            self,
+            StreamState::Failed | StreamState::Stuck | StreamState::Stale
+        )
     }
 }
 
@@ -455,23 +541,42 @@ impl StreamSnapshot {
         (age > max).then_some(age)
     }
 
+    /// The coarse state, worst first: failed, stuck, stale, then what the
+    /// stream is doing. Failed and stuck come from [`Trouble`], which only
+    /// an advance clears, so they hold while the stream retries.
     pub fn state(&self, now: DateTime<Utc>) -> StreamState {
-        match &self.status {
-            StreamStatus::Stuck { .. } => StreamState::Stuck,
-            StreamStatus::Failed { .. } => StreamState::Failed,
-            _ if self.staleness(now).is_some() => StreamState::Stuck,
-            StreamStatus::Finished => StreamState::Finished,
-            StreamStatus::Idle | StreamStatus::Scheduled { .. } => StreamState::Idle,
-            StreamStatus::Starting | StreamStatus::Running | StreamStatus::Retrying { .. } => {
-                StreamState::Running
+        match (&self.trouble, &self.status) {
+            (Some(Trouble::Failed { .. }), _) | (None, StreamStatus::Failed { .. }) => {
+                StreamState::Failed
             }
+            (Some(Trouble::Stuck { .. }), _) | (None, StreamStatus::Stuck { .. }) => {
+                StreamState::Stuck
+            }
+            _ if self.staleness(now).is_some() => StreamState::Stale,
+            (_, StreamStatus::Retrying { .. }) => StreamState::Retrying,
+            (_, StreamStatus::Finished) => StreamState::Finished,
+            (_, StreamStatus::Idle | StreamStatus::Scheduled { .. }) => StreamState::Idle,
+            (_, StreamStatus::Starting | StreamStatus::Running) => StreamState::Running,
         }
     }
 
-    /// Why the stream is stuck, in words, when it is.
+    /// The error that failed the stream, while it is failed.
+    pub fn failed_reason(&self) -> Option<&str> {
+        match (&self.trouble, &self.status) {
+            (Some(Trouble::Failed { reason, .. }), _) | (None, StreamStatus::Failed { reason }) => {
+                Some(reason)
+            }
+            _ => None,
+        }
+    }
+
+    /// Why the stream is stuck or stale, in words, when it is.
     pub fn stuck_reason(&self, now: DateTime<Utc>) -> Option<String> {
-        if let StreamStatus::Stuck { reason } = &self.status {
-            return Some(reason.clone());
+        match (&self.trouble, &self.status) {
+            (Some(Trouble::Stuck { reason }), _) | (None, StreamStatus::Stuck { reason }) => {
+                return Some(reason.clone())
+            }
+            _ => {}
         }
         let age = self.staleness(now)?;
         let max = self.max_staleness?;
@@ -597,6 +702,7 @@ mod tests {
         s.record(StreamEvent::Retry {
             reason: RetryReason::Throttled,
             message: "429".into(),
+            at: Utc::now(),
         });
         s.record(StreamEvent::Status(StreamStatus::Running));
         let at = Utc::now();
@@ -605,6 +711,7 @@ mod tests {
             at,
             advanced: true,
             summary: CheckpointSummary::default(),
+            stuck_reason: None,
         });
         // Same stream again returns the same counters.
         reg.stream("c", "users").record(StreamEvent::BatchRead {
@@ -643,7 +750,7 @@ mod tests {
     }
 
     #[test]
-    fn a_checkpoint_older_than_max_staleness_makes_the_stream_stuck() {
+    fn a_checkpoint_older_than_max_staleness_makes_the_stream_stale() {
         let reg = Registry::new();
         let s = reg.stream("c", "orders");
         s.record(StreamEvent::Started {
@@ -659,7 +766,7 @@ mod tests {
         reg.connector("c")
             .set_max_staleness(Some(Duration::from_secs(3600)));
         let snap = &reg.snapshot()[0];
-        assert_eq!(snap.state(now), StreamState::Stuck);
+        assert_eq!(snap.state(now), StreamState::Stale);
         assert_eq!(
             snap.stuck_reason(now).unwrap(),
             "no checkpoint committed in 3h00m (max_staleness 1h00m)"
@@ -673,6 +780,7 @@ mod tests {
                 cursor: Some(t("2024-01-01T01:00:00Z")),
                 ..Default::default()
             },
+            stuck_reason: None,
         });
         s.record(StreamEvent::Committed {
             records: 0,
@@ -682,6 +790,7 @@ mod tests {
                 cursor: Some(t("2024-01-01T01:00:00Z")),
                 ..Default::default()
             },
+            stuck_reason: None,
         });
         let snap = &reg.snapshot()[0];
         assert_eq!(snap.checkpoint_age(now), Some(Duration::from_secs(90 * 60)));
@@ -696,13 +805,61 @@ mod tests {
             at: t("2024-01-01T02:59:00Z"),
             advanced: true,
             summary: CheckpointSummary::default(),
+            stuck_reason: None,
         });
         assert_eq!(reg.snapshot()[0].state(now), StreamState::Idle);
-        // A source's own verdict wins.
-        s.record(StreamEvent::Status(StreamStatus::Stuck {
-            reason: "report run failed 5 times".into(),
-        }));
+    }
+
+    #[test]
+    fn failed_and_stuck_hold_while_retrying_until_the_position_advances() {
+        let reg = Registry::new();
+        let s = reg.stream("c", "reports");
+        let now = t("2024-01-01T03:00:00Z");
+        let commit = |advanced: bool, stuck: Option<&str>| StreamEvent::Committed {
+            records: 0,
+            at: now,
+            advanced,
+            summary: CheckpointSummary::default(),
+            stuck_reason: stuck.map(str::to_string),
+        };
+        s.record(StreamEvent::Failed {
+            reason: "gave up after 3 retries".into(),
+            at: now,
+        });
+        for status in [
+            StreamStatus::Running,
+            StreamStatus::Retrying {
+                attempt: 1,
+                reason: "503".into(),
+            },
+            StreamStatus::Scheduled { next_run: now },
+        ] {
+            s.record(StreamEvent::Status(status));
+            let snap = &reg.snapshot()[0];
+            assert_eq!(snap.state(now), StreamState::Failed);
+            assert_eq!(snap.failed_reason(), Some("gave up after 3 retries"));
+        }
+        // A run that ends while failed is no success; a commit that only
+        // rewrites attempt counters is no advance.
+        s.record(StreamEvent::RunCompleted { at: now });
+        s.record(commit(false, None));
+        assert_eq!(reg.snapshot()[0].state(now), StreamState::Failed);
+        assert_eq!(reg.snapshot()[0].last_success_at, None);
+        // Its source marks it stuck: stuck, also while it runs again.
+        s.record(commit(false, Some("3 report runs failed in a row")));
+        s.record(StreamEvent::Status(StreamStatus::Running));
         assert_eq!(reg.snapshot()[0].state(now), StreamState::Stuck);
+        s.record(commit(false, None));
+        assert_eq!(reg.snapshot()[0].state(now), StreamState::Stuck);
+        // It advances: running again.
+        s.record(commit(true, None));
+        assert_eq!(reg.snapshot()[0].state(now), StreamState::Running);
+        assert_eq!(reg.snapshot()[0].trouble, None);
+        s.record(StreamEvent::Status(StreamStatus::Retrying {
+            attempt: 1,
+            reason: "503".into(),
+        }));
+        assert_eq!(reg.snapshot()[0].state(now), StreamState::Retrying);
     }
 
     #[test]

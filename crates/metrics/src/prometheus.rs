@@ -246,7 +246,7 @@ impl Collector for Snapshot {
         gauge(
             &mut e,
             "tributary_stream_state",
-            "1 for the stream's current state (running, idle, stuck, failed, finished), 0 for the others.",
+            "1 for the stream's current state (running, retrying, idle, stale, stuck, failed, finished), 0 for the others.",
             states,
         )?;
 
@@ -324,6 +324,7 @@ mod tests {
         s.record(StreamEvent::Retry {
             reason: RetryReason::SourceError,
             message: "x".into(),
+            at: Utc::now(),
         });
         s.record(StreamEvent::Committed {
             records: 3,
@@ -333,6 +334,7 @@ mod tests {
                 cursor: Some(now - chrono::Duration::seconds(600)),
                 ..Default::default()
             },
+            stuck_reason: None,
         });
         reg.connector("shop")
             .record(ConnectorEvent::HttpResponse { status: 503 });

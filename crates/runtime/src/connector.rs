@@ -63,6 +63,8 @@ pub struct RunSummary {
     pub connector: String,
     /// Records acknowledged by the sink and covered by a commit, per stream.
     pub committed: BTreeMap<String, u64>,
+    /// Bad records written to the dead-letter file, per stream (this run).
+    pub dead_letters: BTreeMap<String, u64>,
     /// True when the run ended because shutdown was requested.
     pub interrupted: bool,
 }
@@ -148,11 +150,7 @@ async fn run(
                 warn!(connector = %name, error = %e, ?wait, "claiming the state store failed; retrying");
                 tokio::select! {
                     _ = stop.cancelled() => {
-                        return Ok(RunSummary {
-                            connector: name,
-                            committed: BTreeMap::new(),
-                            interrupted: true,
-                        })
+                        return Ok(RunSummary::interrupted(name))
                     }
                     _ = tokio::time::sleep(wait) => {}
                 }
@@ -168,11 +166,7 @@ async fn run(
 
     let streams = discover_with_retries(&config, source.as_ref(), &stop).await?;
     let Some(streams) = streams else {
-        return Ok(RunSummary {
-            connector: name,
-            committed: BTreeMap::new(),
-            interrupted: true,
-        });
+        return Ok(RunSummary::interrupted(name));
     };
     for configured in config.streams.keys() {
         if !streams.iter().any(|s| &s.name == configured) {
@@ -198,11 +192,7 @@ async fn run(
     let targets = sink_streams.into_iter().map(|s| s.target).collect();
     let Some(mut in_sink) = sink_checkpoints_with_retries(&config, sink.as_mut(), &stop).await?
     else {
-        return Ok(RunSummary {
-            connector: name,
-            committed: BTreeMap::new(),
-            interrupted: true,
-        });
+        return Ok(RunSummary::interrupted(name));
     };
 
     let (tx, rx) = mpsc::channel::<Envelope>(config.runtime.channel_capacity.max(1));
@@ -232,6 +222,7 @@ async fn run(
                     advanced_at: c.advanced_at,
                     committed_at: c.committed_at,
                     summary: summarize(source.as_ref(), &spec, &c.checkpoint),
+                    stuck_reason: c.checkpoint.stuck_reason().map(str::to_string),
                 });
                 c.checkpoint
             });
@@ -255,6 +246,7 @@ async fn run(
             .and_then(|p| p.stuck_reason().map(str::to_string));
         let task = StreamTask {
             stuck,
+            failed: false,
             index,
             transform: Transform::new(&spec.name, &config.metadata),
             schedule: config.schedule_for(&spec.name).clone(),
@@ -304,7 +296,9 @@ async fn run(
     );
     handle.set_phase(ConnectorPhase::Running);
 
-    let mut first_error = None;
+    // A stream that fails stops alone, as a failed task in Kafka Connect
+    // does not stop its siblings: the others keep reading and committing.
+    let mut failures = Vec::new();
     while let Some(joined) = stream_tasks.join_next().await {
         let result = joined.unwrap_or_else(|e| {
             Err(RuntimeError::Internal {
@@ -313,12 +307,7 @@ async fn run(
             })
         });
         if let Err(e) = result {
-            if first_error.is_none() {
-                // Stop the other streams; the sink still drains and commits
-                // everything that was read before the failure.
-                stop.cancel();
-                first_error = Some(e);
-            }
+            failures.push(e);
         }
     }
     let sink_result = sink_task.await.unwrap_or_else(|e| {
@@ -331,18 +320,21 @@ async fn run(
         warn!(connector = %name, error = %e, "closing the source failed");
     }
     let committed = sink_result?;
-    if let Some(e) = first_error {
-        for (_, s) in &stats {
-            if !matches!(s.status(), StreamStatus::Failed { .. }) {
-                s.record(StreamEvent::Status(StreamStatus::Failed {
-                    reason: "stopped: another stream of the connector failed".into(),
-                }));
-            }
-        }
+    if failures.len() > 1 {
+        return Err(RuntimeError::StreamsFailed {
+            connector: name,
+            failures: failures.iter().map(ToString::to_string).collect(),
+        });
+    }
+    if let Some(e) = failures.pop() {
         return Err(e);
     }
     Ok(RunSummary {
         connector: name,
+        dead_letters: stats
+            .iter()
+            .map(|(n, s)| (n.clone(), s.dead_letters()))
+            .collect(),
         committed: stats
             .iter()
             .zip(committed)
@@ -350,6 +342,17 @@ async fn run(
             .collect(),
         interrupted: handle.stop_token().is_cancelled(),
     })
+}
+
+impl RunSummary {
+    fn interrupted(connector: String) -> RunSummary {
+        RunSummary {
+            connector,
+            committed: BTreeMap::new(),
+            dead_letters: BTreeMap::new(),
+            interrupted: true,
+        }
+    }
 }
 
 /// Streams of the source; `None` if shutdown came first.
@@ -470,23 +473,15 @@ struct StreamTask {
     clock: Arc<dyn Clock>,
     stats: Arc<StreamStats>,
     stop: CancellationToken,
-    /// The source marked the stream stuck in its last checkpoint
-    /// ([`Checkpoint::stuck_reason`]): shown instead of `Scheduled` between
-    /// runs, so metrics and health report it until a run makes progress.
+    /// The stuck mark of the last checkpoint handed over
+    /// ([`Checkpoint::stuck_reason`]), to log when it appears or goes; the
+    /// stats keep it visible from its commit until the stream advances.
     stuck: Option<String>,
+    /// A run ended with an error: logged once when the stream recovers.
+    failed: bool,
 }
 
 impl StreamTask {
-    /// `Scheduled`, unless the stream is marked stuck.
-    fn waiting_status(&self, next_run: DateTime<Utc>) -> StreamStatus {
-        match &self.stuck {
-            Some(reason) => StreamStatus::Stuck {
-                reason: reason.clone(),
-            },
-            None => StreamStatus::Scheduled { next_run },
-        }
-    }
-
     /// Follows the stuck mark of each checkpoint handed to the sink.
     fn note_stuck(&mut self, checkpoint: &Checkpoint) {
         let now = checkpoint.stuck_reason();
@@ -514,11 +509,11 @@ impl StreamTask {
                 None => StreamStatus::Finished,
             },
             Ok(StreamEnd::Cancelled) => match self.stats.status() {
-                s @ (StreamStatus::Scheduled { .. } | StreamStatus::Stuck { .. }) => s,
+                s @ StreamStatus::Scheduled { .. } => s,
                 _ => StreamStatus::Idle,
             },
             Err(e) => StreamStatus::Failed {
-                reason: e.to_string(),
+                reason: tributary_core::secret::redact(&e.to_string()),
             },
         };
         self.stats.record(StreamEvent::Status(status));
@@ -533,7 +528,9 @@ impl StreamTask {
         while let Some(at) = next_run {
             if at > self.clock.now() {
                 self.stats
-                    .record(StreamEvent::Status(self.waiting_status(at)));
+                    .record(StreamEvent::Status(StreamStatus::Scheduled {
+                        next_run: at,
+                    }));
                 tokio::select! {
                     _ = self.stop.cancelled() => return Ok(StreamEnd::Cancelled),
                     _ = self.clock.sleep_until(at) => {}
@@ -541,12 +538,34 @@ impl StreamTask {
             }
             let started = self.clock.now();
             info!(connector = %self.config.name, stream = %self.spec.name, "run started");
-            if let StreamEnd::Cancelled = self.run_once().await? {
-                return Ok(StreamEnd::Cancelled);
+            match self.run_once().await {
+                Ok(StreamEnd::Cancelled) => return Ok(StreamEnd::Cancelled),
+                Ok(StreamEnd::Finished) => {}
+                // A run-once stream ends failed; a scheduled one stays
+                // failed (sticky) and tries again at its next run.
+                Err(e) if matches!(self.schedule, Schedule::Once) => {
+                    self.fail(&e);
+                    return Err(e);
+                }
+                Err(e) => {
+                    self.fail(&e);
+                    warn!(connector = %self.config.name, stream = %self.spec.name, "the stream tries again at its next scheduled run; the other streams go on");
+                }
             }
             next_run = self.schedule.next_run(started, self.clock.now());
         }
         Ok(StreamEnd::Finished)
+    }
+
+    /// Marks the stream failed (sticky until it advances) and says why.
+    fn fail(&mut self, e: &RuntimeError) {
+        let reason = tributary_core::secret::redact(&e.to_string());
+        tracing::error!(connector = %self.config.name, stream = %self.spec.name, error = %reason, "stream failed; the other streams of the connector go on");
+        self.failed = true;
+        self.stats.record(StreamEvent::Failed {
+            reason,
+            at: self.clock.now(),
+        });
     }
 
     /// A stream that never ran starts at once (its initial load), so does one
@@ -607,6 +626,7 @@ impl StreamTask {
                     self.stats.record(StreamEvent::Retry {
                         reason,
                         message: error.to_string(),
+                        at: self.clock.now(),
                     });
                     self.stats
                         .record(StreamEvent::Status(StreamStatus::Retrying {
@@ -661,11 +681,22 @@ impl StreamTask {
             let poll = poll_started.elapsed();
             match polled {
                 Poll::Batch(mut batch) => {
-                    // Only records prove progress: API sources hand over an
-                    // empty batch recording a failure (`retry_count`) before
-                    // returning it, which must not reset the retry budget.
-                    if !batch.records.is_empty() {
+                    // Anything handed over that moves the position is
+                    // progress (records, a committed job id, an empty
+                    // interval, a window advanced) and resets the retry
+                    // budget. API sources hand over an empty batch recording
+                    // a failure (`retry_count`) before returning it: only its
+                    // attempt keys changed, which is no progress.
+                    if !batch.records.is_empty()
+                        || tributary_core::checkpoint::advanced(
+                            self.position.as_ref(),
+                            &batch.checkpoint,
+                        )
+                    {
                         *attempt = 0;
+                        if std::mem::take(&mut self.failed) {
+                            info!(connector = %self.config.name, stream = %self.spec.name, "the stream advances again");
+                        }
                     }
                     let dead_letters = self.apply_policy(&mut batch.bad_records)?;
                     let bytes = batch.records.iter().map(|r| r.value.json_len()).sum();
@@ -714,10 +745,17 @@ impl StreamTask {
                 }
                 Poll::End => {
                     self.deliver_commits(reader).await?;
-                    self.stats.record(StreamEvent::RunCompleted {
-                        at: self.clock.now(),
-                    });
                     self.await_last_commit(reader).await?;
+                    // A run that ended waiting on outside work (an async
+                    // job past its wait) is no success.
+                    let cut_short = self.position.as_ref().is_some_and(|p| {
+                        self.source.run_progress(&self.spec, p) == RunProgress::InProgress
+                    });
+                    if !cut_short {
+                        self.stats.record(StreamEvent::RunCompleted {
+                            at: self.clock.now(),
+                        });
+                    }
                     return Ok(StreamEnd::Finished);
                 }
             }
@@ -945,10 +983,19 @@ impl SinkTask {
     async fn write(&mut self, envelope: &Envelope) -> Result<(), RuntimeError> {
         if !envelope.dead_letters.is_empty() {
             let at = timestamp(self.clock.now());
-            let (stream_name, _) = &self.streams[envelope.stream];
+            let (stream_name, stats) = &self.streams[envelope.stream];
             self.dead_letters
                 .append(&self.connector, stream_name, &envelope.dead_letters, &at)
                 .map_err(|e| self.dead_letter_error(e))?;
+            warn!(
+                connector = %self.connector,
+                stream = %stream_name,
+                count = envelope.dead_letters.len(),
+                total = stats.dead_letters(),
+                path = %self.dead_letters.path().display(),
+                first = %envelope.dead_letters[0].location,
+                "bad records written to the dead-letter file"
+            );
         }
         if envelope.records.is_empty() {
             return Ok(());
@@ -1007,6 +1054,7 @@ impl SinkTask {
                 s.record(StreamEvent::Retry {
                     reason: RetryReason::SinkError,
                     message: e.to_string(),
+                    at: self.clock.now(),
                 });
             }
             tokio::time::sleep(wait).await;
@@ -1076,12 +1124,17 @@ impl SinkTask {
         for (index, (checkpoint, records)) in std::mem::take(&mut pending.checkpoints) {
             committed[index] += records;
             let summary = summarize(self.source.as_ref(), &self.specs[index], &checkpoint);
-            let advanced = self.last_committed[index].as_ref() != Some(&checkpoint);
+            let advanced = records > 0
+                || tributary_core::checkpoint::advanced(
+                    self.last_committed[index].as_ref(),
+                    &checkpoint,
+                );
             self.streams[index].1.record(StreamEvent::Committed {
                 records,
                 at: now,
                 advanced,
                 summary,
+                stuck_reason: checkpoint.stuck_reason().map(str::to_string),
             });
             self.last_committed[index] = Some(checkpoint.clone());
             self.commit_watchers[index].send_replace(Some(checkpoint));

@@ -27,6 +27,12 @@ pub enum RuntimeError {
         location: String,
         error: String,
     },
+    /// Several streams failed; each message names its stream.
+    #[error("connector `{connector}`: {} streams failed: {}", failures.len(), failures.join("; "))]
+    StreamsFailed {
+        connector: String,
+        failures: Vec<String>,
+    },
     #[error("connector `{connector}`: sink: {source}")]
     Sink {
         connector: String,

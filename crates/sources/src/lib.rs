@@ -15,6 +15,7 @@
 //! | `mqtt` | MQTT 3.1.1/5 topics mapped to targets, persistent sessions, acknowledged after commit ([`mqtt`]) |
 //! | `websocket` | messages pushed by a WebSocket server: subscriptions, heartbeat, reconnects, resume tokens ([`websocket`]) |
 
+pub mod async_job;
 pub mod chargeover;
 pub mod file;
 pub mod generator;

@@ -325,8 +325,10 @@ impl StateStore for EmbeddedStore {
                     .get(stream.as_str())
                     .map_err(|e| storage(path, e))?
                     .and_then(|v| serde_json::from_slice::<StoredCheckpoint>(v.value()).ok());
+                // Only a moved position is an advance: a rewritten retry
+                // counter or stuck mark keeps the stream's age.
                 let advanced_at = match previous {
-                    Some(p) if p.checkpoint == checkpoint => p.advanced_at,
+                    Some(p) if p.checkpoint.same_position(&checkpoint) => p.advanced_at,
                     _ => now,
                 };
                 let stored = StoredCheckpoint {

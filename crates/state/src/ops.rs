@@ -122,7 +122,7 @@ pub fn operator_entry(
     now: DateTime<Utc>,
 ) -> StoredCheckpoint {
     let advanced_at = match previous {
-        Some(p) if p.checkpoint == checkpoint => p.advanced_at,
+        Some(p) if p.checkpoint.same_position(&checkpoint) => p.advanced_at,
         _ => now,
     };
     StoredCheckpoint {

@@ -275,6 +275,17 @@ impl Drop for AdminProcess {
     }
 }
 
+/// `name{labels}` → value, from a Prometheus text exposition.
+pub fn metric_samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
 /// `GET url` with an optional bearer token: the status code and body.
 pub fn http_get(url: &str, token: Option<&str>) -> (u16, String) {
     http_request("GET", url, token, None)

@@ -1,5 +1,14 @@
-//! `/health` (liveness, freshness) and `/ready` (readiness), open to probes
-//! that cannot send a token: they name connectors and streams, no data.
+//! The probes, open to callers that cannot send a token (they name
+//! connectors and streams, no data), three questions kept apart so each
+//! can be wired to what it should trigger (docs/monitoring.md):
+//!
+//! - `/live`: does the process work? 200 while it serves. A Kubernetes
+//!   liveness probe: failing it restarts the process, which cures a hung
+//!   process but never an API that is down, so nothing else is in it.
+//! - `/ready`: did every connector get past start-up? 503 while one is
+//!   starting or after one stopped with an error. A readiness probe.
+//! - `/health`: is the data fresh? 503 naming every failed, stuck or stale
+//!   stream (and failed connector). For alerts, not for restarts.
 
 use super::AdminState;
 use axum::extract::State;
@@ -8,18 +17,30 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use tributary_metrics::StreamStatus;
+use tributary_metrics::{StreamState, Trouble};
 use tributary_runtime::ConnectorPhase;
 
 pub fn routes() -> Router<Arc<AdminState>> {
     Router::new()
-        .route("/health", get(health))
+        .route("/live", get(live))
         .route("/ready", get(ready))
+        .route("/health", get(health))
 }
 
-/// 200 while every connector is alive and every stream fresh; 503 naming
-/// stale streams (checkpoint older than `max_staleness`), streams a source
-/// marked stuck, and failed connectors — the alarm seed 004 lacked.
+/// 200 as long as the process answers: the admin server runs on the same
+/// runtime as the connectors, so an answer means that runtime is not wedged.
+async fn live(State(state): State<Arc<AdminState>>) -> Json<Value> {
+    Json(json!({
+        "status": "alive",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs(),
+    }))
+}
+
+/// 200 while every stream is fresh; 503 naming failed streams (with the
+/// error), stuck ones (with the reason), stale ones (position older than
+/// `max_staleness`) and failed connectors. Failed and stuck hold until the
+/// stream really advances, so a stream that keeps retrying stays listed.
 async fn health(State(state): State<Arc<AdminState>>) -> (StatusCode, Json<Value>) {
     let now = state.clock.now();
     let (mut stale, mut stuck, mut failed) = (Vec::new(), Vec::new(), Vec::new());
@@ -28,16 +49,32 @@ async fn health(State(state): State<Arc<AdminState>>) -> (StatusCode, Json<Value
             failed.push(json!({"connector": c.name(), "reason": reason}));
         }
         for s in c.streams() {
-            if let StreamStatus::Stuck { reason } = &s.status {
-                stuck.push(json!({"connector": c.name(), "stream": s.stream, "reason": reason}));
-            } else if let Some(age) = s.staleness(now) {
-                stale.push(json!({
+            match s.state(now) {
+                StreamState::Failed => {
+                    let at = match &s.trouble {
+                        Some(Trouble::Failed { at, .. }) => Some(*at),
+                        _ => None,
+                    };
+                    failed.push(json!({
+                        "connector": c.name(),
+                        "stream": s.stream,
+                        "reason": s.failed_reason().map(tributary_core::secret::redact),
+                        "at": at,
+                    }));
+                }
+                StreamState::Stuck => stuck.push(json!({
                     "connector": c.name(),
                     "stream": s.stream,
-                    "checkpoint_age_seconds": age.as_secs(),
+                    "reason": s.stuck_reason(now),
+                })),
+                StreamState::Stale => stale.push(json!({
+                    "connector": c.name(),
+                    "stream": s.stream,
+                    "checkpoint_age_seconds": s.staleness(now).map(|a| a.as_secs()),
                     "max_staleness_seconds": s.max_staleness.map(|m| m.as_secs()),
                     "reason": s.stuck_reason(now),
-                }));
+                })),
+                _ => {}
             }
         }
     }

@@ -2,8 +2,8 @@
 //! supervisors, Prometheus metrics, connector status as JSON, and a status
 //! page for people. docs/monitoring.md documents every endpoint.
 //!
-//! One module per concern, each contributing its routes: `health` (`/health`,
-//! `/ready`), `metrics` (`/metrics`), `connectors` (`/connectors...`),
+//! One module per concern, each contributing its routes: `health` (`/live`,
+//! `/ready`, `/health`), `metrics` (`/metrics`), `connectors` (`/connectors...`),
 //! `offsets` (Kafka Connect's offsets API and stop/resume), `page` (`/`).
 //! Everything a route needs is in [`AdminState`]: one [`ConnectorHandle`]
 //! per connector, through which routes reach that connector's stats, state
@@ -33,6 +33,8 @@ pub struct AdminState {
     pub metrics: Registry,
     pub clock: Arc<dyn Clock>,
     pub rates: view::Rates,
+    /// When this process started serving, for the uptime the views show.
+    pub started: std::time::Instant,
 }
 
 impl AdminState {

@@ -12,13 +12,21 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use tributary_metrics::{human_duration, RetryReason, StreamSnapshot, StreamState, StreamStatus};
+use tributary_metrics::{
+    human_duration, RetryReason, StreamSnapshot, StreamState, StreamStatus, Trouble,
+};
 use tributary_runtime::{ConnectorHandle, ConnectorPhase};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusView {
     /// "Now" on the runtime's clock: ages and lags are measured to it.
     pub now: DateTime<Utc>,
+    /// The tributary version serving this.
+    #[serde(default)]
+    pub version: String,
+    /// Seconds since the process started.
+    #[serde(default)]
+    pub uptime_seconds: u64,
     pub connectors: Vec<ConnectorView>,
 }
 
@@ -39,12 +47,15 @@ pub struct ConnectorView {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StreamView {
     pub name: String,
-    /// running | idle | stuck | failed | finished.
+    /// running | retrying | idle | stale | stuck | failed | finished.
     pub state: StreamState,
     /// What it is doing in detail (scheduled, retrying, ...).
     pub status: StreamStatus,
     /// Why it is stuck: stale checkpoint or the source's own reason.
     pub stuck_reason: Option<String>,
+    /// The error that failed it, while it is failed (until it advances).
+    #[serde(default)]
+    pub failed_reason: Option<String>,
     pub records_read: u64,
     pub records_committed: u64,
     pub bytes_read: u64,
@@ -55,7 +66,13 @@ pub struct StreamView {
     pub retries: u64,
     pub retries_by_reason: BTreeMap<RetryReason, u64>,
     pub bad_records: u64,
+    /// Bad records written to the dead-letter file.
+    #[serde(default)]
+    pub dead_letters: u64,
     pub last_error: Option<String>,
+    /// When `last_error` happened.
+    #[serde(default)]
+    pub last_error_at: Option<DateTime<Utc>>,
     pub last_commit_at: Option<DateTime<Utc>>,
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_advanced_at: Option<DateTime<Utc>>,
@@ -90,17 +107,22 @@ pub fn connector_view(c: &ConnectorHandle, now: DateTime<Utc>, rates: &Rates) ->
 }
 
 fn stream_view(s: &StreamSnapshot, now: DateTime<Utc>, rate: f64) -> StreamView {
-    let last_error = match &s.status {
-        StreamStatus::Failed { reason } | StreamStatus::Retrying { reason, .. } => {
-            Some(reason.clone())
-        }
-        _ => s.last_retry_reason.clone(),
+    let failed_at = match &s.trouble {
+        Some(Trouble::Failed { at, .. }) => Some(*at),
+        _ => None,
     };
+    let (last_error, last_error_at) = match (&s.status, s.failed_reason()) {
+        (StreamStatus::Retrying { reason, .. }, _) => (Some(reason.clone()), s.last_retry_at),
+        (_, Some(reason)) => (Some(reason.to_string()), failed_at.or(s.last_retry_at)),
+        _ => (s.last_retry_reason.clone(), s.last_retry_at),
+    };
+    let redact = |e: &str| tributary_core::secret::redact(e);
     StreamView {
         name: s.stream.clone(),
         state: s.state(now),
         status: s.status.clone(),
         stuck_reason: s.stuck_reason(now),
+        failed_reason: s.failed_reason().map(redact),
         records_read: s.records_read,
         records_committed: s.records_committed,
         bytes_read: s.bytes_read,
@@ -110,7 +132,9 @@ fn stream_view(s: &StreamSnapshot, now: DateTime<Utc>, rate: f64) -> StreamView 
         retries: s.retries,
         retries_by_reason: s.retries_by_reason.clone(),
         bad_records: s.bad_records(),
-        last_error: last_error.map(|e| tributary_core::secret::redact(&e)),
+        dead_letters: s.bad_records_dead_lettered,
+        last_error: last_error.map(|e| redact(&e)),
+        last_error_at,
         last_commit_at: s.last_commit_at,
         last_success_at: s.last_success_at,
         last_advanced_at: s.last_advanced_at,
@@ -131,6 +155,8 @@ pub fn status_view(state: &AdminState) -> StatusView {
     let now = state.clock.now();
     StatusView {
         now,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_seconds: state.started.elapsed().as_secs(),
         connectors: state
             .connectors
             .iter()
@@ -197,16 +223,33 @@ fn age(seconds: Option<u64>) -> String {
     seconds.map_or("-".into(), |s| human_duration(Duration::from_secs(s)))
 }
 
-/// What a person reads in the DETAIL column: why it is stuck or failing,
+/// What a person reads in the DETAIL column: why it failed or is stuck,
 /// else where it is.
 fn detail(s: &StreamView) -> String {
+    if let Some(r) = &s.failed_reason {
+        return format!("failed: {r}");
+    }
     if let Some(r) = &s.stuck_reason {
         return r.clone();
     }
     match &s.status {
-        StreamStatus::Failed { reason } => format!("failed: {reason}"),
         StreamStatus::Retrying { attempt, reason } => format!("retry #{attempt}: {reason}"),
         _ => s.position.clone().unwrap_or_default(),
+    }
+}
+
+impl StatusView {
+    /// `connector/stream` of every failed, stuck or stale stream.
+    pub fn troubled(&self) -> Vec<String> {
+        self.connectors
+            .iter()
+            .flat_map(|c| {
+                c.streams
+                    .iter()
+                    .filter(|s| s.state.is_trouble())
+                    .map(move |s| format!("{}/{} ({})", c.name, s.name, s.state.as_str()))
+            })
+            .collect()
     }
 }
 
@@ -221,6 +264,7 @@ pub fn table(view: &StatusView) -> String {
         "LAG".into(),
         "NEXT RUN".into(),
         "ERRORS".into(),
+        "DEAD".into(),
         "DETAIL".into(),
     ]];
     for c in &view.connectors {
@@ -236,11 +280,12 @@ pub fn table(view: &StatusView) -> String {
                     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 }),
                 (s.retries + s.bad_records).to_string(),
+                s.dead_letters.to_string(),
                 detail(s),
             ]);
         }
     }
-    let mut widths = [0usize; 9];
+    let mut widths = [0usize; 10];
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
             *w = (*w).max(cell.chars().count());

@@ -72,6 +72,7 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
             metrics: metrics.clone(),
             clock: env.clock.clone(),
             rates: Default::default(),
+            started: std::time::Instant::now(),
         };
         if let Err(e) = crate::admin::serve(addr, token, state, admin_done.clone()).await {
             progress_done.cancel();
@@ -121,6 +122,7 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
     if let Some(p) = progress {
         let _ = p.await;
     }
+    final_summary(&metrics);
     if failed > 0 {
         return Err(Failure::new(
             Code::Failure,
@@ -128,6 +130,38 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
         ));
     }
     Ok(Code::Success)
+}
+
+/// One line per stream once every connector ended, failed or not: what it
+/// committed, what went to the dead-letter file, and why it failed.
+fn final_summary(metrics: &Registry) {
+    for s in metrics.snapshot() {
+        let dead = s.bad_records_dead_lettered;
+        match s.failed_reason() {
+            Some(reason) => tracing::error!(
+                connector = %s.connector,
+                stream = %s.stream,
+                committed = s.records_committed,
+                dead_letters = dead,
+                error = %tributary_core::secret::redact(reason),
+                "stream summary: failed"
+            ),
+            None if dead > 0 => tracing::warn!(
+                connector = %s.connector,
+                stream = %s.stream,
+                committed = s.records_committed,
+                dead_letters = dead,
+                "stream summary: bad records went to the dead-letter file"
+            ),
+            None => tracing::info!(
+                connector = %s.connector,
+                stream = %s.stream,
+                committed = s.records_committed,
+                dead_letters = dead,
+                "stream summary"
+            ),
+        }
+    }
 }
 
 /// Source, sink and state of a connector. `state` is the store a resumed

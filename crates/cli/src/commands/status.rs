@@ -46,16 +46,31 @@ pub async fn status(args: StatusArgs) -> CmdResult {
         .text()
         .await
         .map_err(|e| Failure::new(Code::Failure, e.without_url()))?;
-    if args.json {
-        out!("{text}");
-        return Ok(Code::Success);
-    }
     let view: StatusView = serde_json::from_str(&text).map_err(|e| {
         Failure::new(
             Code::Failure,
             anyhow::anyhow!("{url} did not answer with a tributary status ({e}); is it a tributary admin server?"),
         )
     })?;
+    if args.json {
+        out!("{text}");
+        return exit_for(&view);
+    }
     out!("{}", table(&view).trim_end());
-    Ok(Code::Success)
+    exit_for(&view)
+}
+
+/// Non-zero when a stream needs a person, so a script or a cron check can
+/// act on it; the table above says which and why.
+fn exit_for(view: &StatusView) -> CmdResult {
+    let troubled = view.troubled();
+    if troubled.is_empty() {
+        return Ok(Code::Success);
+    }
+    eprintln!(
+        "{} stream(s) failed, stuck or stale: {}",
+        troubled.len(),
+        troubled.join(", ")
+    );
+    Ok(Code::Stuck)
 }

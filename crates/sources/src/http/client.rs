@@ -172,6 +172,9 @@ pub struct ClientOptions {
     pub user_agent: String,
 }
 
+/// Redirects followed in a row, as reqwest's default policy.
+const MAX_REDIRECTS: usize = 10;
+
 /// One per connector, shared by every stream (`Clone` shares the same state),
 /// so the rate limit and the concurrency bound apply across streams.
 #[derive(Clone)]
@@ -205,6 +208,43 @@ impl fmt::Debug for HttpClient {
 
 impl HttpClient {
     pub fn new(options: ClientOptions, auth: Authenticator) -> Result<HttpClient, HttpError> {
+        Self::build(options, auth, reqwest::redirect::Policy::default())
+    }
+
+    /// A client that follows redirects only to `hosts` (scheme, host and
+    /// port as in these URLs): a redirect elsewhere is not followed and its
+    /// `3xx` answer is returned as an [`HttpErrorKind::Status`] error. For
+    /// APIs whose key must reach no other host, whichever way a response
+    /// points there (a URL in a body or a `Location` header).
+    pub fn with_redirect_hosts(
+        options: ClientOptions,
+        auth: Authenticator,
+        hosts: Vec<Url>,
+    ) -> Result<HttpClient, HttpError> {
+        let policy = reqwest::redirect::Policy::custom(move |attempt| {
+            let to = attempt.url();
+            let trusted = hosts.iter().any(|t| {
+                t.scheme() == to.scheme()
+                    && t.host_str() == to.host_str()
+                    && t.port_or_known_default() == to.port_or_known_default()
+            });
+            if !trusted {
+                tracing::warn!(to = %display_url(to), "not following a redirect to a host outside the configured ones");
+                attempt.stop()
+            } else if attempt.previous().len() >= MAX_REDIRECTS {
+                attempt.error("too many redirects")
+            } else {
+                attempt.follow()
+            }
+        });
+        Self::build(options, auth, policy)
+    }
+
+    fn build(
+        options: ClientOptions,
+        auth: Authenticator,
+        redirects: reqwest::redirect::Policy,
+    ) -> Result<HttpClient, HttpError> {
         if options.max_concurrency == 0 {
             return Err(HttpError::invalid("max_concurrency must be at least 1"));
         }
@@ -213,7 +253,9 @@ impl HttpClient {
             .map(Throttle::new)
             .transpose()
             .map_err(HttpError::invalid)?;
-        let mut builder = reqwest::Client::builder().timeout(options.timeout);
+        let mut builder = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .redirect(redirects);
         if !options.user_agent.is_empty() {
             builder = builder.user_agent(options.user_agent.clone());
         }

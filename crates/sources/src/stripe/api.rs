@@ -22,34 +22,12 @@ pub struct ReportRun {
     #[serde(default)]
     pub error: Option<String>,
     #[serde(default)]
-    pub report_type: String,
-    #[serde(default)]
-    pub parameters: RunParameters,
-    #[serde(default)]
     pub result: Option<FileObject>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-pub struct RunParameters {
-    #[serde(default)]
-    pub interval_start: Option<i64>,
-    #[serde(default)]
-    pub interval_end: Option<i64>,
-    #[serde(default)]
-    pub timezone: Option<String>,
-    #[serde(default)]
-    pub columns: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct FileObject {
     pub url: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RunList {
-    data: Vec<ReportRun>,
-    has_more: bool,
 }
 
 /// What a new run asks for.
@@ -62,20 +40,6 @@ pub struct RunRequest<'a> {
     pub columns: Option<&'a [String]>,
 }
 
-impl RunRequest<'_> {
-    /// Whether `run` was created with exactly these parameters: then it is
-    /// ours (a crash came between creating it and committing its id) or an
-    /// identical one, and either gives the same data.
-    pub fn matches(&self, run: &ReportRun) -> bool {
-        let p = &run.parameters;
-        run.report_type == self.report_type
-            && p.interval_start == Some(self.interval_start.timestamp())
-            && p.interval_end == Some(self.interval_end.timestamp())
-            && p.timezone.as_deref().unwrap_or("UTC") == self.timezone
-            && p.columns.as_deref() == self.columns
-    }
-}
-
 /// The Stripe endpoints, with the key already in the client.
 #[derive(Debug, Clone)]
 pub struct StripeApi {
@@ -85,9 +49,6 @@ pub struct StripeApi {
     pub stripe_version: Option<String>,
     pub download_timeout: Duration,
 }
-
-/// How far back [`StripeApi::find_run`] looks for a run a crash orphaned.
-const ADOPT_PAGES: usize = 5;
 
 impl StripeApi {
     fn request(&self, method: Method, url: Url) -> HttpRequest {
@@ -118,7 +79,15 @@ impl StripeApi {
             .await
     }
 
-    pub async fn create_run(&self, run: &RunRequest<'_>) -> Result<ReportRun, HttpError> {
+    /// Creates a run with `idempotency_key` (Stripe's "Idempotent
+    /// requests"): sent again with the same key and parameters, Stripe
+    /// answers the run it created the first time. True with the run when
+    /// this is such a replay (`Idempotent-Replayed: true`).
+    pub async fn create_run(
+        &self,
+        run: &RunRequest<'_>,
+        idempotency_key: &str,
+    ) -> Result<(ReportRun, bool), HttpError> {
         let mut form = vec![
             ("report_type".to_string(), run.report_type.to_string()),
             (
@@ -136,41 +105,15 @@ impl StripeApi {
         }
         let mut request = self.request(Method::Post, self.url("v1/reporting/report_runs")?);
         request.form = Some(form);
-        parse(self.client.execute(&request).await?)
-    }
-
-    /// The newest run created since `since` with exactly `wanted`'s
-    /// parameters and not failed, looking through a few pages of the list.
-    pub async fn find_run(
-        &self,
-        wanted: &RunRequest<'_>,
-        since: DateTime<Utc>,
-    ) -> Result<Option<ReportRun>, HttpError> {
-        let mut after: Option<String> = None;
-        for _ in 0..ADOPT_PAGES {
-            let mut url = self.url("v1/reporting/report_runs")?;
-            {
-                let mut q = url.query_pairs_mut();
-                q.append_pair("limit", "100");
-                q.append_pair("created[gte]", &since.timestamp().to_string());
-                if let Some(a) = &after {
-                    q.append_pair("starting_after", a);
-                }
-            }
-            let page: RunList = self.get(url).await?;
-            if let Some(run) = page
-                .data
-                .iter()
-                .find(|r| r.status != "failed" && wanted.matches(r))
-            {
-                return Ok(Some(run.clone()));
-            }
-            match page.data.last() {
-                Some(last) if page.has_more => after = Some(last.id.clone()),
-                _ => return Ok(None),
-            }
-        }
-        Ok(None)
+        request
+            .headers
+            .push(("Idempotency-Key".into(), idempotency_key.to_string()));
+        let response = self.client.execute(&request).await?;
+        let replayed = response
+            .headers
+            .get("idempotent-replayed")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+        Ok((parse(response)?, replayed))
     }
 
     /// Whether the API key may be sent to `url`: only to Stripe's own

@@ -9,17 +9,21 @@
 //! - A wait longer than `max_wait` ended the poll with an exception and no
 //!   offset: the same expired wait forever. Here the run id is already
 //!   committed, the round simply ends, and the next round waits on the
-//!   same run (a crash between creating the run and committing its id is
-//!   covered too: the next round finds the run in Stripe's list by its
-//!   parameters instead of creating a second one).
-//! - A failed run is retried with a new run after a doubling backoff; after
-//!   `max_consecutive_failures` in a row the checkpoint is marked stuck
-//!   (`stuck_reason`), which `tributary state list|stuck`, the metrics and
-//!   the logs show, and the stream keeps trying once per round while the
-//!   other streams go on.
+//!   same run. A crash between creating the run and committing its id is
+//!   covered by the `Idempotency-Key` the run is created with (derived from
+//!   stream, interval and attempt, [`crate::async_job`]): the next round
+//!   creates it again with the same key and Stripe answers the same run,
+//!   never a foreign one with the same parameters.
+//! - A failed run, a run or file that is gone (404: files expire) or a run
+//!   an operator reset the stream away from is abandoned: listed in the
+//!   checkpoint, never adopted again, and the next attempt gets a new key.
+//!   After `max_consecutive_failures` in a row the checkpoint is marked
+//!   stuck (`stuck_reason`), which every view shows, and the stream keeps
+//!   trying once per scheduled round while the other streams go on.
 
 use super::api::{from_unix, ReportRun, RunRequest, StripeApi};
 use super::config::{StripeReportingConfig, DEFAULT_CRON};
+use crate::async_job::{JobLedger, Verdict};
 use crate::http::auth::{AuthConfig, Authenticator};
 use crate::http::client::{ClientOptions, HttpClient, HttpError, HttpErrorKind};
 use crate::SourceContext;
@@ -40,8 +44,6 @@ use url::Url;
 
 /// The longest wait between two attempts after failed runs.
 const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(3600);
-/// How far back (in Stripe's time) a round looks for a run a crash orphaned.
-const ADOPT_WINDOW_HOURS: i64 = 24;
 
 /// A stream's checkpoint. Field names follow seed 004's connector so an
 /// operator who knew its offsets reads these.
@@ -67,14 +69,9 @@ pub struct StripeCheckpoint {
     /// Rows of that run's file already handed over (a restart skips them).
     #[serde(default)]
     pub rows_emitted: u64,
-    /// Failed runs (or refused requests) since the last delivered round.
-    #[serde(default)]
-    pub consecutive_failures: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    /// Set after `max_consecutive_failures`; see [`Checkpoint::stuck_reason`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stuck_reason: Option<String>,
+    /// Attempts, failures, the stuck mark and abandoned runs.
+    #[serde(flatten)]
+    pub ledger: JobLedger,
     /// When the last delivered round started (the source's clock): the
     /// schedule's reference for missed cron fires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,6 +98,7 @@ impl StripeCheckpoint {
 
 /// Everything a stream's reader needs.
 struct StreamPlan {
+    connector: String,
     stream: String,
     report_type: String,
     timezone: String,
@@ -239,7 +237,9 @@ impl StripeReportingSource {
         if cfg.max_concurrency == 0 {
             return Err(section.error("max_concurrency", "must be at least 1"));
         }
-        let client = HttpClient::new(
+        // Redirects follow the rule `result.url` does: only to the hosts
+        // the key may be sent to.
+        let client = HttpClient::with_redirect_hosts(
             ClientOptions {
                 timeout: cfg.timeout,
                 rate_limit: cfg.rate_limit,
@@ -249,6 +249,7 @@ impl StripeReportingSource {
             Authenticator::new(AuthConfig::Bearer {
                 token: cfg.api_key.clone(),
             }),
+            vec![files.clone(), base.clone()],
         )
         .map_err(|e| section.error("api_key", e.to_string()))?
         .with_metrics(ctx.metrics.clone());
@@ -283,6 +284,7 @@ impl StripeReportingSource {
                 plans.insert(
                     stream.clone(),
                     Arc::new(StreamPlan {
+                        connector: ctx.connector.clone(),
                         stream,
                         report_type: report_type.clone(),
                         timezone: timezone.clone(),
@@ -361,12 +363,9 @@ impl Source for StripeReportingSource {
             None => format!("{} rounds delivered", cp.round_id),
         };
         CheckpointSummary {
-            // Before a round delivers, everything before its start is read.
-            cursor: if waiting.is_some() {
-                cp.interval_start
-            } else {
-                cp.interval_end
-            },
+            // Everything before `interval_start` was delivered, and nothing
+            // more: `interval_end` may be a run that failed.
+            cursor: cp.interval_start,
             window_start: waiting.and(cp.interval_start),
             window_end: waiting.and(cp.interval_end),
             position: Some(position),
@@ -386,8 +385,10 @@ impl Source for StripeReportingSource {
         }
     }
 
-    /// The next round starts its interval at the position; an in-flight
-    /// run, failures and the stuck mark are dropped, `round_id` is kept.
+    /// The next round starts its interval at the position; failures and
+    /// the stuck mark are dropped, `round_id` is kept. An in-flight run is
+    /// abandoned: listed, never adopted again, and the next run gets a new
+    /// idempotency key, so a hung run is gone for good.
     async fn checkpoint_at(
         &self,
         stream: &StreamSpec,
@@ -417,6 +418,14 @@ impl Source for StripeReportingSource {
         let previous = current
             .and_then(|c| c.to_state::<StripeCheckpoint>().ok())
             .unwrap_or_default();
+        let mut ledger = previous.ledger.clone();
+        ledger.delivered();
+        // The attempt number carries on: a reset back to the same interval
+        // must not hand out a key (and so a run) used before.
+        ledger.attempt = previous.ledger.attempt;
+        if let Some(id) = &previous.in_progress_report_run_id {
+            ledger.forget(id, &format!("abandoned by `state reset` ({position})"));
+        }
         Ok(Checkpoint::from_state(&StripeCheckpoint {
             report_type: plan.report_type.clone(),
             timezone: plan.timezone.clone(),
@@ -424,6 +433,7 @@ impl Source for StripeReportingSource {
             interval_end: Some(at),
             round_id: previous.round_id,
             last_round_at: previous.last_round_at,
+            ledger,
             ..StripeCheckpoint::default()
         }))
     }
@@ -483,15 +493,36 @@ impl StripeReader {
         if e.is_retryable() || e.kind == HttpErrorKind::Auth || e.kind == HttpErrorKind::Invalid {
             return Err(e.into_connector_error());
         }
-        self.state.consecutive_failures += 1;
         let reason = format!("{what}: {}", e.message);
-        self.state.last_error = Some(reason.clone());
-        self.state.stuck_reason = Some(format!(
-            "Stripe refused the request; fix the configuration and reset the stream ({reason})"
-        ));
+        self.state.ledger.refuse(format!("Stripe {reason}"));
         error!(stream = %self.plan.stream, error = %reason, "Stripe refused a request; the stream is marked stuck, the other streams go on");
         self.phase = Phase::Done;
         Ok(Some(self.batch(Vec::new(), Vec::new())))
+    }
+
+    /// Gives up run `id` (never adopted again) and hands the checkpoint
+    /// over; the next attempt follows a doubling backoff, or, after
+    /// `max_consecutive_failures` in a row, the stream is stuck until its
+    /// next scheduled round.
+    fn abandon(&mut self, id: &str, reason: &str) -> Poll {
+        let plan = self.plan.clone();
+        self.forget_run();
+        match self.state.ledger.abandon(id, reason, plan.max_failures) {
+            Verdict::Stuck { reason } => {
+                error!(stream = %plan.stream, reason = %reason, "stream is stuck; it tries again once per scheduled round, the other streams go on");
+                self.phase = Phase::Done;
+            }
+            Verdict::Retry { failures } => {
+                let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+                let wait = plan
+                    .failure_backoff
+                    .saturating_mul(factor)
+                    .min(MAX_FAILURE_BACKOFF);
+                warn!(stream = %plan.stream, run = %id, reason, failures, ?wait, "gave up on the report run; creating a new one (with a new idempotency key) after a backoff");
+                self.phase = Phase::Backoff(wait);
+            }
+        }
+        self.batch(Vec::new(), Vec::new())
     }
 
     async fn step(&mut self) -> Result<Option<Poll>, ConnectorError> {
@@ -502,7 +533,7 @@ impl StripeReader {
     }
 
     async fn begin_round(&mut self) -> Result<Option<Poll>, ConnectorError> {
-        if self.state.stuck_reason.is_some() && self.attempted {
+        if self.state.ledger.stuck_reason.is_some() && self.attempted {
             self.phase = Phase::Done;
             return Ok(None);
         }
@@ -546,20 +577,27 @@ impl StripeReader {
             columns: plan.columns.as_deref(),
         };
         self.attempted = true;
-        // Stripe's `created` is Stripe's clock, not the (possibly shifted) source clock.
-        let since = Utc::now() - chrono::Duration::hours(ADOPT_WINDOW_HOURS);
-        let run = match plan.api.find_run(&wanted, since).await {
-            Ok(Some(run)) => {
-                info!(stream = %plan.stream, run = %run.id, "found a report run with these parameters (created before a crash); waiting on it instead of creating another");
-                run
-            }
-            Ok(None) => match plan.api.create_run(&wanted).await {
-                Ok(run) => run,
-                Err(e) => return self.api_error("creating a report run", e),
-            },
-            Err(e) => return self.api_error("listing report runs", e),
+        let key = self
+            .state
+            .ledger
+            .idempotency_key(&plan.connector, &plan.stream, start, end);
+        let (run, replayed) = match plan.api.create_run(&wanted, &key).await {
+            Ok(created) => created,
+            Err(e) => return self.api_error("creating a report run", e),
         };
-        info!(stream = %plan.stream, run = %run.id, interval_start = %start, interval_end = %end, "report run created; committing its id before waiting");
+        if self.state.ledger.is_abandoned(&run.id) {
+            // Only a checkpoint edited by hand gets here: give the run up
+            // again, which moves to a key never used.
+            return Ok(Some(self.abandon(
+                &run.id.clone(),
+                "Stripe answered a run this stream had abandoned",
+            )));
+        }
+        if replayed {
+            info!(stream = %plan.stream, run = %run.id, interval_start = %start, interval_end = %end, "found the report run this stream created before a crash (same idempotency key); waiting on it instead of creating another");
+        } else {
+            info!(stream = %plan.stream, run = %run.id, interval_start = %start, interval_end = %end, "report run created; committing its id before waiting");
+        }
         self.state.interval_start = Some(start);
         self.state.interval_end = Some(end);
         self.state.in_progress_report_run_id = Some(run.id);
@@ -577,9 +615,9 @@ impl StripeReader {
             let run = match plan.api.report_run(id).await {
                 Ok(run) => run,
                 Err(e) if e.kind == HttpErrorKind::Status(404) => {
-                    warn!(stream = %plan.stream, run = %id, "the report run no longer exists; creating a new one for the same interval");
-                    self.forget_run();
-                    return Ok(Some(self.batch(Vec::new(), Vec::new())));
+                    return Ok(Some(
+                        self.abandon(id, "the report run no longer exists (404)"),
+                    ));
                 }
                 Err(e) => return self.api_error("checking the report run", e),
             };
@@ -606,35 +644,13 @@ impl StripeReader {
     }
 
     fn run_failed(&mut self, run: ReportRun) -> Poll {
-        let plan = self.plan.clone();
-        self.state.consecutive_failures += 1;
-        let n = self.state.consecutive_failures;
-        let last = format!(
-            "report run {} failed: {}",
-            run.id,
+        let reason = format!(
+            "the report run failed: {}",
             run.error
                 .as_deref()
                 .unwrap_or("Stripe gave no error message")
         );
-        self.state.last_error = Some(last.clone());
-        self.forget_run();
-        if n >= plan.max_failures {
-            let reason = format!("{n} report runs failed in a row; last: {last}");
-            error!(stream = %plan.stream, reason = %reason, "stream is stuck; it tries again once per scheduled round, the other streams go on");
-            self.state.stuck_reason = Some(reason);
-            self.phase = Phase::Done;
-        } else if self.state.stuck_reason.is_some() {
-            self.phase = Phase::Done;
-        } else {
-            let factor = 2u32.saturating_pow(n.saturating_sub(1).min(16));
-            let wait = plan
-                .failure_backoff
-                .saturating_mul(factor)
-                .min(MAX_FAILURE_BACKOFF);
-            warn!(stream = %plan.stream, error = %last, failures = n, ?wait, "report run failed; creating a new one after a backoff");
-            self.phase = Phase::Backoff(wait);
-        }
-        self.batch(Vec::new(), Vec::new())
+        self.abandon(&run.id, &reason)
     }
 
     /// Downloads the run's file to an anonymous temporary file (memory
@@ -667,6 +683,7 @@ impl StripeReader {
                 ),
             );
         }
+        let shown = crate::http::client::display_url(&url);
         let mut file = tempfile::tempfile()
             .map_err(|e| ConnectorError::from_io("creating a temporary file for the report", &e))?;
         match plan.api.download(url, &mut file).await {
@@ -674,9 +691,20 @@ impl StripeReader {
                 info!(stream = %plan.stream, run = %run.id, bytes, "downloaded the report")
             }
             Err(e) if e.kind == HttpErrorKind::Status(404) => {
-                warn!(stream = %plan.stream, run = %run.id, "the report file is gone (expired); creating a new run for the same interval");
-                self.forget_run();
-                return Ok(Some(self.batch(Vec::new(), Vec::new())));
+                return Ok(Some(
+                    self.abandon(&run.id, "the report file is gone (404, expired)"),
+                ));
+            }
+            Err(e) if matches!(e.kind, HttpErrorKind::Status(300..=399)) => {
+                return self.api_error(
+                    "downloading the report",
+                    HttpError::new(
+                        HttpErrorKind::Status(400),
+                        format!(
+                            "{shown} redirected to a host that is neither files_url's nor base_url's; the redirect is not followed, as a result.url there would not be"
+                        ),
+                    ),
+                );
             }
             Err(e) => return self.api_error("downloading the report", e),
         }
@@ -794,16 +822,14 @@ impl StripeReader {
     fn complete_round(&mut self, cursor: &CsvCursor) {
         let plan = &self.plan;
         info!(stream = %plan.stream, run = %cursor.run_id, rows = cursor.row, round = self.state.round_id + 1, interval_start = ?self.state.interval_start, interval_end = ?self.state.interval_end, "round complete");
-        if self.state.stuck_reason.is_some() {
+        if self.state.ledger.stuck_reason.is_some() {
             info!(stream = %plan.stream, "the stream is no longer stuck");
         }
         self.state.interval_start = self.state.interval_end;
         self.state.round_id += 1;
         self.state.in_progress_report_run_id = None;
         self.state.rows_emitted = 0;
-        self.state.consecutive_failures = 0;
-        self.state.last_error = None;
-        self.state.stuck_reason = None;
+        self.state.ledger.delivered();
         self.state.last_round_at = self.round_started.or(Some(plan.clock.now()));
     }
 }
@@ -826,6 +852,7 @@ impl StreamReader for StripeReader {
                     self.phase = Phase::Done;
                     return Ok(Poll::End);
                 }
+
                 Phase::Backoff(wait) => tokio::time::sleep(wait).await,
                 Phase::Emitting(cursor) => return self.emit(cursor),
                 Phase::Start => {

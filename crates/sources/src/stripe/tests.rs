@@ -62,7 +62,10 @@ async fn reset_targets_and_run_progress() {
             "report_type": "balance.summary.1", "timezone": "America/New_York",
             "interval_start": "2024-02-01T00:00:00Z", "interval_end": "2024-02-01T00:00:00Z",
             "round_id": 7, "rows_emitted": 0, "consecutive_failures": 0,
-            "last_round_at": "2023-06-02T00:00:00Z"
+            "last_round_at": "2023-06-02T00:00:00Z",
+            // The run in flight is given up for good: a reset never adopts it again.
+            "attempt": 1,
+            "abandoned_runs": [{"id": "frr_1", "reason": "abandoned by `state reset` (--to-available-end)"}]
         })
     );
     assert_eq!(moved.stuck_reason(), None);

@@ -27,9 +27,20 @@
 //! created in it, `created` rendered in the run's timezone, columns as
 //! asked (default: all). Every report type serves the same rows.
 //!
+//! - Idempotent requests ("Idempotent requests"): a `POST` with an
+//!   `Idempotency-Key` header saves the result once the endpoint ran; the
+//!   same key with the same parameters answers that saved result again
+//!   with `Idempotent-Replayed: true`, with other parameters a 400
+//!   `idempotency_error`. Requests that failed validation save nothing.
+//!
 //! Knobs: report latency in status reads (`set_latency_polls`) or held until
-//! released (`hold_runs`), the next runs failing (`fail_next_runs`), the
-//! report types' `data_available_end`, expiring files, plus the request
+//! released (`hold_runs`), runs that never finish (`hang_next_runs`), the
+//! next runs failing (`fail_next_runs`), the report types'
+//! `data_available_end`, expiring files (`expire_files`), every n-th request
+//! failing (`fail_every`), a run created whose answer is lost behind a 500
+//! (`lose_next_create_responses`, as a proxy failing after Stripe answered),
+//! files redirected to another host (`redirect_files_off_host`), a report
+//! type whose every request fails (`break_report_type`), plus the request
 //! faults every simulator has (`fail_next`, `slow_next`, ...). `runs()` is
 //! the log of every run created, so a test asserts "no second run".
 
@@ -114,6 +125,10 @@ pub struct SimRun {
     pub status: String,
     /// Status reads left before it finishes.
     polls_left: u32,
+    /// Stays `pending` forever (`hang_next_runs`).
+    pub hung: bool,
+    /// The `Idempotency-Key` it was created with.
+    pub idempotency_key: Option<String>,
     fails_with: Option<String>,
     file: Option<String>,
     succeeded_at: Option<i64>,
@@ -131,6 +146,20 @@ struct SimState {
     files: BTreeMap<String, String>,
     files_expired: bool,
     next_id: u64,
+    /// Runs created from now on that never finish.
+    hang_next: usize,
+    /// `(n, status)`: every n-th request answers `status`.
+    fail_every: Option<(u64, u16)>,
+    requests_seen: u64,
+    /// Creates whose run is made but whose answer is replaced by a 500.
+    lose_creates: usize,
+    /// File downloads answer 302 to the same file on `localhost` (another
+    /// host than the `127.0.0.1` the source is configured with).
+    redirect_files: bool,
+    /// Report types whose every request answers 500.
+    broken: Vec<String>,
+    /// Saved results of idempotent requests: key → (parameters, status, body).
+    idempotent: BTreeMap<String, (String, u16, String)>,
 }
 
 struct Fail {
@@ -272,6 +301,39 @@ impl StripeSim {
         lock(&self.inner.state).files_expired = expired;
     }
 
+    /// The next `n` runs created stay `pending` forever, whatever `hold_runs`.
+    pub fn hang_next_runs(&self, n: usize) {
+        lock(&self.inner.state).hang_next += n;
+    }
+
+    /// Every `n`-th request from now on answers `status` (an `api_error`),
+    /// scattered faults no retry budget counting only rows survives;
+    /// `n = 0` turns it off.
+    pub fn fail_every(&self, n: u64, status: u16) {
+        let mut st = lock(&self.inner.state);
+        st.fail_every = (n > 0).then_some((n, status));
+        st.requests_seen = 0;
+    }
+
+    /// The next `n` run creates make their run (and save the idempotent
+    /// result) but answer 500, as when a proxy fails after Stripe answered.
+    pub fn lose_next_create_responses(&self, n: usize) {
+        lock(&self.inner.state).lose_creates += n;
+    }
+
+    /// File downloads answer `302 Found` to the same file on
+    /// `http://localhost:PORT/presigned/{id}`, served without a key: a host
+    /// the source was not configured with.
+    pub fn redirect_files_off_host(&self, on: bool) {
+        lock(&self.inner.state).redirect_files = on;
+    }
+
+    /// Every request about `report_type` (its report type, its run
+    /// creates) answers 500 from now on: a stream that can never succeed.
+    pub fn break_report_type(&self, report_type: &str) {
+        lock(&self.inner.state).broken.push(report_type.to_string());
+    }
+
     /// Every run created, oldest first.
     pub fn runs(&self) -> Vec<SimRun> {
         lock(&self.inner.state).runs.clone()
@@ -345,20 +407,24 @@ impl SimState {
         if let Some(c) = &run.columns {
             parameters["columns"] = json!(c);
         }
-        let result = run.file.as_ref().map(|f| {
-            json!({
-                "id": f,
-                "object": "file",
-                "created": run.succeeded_at,
-                "expires_at": run.succeeded_at.map(|t| t + 86_400 * 7),
-                "filename": format!("{f}.csv"),
-                "purpose": "finance_report_run",
-                "size": self.files.get(f).map_or(0, String::len),
-                "title": null,
-                "type": "csv",
-                "url": format!("{base}/v1/files/{f}/contents"),
-            })
-        });
+        let result = run
+            .file
+            .as_ref()
+            .filter(|_| run.status == "succeeded")
+            .map(|f| {
+                json!({
+                    "id": f,
+                    "object": "file",
+                    "created": run.succeeded_at,
+                    "expires_at": run.succeeded_at.map(|t| t + 86_400 * 7),
+                    "filename": format!("{f}.csv"),
+                    "purpose": "finance_report_run",
+                    "size": self.files.get(f).map_or(0, String::len),
+                    "title": null,
+                    "type": "csv",
+                    "url": format!("{base}/v1/files/{f}/contents"),
+                })
+            });
         json!({
             "id": run.id,
             "object": "reporting.report_run",
@@ -372,6 +438,19 @@ impl SimState {
             "succeeded_at": run.succeeded_at,
         })
     }
+}
+
+/// Stripe's answer to a server-side failure.
+fn api_error(status: u16) -> Response {
+    let kind = if status == 429 {
+        "rate_limit_error"
+    } else {
+        "api_error"
+    };
+    json_response(
+        status,
+        json!({"error": {"type": kind, "message": "Simulated failure."}}).to_string(),
+    )
 }
 
 fn cents(v: i64) -> String {
@@ -437,6 +516,41 @@ impl Inner {
             }
             return with_retry_after(resp, retry_after);
         }
+        let segments_owned: Vec<String> = parts
+            .uri
+            .path()
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        {
+            let mut st = lock(&self.state);
+            st.requests_seen += 1;
+            if let Some((n, status)) = st.fail_every {
+                if st.requests_seen.is_multiple_of(n) {
+                    return api_error(status);
+                }
+            }
+            let about_broken = st.broken.iter().any(|b| {
+                segments_owned.last() == Some(b)
+                    || String::from_utf8_lossy(body).contains(&format!(
+                        "report_type={}",
+                        url::form_urlencoded::byte_serialize(b.as_bytes()).collect::<String>()
+                    ))
+            });
+            if about_broken {
+                return api_error(500);
+            }
+        }
+        // A presigned file on "another host": no key needed.
+        if let ["presigned", id] = segments_owned
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            return self.file(id);
+        }
         if !self.authorized(parts) {
             return error_response(&Fail {
                 status: 401,
@@ -452,12 +566,30 @@ impl Inner {
         let result = match (&parts.method, segments.as_slice()) {
             (&Method::GET, ["v1", "reporting", "report_types", id]) => self.report_type(id),
             (&Method::POST, ["v1", "reporting", "report_runs"]) => {
-                let form = super::common::parse_query(&String::from_utf8_lossy(body));
-                self.create_run(&form, &base)
+                let key = parts
+                    .headers
+                    .get("idempotency-key")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                return self.create_idempotent(key, body, &base);
             }
             (&Method::GET, ["v1", "reporting", "report_runs"]) => self.list_runs(&query, &base),
             (&Method::GET, ["v1", "reporting", "report_runs", id]) => self.get_run(id, &base),
-            (&Method::GET, ["v1", "files", id, "contents"]) => return self.file(id),
+            (&Method::GET, ["v1", "files", id, "contents"]) => {
+                if lock(&self.state).redirect_files {
+                    let to = format!(
+                        "http://localhost:{}/presigned/{id}",
+                        self.server.addr().port()
+                    );
+                    let mut resp = Response::new(Body::empty());
+                    *resp.status_mut() = axum::http::StatusCode::FOUND;
+                    if let Ok(v) = HeaderValue::from_str(&to) {
+                        resp.headers_mut().insert(header::LOCATION, v);
+                    }
+                    return resp;
+                }
+                return self.file(id);
+            }
             _ => Err(Fail {
                 status: 404,
                 message: format!("Unrecognized request URL ({} {path}).", parts.method),
@@ -491,7 +623,54 @@ impl Inner {
         }))
     }
 
-    fn create_run(&self, form: &[(String, String)], base: &str) -> Result<Value, Fail> {
+    /// `POST /v1/reporting/report_runs`, honouring `Idempotency-Key`.
+    fn create_idempotent(&self, key: Option<String>, body: &[u8], base: &str) -> Response {
+        let params = String::from_utf8_lossy(body).into_owned();
+        if let Some(k) = &key {
+            let st = lock(&self.state);
+            if let Some((saved_params, status, saved)) = st.idempotent.get(k) {
+                if saved_params != &params {
+                    return json_response(
+                        400,
+                        json!({"error": {
+                            "type": "idempotency_error",
+                            "message": format!("Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{k}' if you meant to execute a different request."),
+                        }})
+                        .to_string(),
+                    );
+                }
+                let mut resp = json_response(*status, saved.clone());
+                resp.headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+                return resp;
+            }
+        }
+        let form = super::common::parse_query(&params);
+        let created = self.create_run(&form, key.clone(), base);
+        let mut st = lock(&self.state);
+        match created {
+            Ok(v) => {
+                let text = v.to_string();
+                if let Some(k) = key {
+                    st.idempotent.insert(k, (params, 200, text.clone()));
+                }
+                if st.lose_creates > 0 {
+                    st.lose_creates -= 1;
+                    return api_error(500);
+                }
+                json_response(200, text)
+            }
+            // Validation failed: the endpoint did not run, nothing is saved.
+            Err(f) => error_response(&f),
+        }
+    }
+
+    fn create_run(
+        &self,
+        form: &[(String, String)],
+        idempotency_key: Option<String>,
+        base: &str,
+    ) -> Result<Value, Fail> {
         let one = |name: &str| {
             form.iter()
                 .rev()
@@ -557,7 +736,13 @@ impl Inner {
             .get_mut(&report_type)
             .filter(|q| !q.is_empty())
             .map(|q| q.remove(0));
+        let hung = st.hang_next > 0;
+        if hung {
+            st.hang_next -= 1;
+        }
         let run = SimRun {
+            hung,
+            idempotency_key,
             id,
             report_type,
             interval_start: start,
@@ -584,7 +769,7 @@ impl Inner {
             .iter()
             .position(|r| r.id == id)
             .ok_or_else(|| missing("reporting.report_run", id, "id"))?;
-        if st.runs[i].status == "pending" && !hold {
+        if st.runs[i].status == "pending" && !hold && !st.runs[i].hung {
             if st.runs[i].polls_left > 0 {
                 st.runs[i].polls_left -= 1;
             } else if st.runs[i].fails_with.is_some() {
