@@ -73,18 +73,31 @@ pub(crate) struct CsvRecords<R> {
     nfields: usize,
 }
 
+/// How a stream's CSV is read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CsvFormat {
+    pub delimiter: u8,
+    pub quote: u8,
+    /// `max_record_bytes`.
+    pub cap: usize,
+    pub follow: bool,
+}
+
 impl<R: Read> CsvRecords<R> {
-    /// Reads from `src`, whose first byte is at `offset`, on line `line + 1`.
+    /// Reads from `src`, whose first byte is at `offset`, on line `line + 1`,
+    /// `buffer` bytes at a time.
     pub(crate) fn new(
         src: R,
-        offset: u64,
-        line: u64,
-        delimiter: u8,
-        quote: u8,
-        cap: usize,
-        follow: bool,
+        (offset, line): (u64, u64),
+        format: CsvFormat,
         buffer: usize,
     ) -> Self {
+        let CsvFormat {
+            delimiter,
+            quote,
+            cap,
+            follow,
+        } = format;
         let core = csv_core::ReaderBuilder::new()
             .delimiter(delimiter)
             .quote(quote)
@@ -457,8 +470,17 @@ fn quoting(body: &[u8], delimiter: u8, quote: u8) -> Quoting {
 mod tests {
     use super::*;
 
+    fn fmt(cap: usize, follow: bool) -> CsvFormat {
+        CsvFormat {
+            delimiter: b',',
+            quote: b'"',
+            cap,
+            follow,
+        }
+    }
+
     fn all(data: &[u8], cap: usize, buffer: usize) -> Vec<Result<Vec<String>, (u64, String)>> {
-        let mut r = CsvRecords::new(data, 0, 0, b',', b'"', cap, false, buffer);
+        let mut r = CsvRecords::new(data, (0, 0), fmt(cap, false), buffer);
         r.expected_fields = Some(2);
         let mut v = Vec::new();
         loop {
@@ -540,7 +562,7 @@ mod tests {
         let mut data = b"1,".to_vec();
         data.resize(1_500_000, b'x');
         data.extend(b"\n2,y\n");
-        let mut r = CsvRecords::new(&data[..], 0, 0, b',', b'"', 1 << 20, false, 256 * 1024);
+        let mut r = CsvRecords::new(&data[..], (0, 0), fmt(1 << 20, false), 256 * 1024);
         let Next::Bad { raw, error } = r.next().unwrap() else {
             panic!("a record of 1.5 MB")
         };
@@ -560,7 +582,7 @@ mod tests {
 
     #[test]
     fn follow_mode_waits_for_an_open_record() {
-        let mut r = CsvRecords::new(&b"A,1\nB,\"x\n"[..], 0, 0, b',', b'"', 1000, true, 64);
+        let mut r = CsvRecords::new(&b"A,1\nB,\"x\n"[..], (0, 0), fmt(1000, true), 64);
         assert_eq!(r.next().unwrap(), Next::Record);
         assert_eq!(r.next().unwrap(), Next::Incomplete);
         assert_eq!(r.position(), (4, 1));

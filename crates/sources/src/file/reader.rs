@@ -5,7 +5,7 @@
 //! tokio's blocking pool, one batch at a time.
 
 use super::config::{Format, StreamSettings};
-use super::csv_records::{CsvRecords, Next};
+use super::csv_records::{CsvFormat, CsvRecords, Next};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -399,16 +399,13 @@ fn csv_records<R: Read>(
     pos: FilePosition,
     buffer: usize,
 ) -> CsvRecords<R> {
-    CsvRecords::new(
-        src,
-        pos.offset,
-        pos.line,
-        stream.delimiter,
-        stream.quote,
-        stream.max_record_bytes,
-        stream.follow,
-        buffer,
-    )
+    let format = CsvFormat {
+        delimiter: stream.delimiter,
+        quote: stream.quote,
+        cap: stream.max_record_bytes,
+        follow: stream.follow,
+    };
+    CsvRecords::new(src, (pos.offset, pos.line), format, buffer)
 }
 
 /// The header of a CSV file and the position just after it; `None` when
