@@ -235,7 +235,8 @@ fn updates_and_soft_deletes_arrive_as_upserts_and_deletes() {
     );
     assert_eq!(
         out[6],
-        json!({"target": "db.c", "key": 2, "op": "delete", "headers": [], "value":
+        json!({"target": "db.c", "key": 2, "op": "delete",
+            "headers": [["tributary.deleted_at", "2024-01-03T00:00:00Z"]], "value":
             {"id": 2, "updated_at": "2024-01-03T00:00:00Z", "name": "n2", "deleted_at": "2024-01-03T00:00:00Z"}})
     );
     e.pg(&format!("DROP TABLE {t}"));
@@ -534,4 +535,145 @@ fn config_errors_suggest_keys_and_secrets_stay_hidden() {
         all.contains("postgres://postgres:***@127.0.0.1:1/test"),
         "{all}"
     );
+}
+
+impl Env {
+    /// Rows of a query as text columns: `(c1, c2, ...)` joined with `|`.
+    fn pg_text(&self, sql: &str) -> Vec<String> {
+        self.rt.block_on(async {
+            let mut c = sqlx::PgConnection::connect(PG_URL).await.unwrap();
+            let rows: Vec<(String,)> = sqlx::query_as(sql)
+                .fetch_all(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            rows.into_iter().map(|r| r.0).collect()
+        })
+    }
+
+    /// `column type` of every column of `schema.table`, in order.
+    fn pg_columns(&self, schema: &str, table: &str) -> Vec<String> {
+        self.pg_text(&format!(
+            "SELECT a.attname || ' ' || format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+             WHERE a.attrelid = '{schema}.{table}'::regclass AND a.attnum > 0 AND NOT a.attisdropped \
+             ORDER BY a.attnum"
+        ))
+    }
+}
+
+fn pg_to_pg_config(t: &str, dst: &str, delete: &str) -> String {
+    format!(
+        r#"name = "db"
+
+[source]
+type = "sql"
+url = "{PG_URL}"
+
+[source.streams.items]
+table = "{t}"
+incremental = {{ column = "updated_at", kind = "timestamp", lag = "0s" }}
+soft_delete_column = "deleted_at"
+
+[sink]
+type = "postgres"
+url = "{PG_URL}"
+schema = "{dst}"
+mode = "upsert"
+delete = "{delete}"
+"#
+    )
+}
+
+/// Reported: source row 1000 with `deleted_at` set arrived with every
+/// column NULL, `_deleted = true` and `_deleted_at` from the sink's clock.
+#[test]
+fn postgres_to_postgres_soft_deleted_rows_keep_their_values_and_deletion_time() {
+    let e = env("pgsoft");
+    let t = &e.id;
+    let dst = format!("{t}_dst");
+    e.pg(&format!(
+        "DROP TABLE IF EXISTS {t}; DROP SCHEMA IF EXISTS {dst} CASCADE;
+         CREATE TABLE {t} (id int4 PRIMARY KEY, updated_at timestamptz NOT NULL, name text,
+                           amount numeric(12,2), deleted_at timestamptz);
+         INSERT INTO {t} SELECT i, '2024-01-01T00:00:00Z'::timestamptz, 'n' || i, i * 1.25, NULL
+           FROM generate_series(1, 999) i;
+         INSERT INTO {t} VALUES (1000, '2024-01-01T00:00:00Z', 'gone', 7.50, '2023-12-24T10:00:00Z');"
+    ));
+    e.ws.write("soft.toml", &pg_to_pg_config(t, &dst, "soft"));
+    let cfg = e.ws.path("soft.toml").to_string_lossy().into_owned();
+    e.run_once(&cfg);
+    let row = |id: i32| {
+        e.pg_text(&format!(
+            "SELECT concat_ws('|', name, amount, _deleted, \
+             to_char(_deleted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')) \
+             FROM {dst}.db_items WHERE id = {id}"
+        ))
+    };
+    // Deleted before the first run: its last values and the source's time.
+    assert_eq!(row(1000), ["gone|7.50|t|2023-12-24 10:00:00"]);
+    assert_eq!(row(5), ["n5|6.25|f"]);
+
+    // Deleted between runs: the values it had, and when the source says.
+    e.pg(&format!(
+        "UPDATE {t} SET deleted_at = '2024-02-02T02:02:02Z', name = 'last', updated_at = '2024-02-02T02:02:02Z' WHERE id = 5"
+    ));
+    e.run_once(&cfg);
+    assert_eq!(row(5), ["last|6.25|t|2024-02-02 02:02:02"]);
+    let count = e.pg_text(&format!(
+        "SELECT count(*)::text || '|' || count(*) FILTER (WHERE _deleted) FROM {dst}.db_items"
+    ));
+    assert_eq!(count, ["1000|2"]);
+    e.pg(&format!("DROP TABLE {t}; DROP SCHEMA {dst} CASCADE;"));
+}
+
+/// Reported: `numeric(12,2)` became text, `integer` bigint, `text[]` jsonb.
+#[test]
+fn postgres_to_postgres_columns_keep_the_source_types() {
+    let e = env("pgtypes");
+    let t = &e.id;
+    let dst = format!("{t}_dst");
+    e.pg(&format!(
+        "DROP TABLE IF EXISTS {t}; DROP SCHEMA IF EXISTS {dst} CASCADE;
+         CREATE TABLE {t} (id integer PRIMARY KEY, updated_at timestamptz NOT NULL,
+             amount numeric(12,2), ratio numeric, qty smallint, big bigint, tags text[], nums integer[],
+             at_local timestamp, flag boolean, day date, doc jsonb, code varchar(8), f8 double precision,
+             u uuid, deleted_at timestamptz);
+         INSERT INTO {t} VALUES
+           (1, '2024-01-01T00:00:00Z', 1234567890.12, 0.333333333333333333333, 7, 9007199254740993,
+            '{{a,\"b c\",NULL}}', '{{1,2,3}}', '2024-06-01 12:30:00.25', true, '2024-02-29',
+            '{{\"k\": [1, 2.5]}}', 'abc', 0.1, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', NULL),
+           (2, '2024-01-01T00:00:00Z', -0.01, NULL, -32768, NULL, '{{}}', NULL, NULL, false, NULL,
+            '[]', NULL, 'NaN', NULL, NULL);"
+    ));
+    e.ws.write("types.toml", &pg_to_pg_config(t, &dst, "soft"));
+    let cfg = e.ws.path("types.toml").to_string_lossy().into_owned();
+    e.run_once(&cfg);
+    let mut want = e.pg_columns("public", t);
+    // The sink's soft-delete columns and the runtime's metadata fields.
+    want.extend(
+        [
+            "_deleted boolean",
+            "_deleted_at timestamp with time zone",
+            "_ingested_at timestamp with time zone",
+            "_load_mode text",
+            "_stream text",
+        ]
+        .map(String::from),
+    );
+    let mut got = e.pg_columns(&dst, "db_items");
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    // And the values are the source's.
+    let cols = "id, amount, ratio, qty, big, tags, nums, at_local, flag, day, doc, code, f8, u";
+    let dump = |table: &str| {
+        e.pg_text(&format!(
+            "SELECT concat_ws('|', {}) FROM {table} ORDER BY id",
+            cols.split(", ")
+                .map(|c| format!("coalesce({c}::text, '-')"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    };
+    assert_eq!(dump(&format!("{dst}.db_items")), dump(t));
+    e.pg(&format!("DROP TABLE {t}; DROP SCHEMA {dst} CASCADE;"));
 }

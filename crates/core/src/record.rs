@@ -6,6 +6,21 @@ use serde_json::Value;
 /// records carry none or a handful, and Kafka headers may repeat a name.
 pub type Headers = Vec<(String, String)>;
 
+/// The header of a delete record that says when the source deleted the row
+/// (RFC 3339), e.g. a soft-delete column's timestamp: a sink that keeps
+/// deleted rows records that time rather than its own clock's.
+pub const DELETED_AT_HEADER: &str = "tributary.deleted_at";
+
+impl Record {
+    /// The source's deletion time ([`DELETED_AT_HEADER`]), if it sent one.
+    pub fn deleted_at(&self) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == DELETED_AT_HEADER)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// Whether a record adds/replaces a row or removes it (Fivetran's upsert/delete).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -103,61 +103,150 @@ fn fnv1a32(bytes: &[u8]) -> u32 {
     h
 }
 
-/// A column type as the sink sees it. The sink creates only the first
-/// seven; columns of any other type (made by someone else) are `Other`:
-/// values go to them unchecked and PostgreSQL casts them.
+/// A column type as the sink sees it. The sink creates these; columns of
+/// any other type (made by someone else) are `Other`: values go to them
+/// unchecked and PostgreSQL casts them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PgType {
     Boolean,
+    SmallInt,
+    Integer,
     BigInt,
     Numeric,
+    /// `numeric(precision, scale)`.
+    Decimal(u32, u32),
+    Real,
+    Double,
     Timestamptz,
+    /// `timestamp without time zone`.
+    Timestamp,
     Date,
+    Time,
+    Interval,
+    Uuid,
     Text,
+    /// `character varying(n)`.
+    Varchar(u32),
     Jsonb,
+    /// A one-dimensional array of a scalar type.
+    Array(Box<PgType>),
     Other(String),
 }
 
 impl PgType {
-    /// The type as written in DDL.
-    pub fn sql(&self) -> &str {
-        match self {
+    /// The type as written in DDL (and as `format_type()` spells it).
+    pub fn sql(&self) -> Cow<'_, str> {
+        Cow::Borrowed(match self {
             PgType::Boolean => "boolean",
+            PgType::SmallInt => "smallint",
+            PgType::Integer => "integer",
             PgType::BigInt => "bigint",
             PgType::Numeric => "numeric",
-            PgType::Timestamptz => "timestamptz",
+            PgType::Decimal(p, s) => return Cow::Owned(format!("numeric({p},{s})")),
+            PgType::Real => "real",
+            PgType::Double => "double precision",
+            PgType::Timestamptz => "timestamp with time zone",
+            PgType::Timestamp => "timestamp without time zone",
             PgType::Date => "date",
+            PgType::Time => "time without time zone",
+            PgType::Interval => "interval",
+            PgType::Uuid => "uuid",
             PgType::Text => "text",
+            PgType::Varchar(n) => return Cow::Owned(format!("character varying({n})")),
             PgType::Jsonb => "jsonb",
+            PgType::Array(e) => return Cow::Owned(format!("{}[]", e.sql())),
             PgType::Other(name) => name,
-        }
+        })
     }
 
-    /// From `format_type()` output of an existing column.
+    /// From `format_type()` output of an existing column, or a source
+    /// PostgreSQL's own type name (`numeric(12,2)`, `int4`, `text[]`,
+    /// `TIMESTAMPTZ`). Anything else is `Other`.
     pub fn from_catalog(name: &str) -> PgType {
-        match name {
-            "boolean" => PgType::Boolean,
-            "bigint" => PgType::BigInt,
-            "numeric" => PgType::Numeric,
-            "timestamp with time zone" => PgType::Timestamptz,
+        let lower = name.trim().to_ascii_lowercase();
+        if let Some(elem) = lower.strip_suffix("[]") {
+            return match PgType::from_catalog(elem) {
+                PgType::Array(_) | PgType::Other(_) => PgType::Other(name.to_string()),
+                e => PgType::Array(Box::new(e)),
+            };
+        }
+        let args = |prefix: &str| -> Option<Vec<u32>> {
+            let inner = lower
+                .strip_prefix(prefix)?
+                .strip_prefix('(')?
+                .strip_suffix(')')?;
+            inner.split(',').map(|a| a.trim().parse().ok()).collect()
+        };
+        match lower.as_str() {
+            "boolean" | "bool" => PgType::Boolean,
+            "smallint" | "int2" => PgType::SmallInt,
+            "integer" | "int" | "int4" => PgType::Integer,
+            "bigint" | "int8" => PgType::BigInt,
+            "numeric" | "decimal" => PgType::Numeric,
+            "real" | "float4" => PgType::Real,
+            "double precision" | "float8" => PgType::Double,
+            "timestamp with time zone" | "timestamptz" => PgType::Timestamptz,
+            "timestamp without time zone" | "timestamp" => PgType::Timestamp,
             "date" => PgType::Date,
+            "time without time zone" | "time" => PgType::Time,
+            "interval" => PgType::Interval,
+            "uuid" => PgType::Uuid,
             "text" => PgType::Text,
             "jsonb" => PgType::Jsonb,
-            other => PgType::Other(other.to_string()),
+            _ => match (
+                args("numeric"),
+                args("character varying").or_else(|| args("varchar")),
+            ) {
+                (Some(a), _) if a.len() == 2 && a[0] >= 1 && a[1] <= a[0] && a[0] <= 1000 => {
+                    PgType::Decimal(a[0], a[1])
+                }
+                (Some(a), _) if a.len() == 1 && a[0] >= 1 && a[0] <= 1000 => {
+                    PgType::Decimal(a[0], 0)
+                }
+                (_, Some(a)) if a.len() == 1 && a[0] >= 1 => PgType::Varchar(a[0]),
+                _ => PgType::Other(name.to_string()),
+            },
         }
     }
 
     /// Whether `value` can be stored in a column of this type without loss
     /// or a cast error. `null` fits everywhere; text and jsonb take any
-    /// value (text as its JSON text); `Other` is not checked.
+    /// value (text as its JSON text); `Other` is not checked. Decimal and
+    /// float columns also take the strings sources use for values JSON
+    /// numbers cannot hold exactly (`"12.50"`, `"NaN"`).
     pub fn accepts(&self, value: &Value) -> bool {
+        let int_in = |n: &serde_json::Number, lo: i64, hi: i64| {
+            n.as_i64().is_some_and(|i| (lo..=hi).contains(&i))
+        };
         match (self, value) {
             (_, Value::Null) | (PgType::Jsonb | PgType::Other(_), _) => true,
             (PgType::Boolean, Value::Bool(_)) => true,
+            (PgType::SmallInt, Value::Number(n)) => int_in(n, i16::MIN.into(), i16::MAX.into()),
+            (PgType::Integer, Value::Number(n)) => int_in(n, i32::MIN.into(), i32::MAX.into()),
             (PgType::BigInt, Value::Number(n)) => n.is_i64(),
             (PgType::Numeric, Value::Number(_)) => true,
+            (PgType::Numeric, Value::String(s)) => is_decimal(s) || s == "NaN",
+            (PgType::Decimal(p, sc), Value::Number(n)) => fits_decimal(&n.to_string(), *p, *sc),
+            (PgType::Decimal(p, sc), Value::String(s)) => is_decimal(s) && fits_decimal(s, *p, *sc),
+            (PgType::Double, Value::Number(_)) => true,
+            (PgType::Real, Value::Number(n)) => {
+                n.as_f64().is_some_and(|f| f64::from(f as f32) == f)
+            }
+            (PgType::Real | PgType::Double, Value::String(s)) => {
+                matches!(s.as_str(), "NaN" | "Infinity" | "-Infinity")
+            }
             (PgType::Timestamptz, Value::String(s)) => is_timestamp(s),
+            (PgType::Timestamp, Value::String(s)) => is_timestamp(s) || is_naive_timestamp(s),
             (PgType::Date, Value::String(s)) => is_date(s),
+            (PgType::Time, Value::String(s)) => is_time(s),
+            (PgType::Interval, Value::String(s)) => {
+                s.trim_start_matches('-').starts_with('P') && s.len() > 1
+            }
+            (PgType::Uuid, Value::String(s)) => uuid_like(s),
+            (PgType::Varchar(n), Value::String(s)) => s.chars().count() <= *n as usize,
+            (PgType::Array(elem), Value::Array(items)) => items
+                .iter()
+                .all(|v| !v.is_array() && !v.is_object() && elem.accepts(v)),
             // Anything else as its JSON text (`1.5`, `true`, `{"a":1}`).
             (PgType::Text, _) => true,
             _ => false,
@@ -174,27 +263,62 @@ impl PgType {
         let Value::String(s) = value else {
             return false;
         };
+        let int = |lo: i64, hi: i64| {
+            s.parse::<i64>()
+                .is_ok_and(|n| n.to_string() == *s && (lo..=hi).contains(&n))
+        };
         match self {
-            PgType::BigInt => s.parse::<i64>().is_ok_and(|n| n.to_string() == *s),
-            PgType::Numeric => is_decimal(s),
+            PgType::SmallInt => int(i16::MIN.into(), i16::MAX.into()),
+            PgType::Integer => int(i32::MIN.into(), i32::MAX.into()),
+            PgType::BigInt => int(i64::MIN, i64::MAX),
             PgType::Boolean => s == "true" || s == "false",
             _ => false,
         }
     }
 
+    /// Integer widths and decimal types in order of what they hold.
+    fn numeric_rank(&self) -> Option<u8> {
+        match self {
+            PgType::SmallInt => Some(1),
+            PgType::Integer => Some(2),
+            PgType::BigInt => Some(3),
+            PgType::Decimal(..) | PgType::Numeric => Some(4),
+            _ => None,
+        }
+    }
+
     /// The smallest type holding every value of `self` and of `other`
-    /// (Fivetran-style promotion): equal types stay; bigint and numeric make
-    /// numeric; an object or array makes jsonb (so numbers stay numbers);
+    /// (Fivetran-style promotion): equal types stay; integers widen to the
+    /// wider integer, then numeric (a `numeric(p,s)` to plain numeric);
+    /// floats to double precision, with integers or decimals numeric; a
+    /// longer varchar or text to text; arrays by their elements; an object
+    /// or array with anything else makes jsonb (so numbers stay numbers);
     /// any other mix of scalars is text.
     pub fn widen(&self, other: &PgType) -> PgType {
+        use PgType::*;
         match (self, other) {
             (a, b) if a == b => a.clone(),
-            (PgType::Other(_), _) => self.clone(),
-            (PgType::Jsonb, _) | (_, PgType::Jsonb) => PgType::Jsonb,
-            (PgType::BigInt, PgType::Numeric) | (PgType::Numeric, PgType::BigInt) => {
-                PgType::Numeric
-            }
-            _ => PgType::Text,
+            (Other(_), _) => self.clone(),
+            (Array(a), Array(b)) => match a.widen(b) {
+                Jsonb | Other(_) => Jsonb,
+                e => Array(Box::new(e)),
+            },
+            (Jsonb | Array(_), _) | (_, Jsonb | Array(_)) => Jsonb,
+            (Real, Double) | (Double, Real) => Double,
+            (Real | Double, b) | (b, Real | Double) if b.numeric_rank().is_some() => Numeric,
+            (Timestamp, Timestamptz) | (Timestamptz, Timestamp) => Timestamptz,
+            (Varchar(a), Varchar(b)) => Varchar(*a.max(b)),
+            (a, b) => match (a.numeric_rank(), b.numeric_rank()) {
+                (Some(4), Some(_)) | (Some(_), Some(4)) => Numeric,
+                (Some(x), Some(y)) => {
+                    if x >= y {
+                        a.clone()
+                    } else {
+                        b.clone()
+                    }
+                }
+                _ => Text,
+            },
         }
     }
 
@@ -283,15 +407,31 @@ fn schema_type(property: &Value) -> Option<PgType> {
     }
 }
 
-/// The columns a stream's JSON Schema declares, in the schema's order.
+/// The columns a stream's JSON Schema declares, in the schema's order. A
+/// schema from a PostgreSQL source (`"x-sql-dialect": "postgres"`) gives
+/// each column's own type as `x-sql-type`: a type this sink knows is kept
+/// as it is (`numeric(12,2)`, `integer`, `text[]`); any other falls back to
+/// the JSON Schema type. Type names are parsed, never copied into DDL.
 pub fn schema_columns(schema: &Value) -> Vec<(String, PgType)> {
+    let from_postgres = schema.get("x-sql-dialect").and_then(Value::as_str) == Some("postgres");
     schema
         .get("properties")
         .and_then(Value::as_object)
         .map(|props| {
             props
                 .iter()
-                .map(|(name, p)| (ident(name).into_owned(), from_json_schema(p)))
+                .map(|(name, p)| {
+                    let own = p
+                        .get("x-sql-type")
+                        .and_then(Value::as_str)
+                        .filter(|_| from_postgres)
+                        .map(PgType::from_catalog)
+                        .filter(|t| !matches!(t, PgType::Other(_)));
+                    (
+                        ident(name).into_owned(),
+                        own.unwrap_or_else(|| from_json_schema(p)),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -333,6 +473,40 @@ fn is_decimal(s: &str) -> bool {
     };
     let all_digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
     all_digits(int) && frac.is_none_or(all_digits)
+}
+
+/// Whether the decimal text `s` (`-12.50`, `1e3` is not one) has at most
+/// `p - scale` integer digits and `scale` fraction digits: what
+/// `numeric(p, scale)` stores without rounding or an overflow error.
+fn fits_decimal(s: &str, p: u32, scale: u32) -> bool {
+    if !is_decimal(s) {
+        return false;
+    }
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let int = int.trim_start_matches('0');
+    let frac = frac.trim_end_matches('0');
+    int.len() as u32 <= p - scale && frac.len() as u32 <= scale
+}
+
+/// `YYYY-MM-DD[T ]HH:MM:SS[.f]` without an offset.
+fn is_naive_timestamp(s: &str) -> bool {
+    s.len() >= 19
+        && !s.starts_with("0000")
+        && (chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
+            || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").is_ok())
+}
+
+fn is_time(s: &str) -> bool {
+    chrono::NaiveTime::parse_from_str(s, "%H:%M:%S%.f").is_ok()
+}
+
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
 }
 
 fn is_date(s: &str) -> bool {
@@ -445,6 +619,86 @@ mod tests {
         assert_eq!(Date.widen(&Date), Date);
         assert_eq!(Numeric.using("\"c\""), "\"c\"::numeric");
         assert_eq!(Text.using("\"c\""), "to_json(\"c\") #>> '{}'");
+    }
+
+    #[test]
+    fn source_types_round_trip_through_the_catalog_spelling() {
+        use PgType::*;
+        for (name, ty) in [
+            ("numeric(12,2)", Decimal(12, 2)),
+            ("integer", Integer),
+            ("smallint", SmallInt),
+            ("bigint", BigInt),
+            ("text[]", Array(Box::new(Text))),
+            ("integer[]", Array(Box::new(Integer))),
+            ("timestamp with time zone", Timestamptz),
+            ("timestamp without time zone", Timestamp),
+            ("double precision", Double),
+            ("character varying(8)", Varchar(8)),
+            ("uuid", Uuid),
+        ] {
+            assert_eq!(PgType::from_catalog(name), ty, "{name}");
+            assert_eq!(ty.sql(), name);
+        }
+        // sqlx's names for query columns.
+        assert_eq!(PgType::from_catalog("INT4"), Integer);
+        assert_eq!(PgType::from_catalog("TEXT[]"), Array(Box::new(Text)));
+        // Never copied into DDL: unknown names stay `Other`.
+        assert_eq!(
+            PgType::from_catalog("int); DROP TABLE x; --"),
+            Other("int); DROP TABLE x; --".into())
+        );
+        assert_eq!(
+            PgType::from_catalog("integer[][]"),
+            Other("integer[][]".into())
+        );
+        let schema = json!({"x-sql-dialect": "postgres", "properties": {
+            "a": {"type": ["string", "null"], "format": "decimal", "x-sql-type": "numeric(12,2)"},
+            "b": {"type": "integer", "x-sql-type": "some_domain"},
+        }});
+        assert_eq!(
+            schema_columns(&schema),
+            vec![("a".into(), Decimal(12, 2)), ("b".into(), BigInt)]
+        );
+        // From another database, the hint is not PostgreSQL's.
+        let mysql = json!({"x-sql-dialect": "mysql", "properties": {"a": {"type": "integer", "x-sql-type": "int"}}});
+        assert_eq!(schema_columns(&mysql), vec![("a".into(), BigInt)]);
+    }
+
+    #[test]
+    fn typed_columns_accept_what_fits_and_widen_only_on_a_conflict() {
+        use PgType::*;
+        assert!(Decimal(12, 2).accepts(&json!("1234567890.12")));
+        assert!(Decimal(12, 2).accepts(&json!("-0.10")));
+        assert!(!Decimal(12, 2).accepts(&json!("12345678901.00")));
+        assert!(!Decimal(12, 2).accepts(&json!("1.005")));
+        assert!(Decimal(12, 2).accepts(&json!(7.5)));
+        assert!(Numeric.accepts(&json!("0.333333333333333333333")));
+        assert!(Integer.accepts(&json!(2147483647)));
+        assert!(!Integer.accepts(&json!(2147483648u64)));
+        assert!(!SmallInt.accepts(&json!(40000)));
+        assert!(Array(Box::new(Text)).accepts(&json!(["a", null])));
+        assert!(!Array(Box::new(Integer)).accepts(&json!([[1]])));
+        assert!(Double.accepts(&json!("NaN")));
+        assert!(Real.accepts(&json!(0.5)));
+        assert!(!Real.accepts(&json!(0.1)));
+        assert!(Timestamp.accepts(&json!("2024-06-01T12:30:00.25Z")));
+        assert!(Varchar(3).accepts(&json!("zoë")));
+        assert!(!Varchar(3).accepts(&json!("abcd")));
+        assert_eq!(Integer.widen(&BigInt), BigInt);
+        assert_eq!(SmallInt.widen(&Integer), Integer);
+        assert_eq!(Decimal(12, 2).widen(&Numeric), Numeric);
+        assert_eq!(Integer.widen(&Numeric), Numeric);
+        assert_eq!(Real.widen(&Double), Double);
+        assert_eq!(Double.widen(&BigInt), Numeric);
+        assert_eq!(Varchar(3).widen(&Text), Text);
+        assert_eq!(Array(Box::new(Text)).widen(&Jsonb), Jsonb);
+        assert_eq!(
+            Array(Box::new(SmallInt)).widen(&Array(Box::new(BigInt))),
+            Array(Box::new(BigInt))
+        );
+        assert!(Integer.accepts_key(&json!("42")));
+        assert!(!SmallInt.accepts_key(&json!("40000")));
     }
 
     #[test]

@@ -22,8 +22,12 @@ enum Action {
     Insert,
     /// Hard delete by key.
     Delete,
-    /// Upsert mode, soft delete: flag the row with the key.
+    /// Upsert mode, soft delete of a record without values: flag the row
+    /// with the key, keeping what it holds.
     SoftDelete,
+    /// Upsert mode, soft delete of a record with the row's last values
+    /// (a source that soft-deletes): replace the row, flagged.
+    SoftDeleteRow,
     /// Append mode, soft delete: append the record flagged as deleted.
     Tombstone,
 }
@@ -36,6 +40,8 @@ struct Row<'a> {
     fields: Vec<(Cow<'a, str>, &'a Value)>,
     /// Primary-key values in key order (empty when the table has no key).
     key: Vec<&'a Value>,
+    /// Deletes: when the source deleted the row ([`Record::deleted_at`]).
+    deleted_at: Option<&'a str>,
 }
 
 /// Consecutive records with the same table and action: one group of
@@ -70,7 +76,7 @@ impl PostgresSink {
                 .or(default_target)
                 .unwrap_or(&fallback);
             let t = self.route(target);
-            let action = self.action(t, record.op)?;
+            let action = self.action(t, record.op, &values[i])?;
             let row = self.row(t, action, i, record, &values[i])?;
             match segments.last_mut() {
                 Some(s) if s.table == t && s.target == target && s.action == action => {
@@ -90,7 +96,7 @@ impl PostgresSink {
         Ok(())
     }
 
-    fn action(&mut self, t: usize, op: Op) -> Result<Action, ConnectorError> {
+    fn action(&mut self, t: usize, op: Op, value: &Value) -> Result<Action, ConnectorError> {
         let (mode, soft) = (self.settings.mode, self.soft());
         let table = &mut self.tables[t];
         let keyless = table.pk.is_empty();
@@ -116,7 +122,10 @@ impl PostgresSink {
                 )))
             }
             Op::Delete if !soft => Action::Delete,
-            Op::Delete if mode == WriteMode::Upsert => Action::SoftDelete,
+            Op::Delete if mode == WriteMode::Upsert => match value {
+                Value::Object(m) if !m.is_empty() => Action::SoftDeleteRow,
+                _ => Action::SoftDelete,
+            },
             Op::Delete => Action::Tombstone,
         })
     }
@@ -170,6 +179,7 @@ impl PostgresSink {
                 record: index,
                 fields,
                 key: Vec::new(),
+                deleted_at: record.deleted_at(),
             });
         }
         let bad = |what: String| {
@@ -228,6 +238,7 @@ impl PostgresSink {
             record: index,
             fields,
             key,
+            deleted_at: record.deleted_at(),
         })
     }
 
@@ -323,7 +334,10 @@ impl PostgresSink {
                     .await?;
             }
         }
-        if matches!(segment.action, Action::Upsert | Action::SoftDelete) {
+        if matches!(
+            segment.action,
+            Action::Upsert | Action::SoftDelete | Action::SoftDeleteRow
+        ) {
             rows = last_per_key(rows);
         }
         for chunk in rows.chunks(self.settings.batch_size) {
@@ -471,7 +485,7 @@ impl PostgresSink {
         let (schema_name, sql_name) = (table.schema.clone(), table.sql.clone());
         let pk = table.pk.clone();
         let column_def = |name: &str| -> String {
-            let ty = work.get(name).map(PgType::sql).unwrap_or("text");
+            let ty = work.get(name).map_or(Cow::Borrowed("text"), PgType::sql);
             if soft && name == self.settings.deleted_column {
                 format!("{} boolean NOT NULL DEFAULT false", quote(name))
             } else {
@@ -525,7 +539,7 @@ impl PostgresSink {
             tracing::info!(table = %sql_name, columns = %added.join(", "), "postgres sink: added columns");
         }
         for (c, old, new) in &widened {
-            tracing::warn!(table = %sql_name, column = %c, from = old.sql(), to = new.sql(), "postgres sink: widened a column for a value of another type (type_conflict = \"widen\")");
+            tracing::warn!(table = %sql_name, column = %c, from = %old.sql(), to = %new.sql(), "postgres sink: widened a column for a value of another type (type_conflict = \"widen\")");
         }
         work.exists = true;
         self.tables[t].shape = Some(work);
@@ -632,6 +646,12 @@ impl PostgresSink {
             .filter(|(_, u)| **u)
             .map(|((c, _), _)| quote(c))
             .collect();
+        let deleted_at_column = self.settings.deleted_at_column.clone().filter(|_| {
+            matches!(
+                action,
+                Action::SoftDelete | Action::SoftDeleteRow | Action::Tombstone
+            )
+        });
         let mut payload: Vec<u8> = Vec::with_capacity(rows.len() * 64);
         payload.push(b'[');
         for (i, row) in rows.iter().enumerate() {
@@ -640,7 +660,16 @@ impl PostgresSink {
             }
             payload.push(b'{');
             let mut first = true;
-            for (c, v) in &row.fields {
+            // The source's deletion time travels in the deleted-at column
+            // of the row type, so the statement can prefer it to now().
+            let deleted_at = match (&deleted_at_column, row.deleted_at) {
+                (Some(c), Some(at)) if shape.index.contains_key(c.as_str()) => {
+                    Some((c.as_str(), Value::String(at.to_string())))
+                }
+                _ => None,
+            };
+            let extra = deleted_at.as_ref().map(|(c, v)| (Cow::Borrowed(*c), v));
+            for (c, v) in row.fields.iter().map(|(c, v)| (c.clone(), *v)).chain(extra) {
                 if v.is_null() || !shape.index.contains_key(c.as_ref()) {
                     continue;
                 }
@@ -673,16 +702,22 @@ impl PostgresSink {
         let soft = self.soft();
         let sql = match action {
             Action::Insert => format!("INSERT INTO {t_sql} ({cols}) SELECT {cols} FROM {source}"),
-            Action::Upsert => {
+            Action::Upsert | Action::SoftDeleteRow => {
                 // Replace the whole row: every other column takes the new
-                // value, or NULL (its default) when the record lacks it.
+                // value, or NULL (its default) when the record lacks it. A
+                // soft-deleted row keeps the values the source last had.
+                let deleted = action == Action::SoftDeleteRow;
                 let (mut ins, mut sel) = (cols.clone(), cols.clone());
                 if soft {
                     ins.push_str(&format!(", {flag}"));
-                    sel.push_str(", false");
+                    sel.push_str(if deleted { ", true" } else { ", false" });
                     if let Some(at) = &at {
                         ins.push_str(&format!(", {at}"));
-                        sel.push_str(", NULL::timestamptz");
+                        if deleted {
+                            let _ = write!(sel, ", COALESCE({at}, now())");
+                        } else {
+                            sel.push_str(", NULL::timestamptz");
+                        }
                     }
                 }
                 let sets: Vec<String> = shape
@@ -715,8 +750,9 @@ impl PostgresSink {
                 sel.push_str(", true");
                 let mut sets = vec![format!("{flag} = true")];
                 if let Some(at) = &at {
+                    // The source's deletion time when it sent one.
                     ins.push_str(&format!(", {at}"));
-                    sel.push_str(", now()");
+                    let _ = write!(sel, ", COALESCE({at}, now())");
                     sets.push(format!("{at} = EXCLUDED.{at}"));
                 }
                 let mut sql = format!("INSERT INTO {t_sql} ({ins}) SELECT {sel} FROM {source}");

@@ -43,12 +43,13 @@ pub struct FileStreamConfig {
     pub primary_key: Vec<String>,
     /// Overrides the connector's `runtime.batch_size` for this stream.
     pub batch_size: Option<usize>,
-    /// NDJSON/text: a longer line becomes a bad record instead of growing
-    /// memory without bound (a binary file read as text has no newlines).
-    /// CSV with `follow`: a record still open (unclosed quote) past this size
-    /// is given up as a bad record instead of waiting forever for its end.
-    /// Default 16 MiB.
-    pub max_line_bytes: Option<ByteSize>,
+    /// The largest record (CSV record, NDJSON or text line) read: a longer
+    /// one is a bad record holding its first this-many bytes, and reading
+    /// resumes on the next line, so memory stays bounded whatever the input
+    /// (a binary file read as text has no newlines; a 100 MB CSV field once
+    /// cost 500 MiB). Default 1 MiB. `max_line_bytes` is its former name.
+    #[serde(alias = "max_line_bytes")]
+    pub max_record_bytes: Option<ByteSize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -63,7 +64,7 @@ pub enum Format {
     Text,
 }
 
-pub(crate) const DEFAULT_MAX_LINE_BYTES: u64 = 16 << 20;
+pub(crate) const DEFAULT_MAX_RECORD_BYTES: u64 = 1 << 20;
 
 /// A stream's validated settings, with paths resolved against the config
 /// file's directory.
@@ -89,7 +90,7 @@ pub(crate) struct StreamSettings {
     pub follow: bool,
     pub primary_key: Vec<String>,
     pub batch_size: usize,
-    pub max_line_bytes: usize,
+    pub max_record_bytes: usize,
 }
 
 impl StreamSettings {
@@ -141,9 +142,9 @@ pub(crate) fn resolve(
             return Err(section.error(&key("quote"), "quote must differ from delimiter"));
         }
         crate::check_batch_size(section, &key("batch_size"), s.batch_size)?;
-        let max_line_bytes = s
-            .max_line_bytes
-            .map_or(DEFAULT_MAX_LINE_BYTES, |b| b.0)
+        let max_record_bytes = s
+            .max_record_bytes
+            .map_or(DEFAULT_MAX_RECORD_BYTES, |b| b.0)
             .clamp(1, usize::MAX as u64) as usize;
 
         let configured_path = Path::new(&s.path);
@@ -179,7 +180,7 @@ pub(crate) fn resolve(
                 follow: s.follow,
                 primary_key: s.primary_key,
                 batch_size: s.batch_size.unwrap_or(default_batch_size).max(1),
-                max_line_bytes,
+                max_record_bytes,
             }),
         );
     }

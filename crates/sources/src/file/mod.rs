@@ -12,7 +12,7 @@
 //! follow = false                   # tail growing files, pick up new ones; never ends
 //! primary_key = ["id"]             # record key from these fields
 //! # batch_size = 1000              # overrides runtime.batch_size
-//! # max_line_bytes = "16MiB"       # ndjson/text: longer lines are bad records (see FileStreamConfig)
+//! # max_record_bytes = "1MiB"      # a longer record is a bad record (see FileStreamConfig)
 //! ```
 //!
 //! **Records.** CSV: an object of strings keyed by the header (or `field0`,
@@ -34,17 +34,19 @@
 //! `initial_done: true`, and later records are `INCREMENTAL_LOAD`.
 //!
 //! **Bad input** (invalid JSON, a JSON value that is not an object, a CSV row
-//! whose field count differs from the header's, invalid UTF-8, an overlong
-//! line, an unclosed quote in a followed CSV file) becomes a [`BadRecord`](tributary_core::BadRecord) located
-//! `path:line` (the line the record starts on); reading goes on and the
-//! checkpoint moves past it: the runtime's bad-record policy decides.
+//! whose field count differs from the header's, invalid UTF-8, a record over
+//! `max_record_bytes`, a CSV quote that swallows lines) becomes a
+//! [`BadRecord`](tributary_core::BadRecord) located `path:line` (the line the
+//! record starts on), its raw input kept up to the cap; reading goes on and
+//! the checkpoint moves past it: the runtime's bad-record policy decides.
+//! CSV records whose quoting is suspect are reported as their first line,
+//! and the lines after it are read as rows (`csv_records.rs` says why).
 //!
-//! **Limits.** CSV rows are not capped in size when not following
-//! (`max_line_bytes` caps NDJSON and text lines, and how long a followed CSV
-//! record with an unclosed quote is waited for). A file replaced by a new file at least as long as
-//! the old offset is not detected as replaced.
+//! **Limits.** A file replaced by a new file at least as long as the old
+//! offset is not detected as replaced.
 
 mod config;
+mod csv_records;
 mod reader;
 mod source;
 #[cfg(test)]

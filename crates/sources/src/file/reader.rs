@@ -5,13 +5,14 @@
 //! tokio's blocking pool, one batch at a time.
 
 use super::config::{Format, StreamSettings};
+use super::csv_records::{CsvFormat, CsvRecords, Next};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use tributary_core::{
     BadRecord, Batch, Checkpoint, ConnectorError, LoadMode, Payload, Poll, RawJson, Record,
@@ -20,8 +21,6 @@ use tributary_core::{
 /// Read buffer per open file: large enough that a 100-byte-record NDJSON
 /// file costs one `read` syscall per ~2,500 records.
 const READ_BUFFER: usize = 256 * 1024;
-/// Raw input kept in a bad record, at most (the rest is cut, with a marker).
-const MAX_RAW: usize = 64 * 1024;
 
 /// The checkpoint of a file stream.
 ///
@@ -69,29 +68,22 @@ impl Output {
     }
 }
 
-/// A `Read` that stops at a byte limit and remembers whether it was asked
-/// for more: in follow mode, that is how a CSV record still being written
-/// (an open quote running into the end of the data) is told apart from a
-/// complete one, whose final newline ends the parse without reading further.
+/// A `Read` that stops at a byte limit: in follow mode, the end of the
+/// last complete line, so a line still being written is never read.
 struct Limited<R> {
     inner: R,
     remaining: u64,
-    hit_end: bool,
 }
 
 impl<R: Read> Read for Limited<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.remaining == 0 || buf.is_empty() {
-            self.hit_end |= self.remaining == 0;
             return Ok(0);
         }
         let max = buf
             .len()
             .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..max])?;
-        if n == 0 {
-            self.hit_end = true;
-        }
         self.remaining -= n as u64;
         Ok(n)
     }
@@ -100,9 +92,7 @@ impl<R: Read> Read for Limited<R> {
 enum Body {
     Lines(BufReader<Limited<File>>),
     Csv {
-        reader: csv::Reader<Limited<File>>,
-        /// Position of the reader's byte 0 (csv positions are relative).
-        base: FilePosition,
+        reader: Box<CsvRecords<Limited<File>>>,
         /// Field names from this file's header line; `None` without header.
         header: Option<Vec<String>>,
     },
@@ -142,7 +132,6 @@ pub(crate) struct ReaderState {
     current: Option<OpenFile>,
     /// Reused across records so reading a line allocates nothing.
     line: Vec<u8>,
-    record: csv::ByteRecord,
     /// `field0`, `field1`, ... for header-less CSV, built once.
     field_names: Vec<String>,
 }
@@ -155,7 +144,6 @@ impl ReaderState {
             pass: None,
             current: None,
             line: Vec::with_capacity(1024),
-            record: csv::ByteRecord::new(),
             field_names: Vec::new(),
         }
     }
@@ -238,15 +226,7 @@ impl ReaderState {
         let stream = &*self.stream;
         let result = match &mut file.body {
             Body::Lines(_) => read_lines(stream, file, pos, out, budget, &mut self.line),
-            Body::Csv { .. } => read_csv(
-                stream,
-                file,
-                pos,
-                out,
-                budget,
-                &mut self.record,
-                &mut self.field_names,
-            ),
+            Body::Csv { .. } => read_csv(stream, file, pos, out, budget, &mut self.field_names),
         };
         match result {
             Ok(FileStatus::More) => {}
@@ -375,12 +355,14 @@ fn open_file(
                 return Ok(None);
             }
             file.seek(SeekFrom::Start(pos.offset))?;
-            let reader = csv_builder(stream)
-                .buffer_capacity(READ_BUFFER)
-                .from_reader(limited(file, pos.offset, limit));
+            let mut reader =
+                csv_records(stream, limited(file, pos.offset, limit), *pos, READ_BUFFER);
+            if pos.offset == 0 {
+                reader.skip_bom()?;
+            }
+            reader.expected_fields = header.as_ref().map(Vec::len);
             Body::Csv {
-                reader,
-                base: *pos,
+                reader: Box::new(reader),
                 header,
             }
         }
@@ -404,23 +386,26 @@ fn limited(file: File, offset: u64, limit: u64) -> Limited<File> {
     Limited {
         inner: file,
         remaining: limit.saturating_sub(offset),
-        hit_end: false,
     }
 }
 
-pub(crate) fn csv_builder(stream: &StreamSettings) -> csv::ReaderBuilder {
-    let mut b = csv::ReaderBuilder::new();
-    // Headers, field counts and `\r` are handled here, not by the csv crate:
-    // a wrong field count is a bad record, not an error that ends the read,
-    // and only `\n` ends a record so that every position is just after a
-    // newline and line numbers stay exact (`\r\n` files: the `\r` is
-    // stripped from the last field).
-    b.has_headers(false)
-        .flexible(true)
-        .delimiter(stream.delimiter)
-        .quote(stream.quote)
-        .terminator(csv::Terminator::Any(b'\n'));
-    b
+/// A capped CSV record reader at `pos`. Headers, field counts and `\r` are
+/// handled by the caller: only `\n` ends a record, so that every position
+/// is just after a newline and line numbers stay exact (`\r\n` files: the
+/// `\r` is stripped from the last field).
+fn csv_records<R: Read>(
+    stream: &StreamSettings,
+    src: R,
+    pos: FilePosition,
+    buffer: usize,
+) -> CsvRecords<R> {
+    let format = CsvFormat {
+        delimiter: stream.delimiter,
+        quote: stream.quote,
+        cap: stream.max_record_bytes,
+        follow: stream.follow,
+    };
+    CsvRecords::new(src, (pos.offset, pos.line), format, buffer)
 }
 
 /// The header of a CSV file and the position just after it; `None` when
@@ -432,42 +417,36 @@ pub(crate) fn read_header(
 ) -> io::Result<Option<(Vec<String>, FilePosition)>> {
     let mut file = file;
     file.seek(SeekFrom::Start(0))?;
-    let mut reader = csv_builder(stream)
-        .buffer_capacity(8 * 1024)
-        .from_reader(Limited {
+    let mut reader = csv_records(
+        stream,
+        Limited {
             inner: file,
             remaining: limit,
-            hit_end: false,
-        });
-    let mut record = csv::ByteRecord::new();
-    let found = reader.read_byte_record(&mut record).map_err(csv_io_error)?;
-    if !found || (stream.follow && reader.get_ref().hit_end) {
-        return Ok(None);
+        },
+        FilePosition::default(),
+        8 * 1024,
+    );
+    reader.skip_bom()?;
+    match reader.next()? {
+        Next::Record => {}
+        Next::Bad { error, .. } => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the header line cannot be read: {error}"),
+            ))
+        }
+        Next::Incomplete | Next::End => return Ok(None),
     }
-    let last = record.len().saturating_sub(1);
-    let names = record
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
+    let last = reader.len().saturating_sub(1);
+    let names = (0..reader.len())
+        .map(|i| {
+            let f = reader.field(i);
             let f = if i == last { strip_cr(f) } else { f };
             String::from_utf8_lossy(f).into_owned()
         })
         .collect();
-    let end = reader.position();
-    Ok(Some((
-        names,
-        FilePosition {
-            offset: end.byte(),
-            line: end.line().saturating_sub(1),
-        },
-    )))
-}
-
-fn csv_io_error(e: csv::Error) -> io::Error {
-    match e.into_kind() {
-        csv::ErrorKind::Io(e) => e,
-        other => io::Error::other(format!("{other:?}")),
-    }
+    let (offset, line) = reader.position();
+    Ok(Some((names, FilePosition { offset, line })))
 }
 
 enum FileStatus {
@@ -494,7 +473,6 @@ fn extend(file: &mut OpenFile) -> io::Result<bool> {
     }
     let limited = file.body.limited();
     limited.remaining += new_limit - file.limit;
-    limited.hit_end = false;
     file.limit = new_limit;
     Ok(true)
 }
@@ -561,14 +539,10 @@ fn strip_cr(b: &[u8]) -> &[u8] {
     b.strip_suffix(b"\r").unwrap_or(b)
 }
 
+/// Raw input for a bad record: every byte up to the record cap is kept
+/// (invalid UTF-8 replaced, as `raw` is text).
 fn lossy(b: &[u8]) -> String {
-    if b.len() > MAX_RAW {
-        let mut s = String::from_utf8_lossy(&b[..MAX_RAW]).into_owned();
-        s.push_str("...");
-        s
-    } else {
-        String::from_utf8_lossy(b).into_owned()
-    }
+    String::from_utf8_lossy(b).into_owned()
 }
 
 fn record(stream: &StreamSettings, value: Value) -> Record {
@@ -627,29 +601,30 @@ fn read_lines(
             return Ok(FileStatus::Done);
         };
         buf.clear();
-        let (n, too_long) = read_line_capped(reader, buf, stream.max_line_bytes)?;
+        let (n, too_long) = read_line_capped(reader, buf, stream.max_record_bytes)?;
         if n == 0 {
             return Ok(FileStatus::Done);
         }
         let line_no = pos.line + 1;
+        let at_start = pos.offset == 0;
         pos.offset += n as u64;
         pos.line += 1;
+        let mut line: &[u8] = buf;
+        if at_start {
+            line = line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line);
+        }
         if too_long {
             out.bad.push(BadRecord {
                 location: format!("{}:{line_no}", file.key),
                 error: format!(
-                    "line longer than max_line_bytes ({} bytes)",
-                    stream.max_line_bytes
+                    "line longer than max_record_bytes ({} bytes); its first {} bytes kept",
+                    stream.max_record_bytes, stream.max_record_bytes
                 ),
-                raw: lossy(&buf[..buf.len().min(1024)]),
+                raw: lossy(&line[..line.len().min(stream.max_record_bytes)]),
             });
             continue;
         }
-        let mut line: &[u8] = buf.strip_suffix(b"\n").unwrap_or(buf);
-        line = strip_cr(line);
-        if line_no == 1 {
-            line = line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line);
-        }
+        line = strip_cr(line.strip_suffix(b"\n").unwrap_or(line));
         let bad = |error: String| BadRecord {
             location: format!("{}:{line_no}", file.key),
             error,
@@ -693,7 +668,6 @@ fn read_csv(
     pos: &mut FilePosition,
     out: &mut Output,
     budget: usize,
-    rec: &mut csv::ByteRecord,
     field_names: &mut Vec<String>,
 ) -> io::Result<FileStatus> {
     loop {
@@ -703,52 +677,32 @@ fn read_csv(
         if pos.offset >= file.limit && !extend(file)? {
             return Ok(FileStatus::Done);
         }
-        let Body::Csv {
-            reader,
-            base,
-            header,
-        } = &mut file.body
-        else {
+        let Body::Csv { reader, header } = &mut file.body else {
             return Ok(FileStatus::Done);
         };
-        if !reader.read_byte_record(rec).map_err(csv_io_error)? {
-            return Ok(FileStatus::Done);
-        }
-        let start = rec.position().cloned().unwrap_or_else(csv::Position::new);
-        let end = reader.position();
-        let line_no = base.line + start.line();
-        let start_offset = base.offset + start.byte();
-        if stream.follow && reader.get_ref().hit_end {
-            // The parse ran into the end of the data inside an open quote:
-            // the record is still being written. Leave it for a later pass
-            // (this reader is dropped; the next opens at `pos`)...
-            if end.byte() - start.byte() <= stream.max_line_bytes as u64 {
-                return Ok(FileStatus::Done);
+        let next = reader.next()?;
+        let location = || format!("{}:{}", file.key, reader.start().line);
+        match next {
+            // Incomplete (following): the record is still being written;
+            // this reader is dropped and the next pass reads it again at `pos`.
+            Next::End | Next::Incomplete => return Ok(FileStatus::Done),
+            Next::Bad { error, raw } => {
+                (pos.offset, pos.line) = reader.position();
+                out.bad.push(BadRecord {
+                    location: location(),
+                    error,
+                    raw: lossy(&raw),
+                });
+                continue;
             }
-            // ...unless it is already longer than any sane record: then the
-            // quote is a mistake that would otherwise swallow the rest of the
-            // file and wedge the stream. Give it up as a bad record.
-            pos.offset = base.offset + end.byte();
-            pos.line = base.line + end.line().saturating_sub(1);
-            let (raw, _) = raw_range(&file.path, start_offset, pos.offset)
-                .unwrap_or_else(|_| (lossy(rec.as_slice()), 0));
-            out.bad.push(BadRecord {
-                location: format!("{}:{line_no}", file.key),
-                error: format!(
-                    "unterminated quoted field: the record runs over max_line_bytes ({} bytes) without a closing quote",
-                    stream.max_line_bytes
-                ),
-                raw,
-            });
-            return Ok(FileStatus::Done);
+            Next::Record => {}
         }
-        pos.offset = base.offset + end.byte();
-        pos.line = base.line + end.line().saturating_sub(1);
+        (pos.offset, pos.line) = reader.position();
 
-        let n = rec.len();
+        let n = reader.len();
         let last = n.saturating_sub(1);
         let field = |i: usize| -> &[u8] {
-            let f = rec.get(i).unwrap_or_default();
+            let f = reader.field(i);
             if i == last {
                 strip_cr(f)
             } else {
@@ -759,14 +713,12 @@ fn read_csv(
             continue; // a blank line
         }
         let bad = |error: String| {
-            // The csv crate skips blank lines before a record without
-            // reporting them; the raw bytes tell how many there were.
-            let (raw, blank_lines) = raw_range(&file.path, start_offset, pos.offset)
-                .unwrap_or_else(|_| (lossy(rec.as_slice()), 0));
+            let raw = reader.raw();
+            let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
             BadRecord {
-                location: format!("{}:{}", file.key, line_no + blank_lines),
+                location: location(),
                 error,
-                raw,
+                raw: lossy(strip_cr(raw)),
             }
         };
         let names: &[String] = match header {
@@ -805,27 +757,6 @@ fn read_csv(
             None => out.records.push(record(stream, Value::Object(map))),
         }
     }
-}
-
-/// The raw bytes of a bad CSV record, read back from the file (rare, so a
-/// fresh handle is cheaper than keeping every record's bytes around).
-fn raw_range(path: &Path, start: u64, end: u64) -> io::Result<(String, u64)> {
-    let mut f = File::open(path)?;
-    f.seek(SeekFrom::Start(start))?;
-    let want = end.saturating_sub(start).min(MAX_RAW as u64 + 1);
-    let mut buf = Vec::with_capacity(want as usize);
-    f.take(want).read_to_end(&mut buf)?;
-    let mut raw: &[u8] = &buf;
-    let mut blank_lines = 0;
-    while let Some(rest) = raw
-        .strip_prefix(b"\n")
-        .or_else(|| raw.strip_prefix(b"\r\n"))
-    {
-        raw = rest;
-        blank_lines += 1;
-    }
-    let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
-    Ok((lossy(strip_cr(raw)), blank_lines))
 }
 
 #[cfg(test)]

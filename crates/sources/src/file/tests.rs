@@ -312,8 +312,9 @@ async fn text_lines_and_overlong_lines() {
     assert_eq!(run.bad[0].location, "l.txt:3");
     assert_eq!(
         run.bad[0].error,
-        "line longer than max_line_bytes (16 bytes)"
+        "line longer than max_record_bytes (16 bytes); its first 16 bytes kept"
     );
+    assert_eq!(run.bad[0].raw, "third line is lo");
     assert_eq!(run.bad[1].location, "l.txt:4");
     assert_eq!(run.bad[1].raw, "bad \u{fffd}");
     assert!(run.bad[1].error.starts_with("invalid UTF-8"));
@@ -589,15 +590,21 @@ async fn follow_csv_gives_up_an_unclosed_quote_instead_of_wedging() {
     );
     append(&f, b"2,x\n3,y\n4,z\n5,w\n");
     let run = drain(&mut r).await;
-    assert!(run.records.is_empty());
+    // Past the cap, the line with the open quote is the bad record, and
+    // the lines it would have swallowed are rows.
     assert_eq!(run.bad.len(), 1);
     assert_eq!(run.bad[0].location, "u.csv:2");
     assert!(
-        run.bad[0].error.starts_with("unterminated quoted field"),
+        run.bad[0]
+            .error
+            .starts_with("record longer than max_record_bytes (20 bytes)")
+            && run.bad[0].error.contains("quoted field is still open"),
         "{}",
         run.bad[0].error
     );
-    assert_eq!(run.bad[0].raw, "1,\"never closed\n2,x\n3,y\n4,z\n5,w");
+    assert_eq!(run.bad[0].raw, "1,\"never closed");
+    let ids: Vec<&Value> = run.records.iter().map(|r| &r["id"]).collect();
+    assert_eq!(ids, ["2", "3", "4", "5"]);
     // The stream goes on after it.
     append(&f, b"6,v\n");
     assert_eq!(

@@ -14,6 +14,15 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// How stream schemas name the database (`x-sql-dialect`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "postgres",
+            Dialect::MySql => "mysql",
+            Dialect::Sqlite => "sqlite",
+        }
+    }
+
     /// Whether `(a, b) > (x, y)` is both supported and used for index range
     /// scans. MySQL parses row values but its optimizer does not turn them
     /// into ranges, so the expanded `a > x OR (a = x AND b > y)` form is

@@ -23,6 +23,8 @@ struct SourceFacts {
     columns: Columns,
     /// Nullability by column (table mode; query columns are all nullable).
     nullable: HashMap<String, bool>,
+    /// The catalog's type of each column (table mode), e.g. `numeric(12,2)`.
+    declared: HashMap<String, String>,
     primary_key: Vec<String>,
     /// Names for did-you-mean suggestions.
     lookup: Vec<String>,
@@ -99,6 +101,7 @@ impl Plan {
             described,
             columns,
             nullable,
+            declared: sql_types,
             primary_key,
             lookup,
         } = match &def.origin {
@@ -192,6 +195,7 @@ impl Plan {
                     described,
                     columns,
                     nullable,
+                    declared,
                     primary_key: pk,
                     lookup: all,
                 }
@@ -215,6 +219,7 @@ impl Plan {
                     described,
                     columns,
                     nullable: HashMap::new(),
+                    declared: HashMap::new(),
                     primary_key: pk,
                     lookup: names,
                 }
@@ -332,11 +337,25 @@ impl Plan {
         let mut properties = Map::new();
         for (i, n) in names.iter().enumerate() {
             let kind = columns.kind(i);
-            let schema = if nullable.get(n).copied().unwrap_or(true) {
+            let mut schema = if nullable.get(n).copied().unwrap_or(true) {
                 kind.nullable_schema()
             } else {
                 kind.json_schema()
             };
+            // The column's own type, for sinks that create typed columns
+            // (the postgres sink keeps `numeric(12,2)`, `integer`, `text[]`).
+            // Not for a column read as JSON (`json_columns`): its values
+            // are no longer of that type.
+            let sql_type = sql_types
+                .get(n)
+                .cloned()
+                .unwrap_or_else(|| described[i].type_name.to_lowercase());
+            let read_as_json = kind == Kind::Json && !sql_type.starts_with("json");
+            if let (Some(obj), false) =
+                (schema.as_object_mut(), read_as_json || sql_type.is_empty())
+            {
+                obj.insert("x-sql-type".into(), Value::String(sql_type));
+            }
             properties.insert(n.clone(), schema);
         }
         let spec = StreamSpec {
@@ -347,6 +366,7 @@ impl Plan {
                 "type": "object",
                 "properties": properties,
                 "required": names,
+                "x-sql-dialect": dialect.name(),
             })),
         };
         let mut by_name: Vec<usize> = (0..names.len()).collect();

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 use tributary_core::{
     async_trait, BadRecord, Batch, Checkpoint, ConnectorError, LoadMode, Op, Poll, Record,
-    RunProgress, StreamReader,
+    RunProgress, StreamReader, DELETED_AT_HEADER,
 };
 
 /// The checkpoint of a `sql` stream.
@@ -214,6 +214,10 @@ impl Run {
                         key,
                         value: row.value.into(),
                         op: if row.deleted { Op::Delete } else { Op::Upsert },
+                        headers: row
+                            .deleted_at
+                            .map(|at| vec![(DELETED_AT_HEADER.to_string(), at)])
+                            .unwrap_or_default(),
                         ..Record::default()
                     }),
                 }

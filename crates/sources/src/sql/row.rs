@@ -196,6 +196,9 @@ pub struct DecodedRow {
     /// The checkpoint values of the keyset columns.
     pub keyset: Vec<Value>,
     pub deleted: bool,
+    /// When the row was deleted: the soft-delete column's value, when that
+    /// is a timestamp.
+    pub deleted_at: Option<String>,
     /// A cell that could not be decoded (its field is null in `value`): the
     /// row becomes a bad record, but the position still moves past it.
     pub bad: Option<String>,
@@ -255,14 +258,19 @@ pub fn decode_row<D: RowDecoder>(
         })?),
         None => None,
     };
-    let deleted = shape
-        .soft_delete
-        .and_then(|i| map.get(&shape.names[i]))
-        .is_some_and(value::is_deleted);
+    let marker = shape.soft_delete.and_then(|i| map.get(&shape.names[i]));
+    let deleted = marker.is_some_and(value::is_deleted);
+    let deleted_at = match marker {
+        Some(Value::String(s)) if deleted && DateTime::parse_from_rfc3339(s).is_ok() => {
+            Some(s.clone())
+        }
+        _ => None,
+    };
     Ok(DecodedRow {
         value: Value::Object(map),
         keyset,
         deleted,
+        deleted_at,
         bad,
         instant,
     })
