@@ -557,7 +557,7 @@ impl StateStore for KafkaStore {
         let mut messages = Vec::with_capacity(checkpoints.len());
         for (stream, checkpoint) in checkpoints {
             let advanced_at = match inner.checkpoints.get(stream) {
-                Some(Ok(p)) if &p.checkpoint == checkpoint => p.advanced_at,
+                Some(Ok(p)) if p.checkpoint.same_position(checkpoint) => p.advanced_at,
                 _ => now,
             };
             let s = StoredCheckpoint {
