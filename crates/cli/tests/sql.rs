@@ -375,14 +375,15 @@ fn typed_columns_of_all_three_databases_through_the_binary() {
     lite["n"] = json!("2.5"); // SQLite stores 2.5 as a REAL: no scale to keep.
     assert_eq!(e.ws.output("out", "db.s"), vec![lite]);
 
-    // discover prints keys and JSON Schemas.
+    // discover prints keys and JSON Schemas, with the column's declared
+    // type (SQLite's, here).
     let o = e.ws.run(&["discover", &cfg]);
     assert_exit(&o, 0);
     let d: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(d["streams"][0]["primary_key"], json!(["id"]));
     assert_eq!(
         d["streams"][0]["json_schema"]["properties"]["ts"],
-        json!({"type": ["string", "null"], "format": "date-time"})
+        json!({"type": ["string", "null"], "format": "date-time", "x-sql-type": "DATETIME"})
     );
     e.pg(&format!("DROP TABLE {t}"));
     e.my(&format!("DROP TABLE {t}"));
