@@ -219,6 +219,7 @@ impl ChargeOverSource {
                     schedule: ctx.schedule_for(entity).clone(),
                     // One window per run: nothing to fetch ahead.
                     window_concurrency: 1,
+                    max_retries: ctx.max_retries,
                 }),
             );
         }

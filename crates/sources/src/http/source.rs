@@ -151,6 +151,7 @@ impl HttpSource {
                     clock: ctx.clock.clone(),
                     schedule: ctx.schedule_for(name).clone(),
                     window_concurrency: cfg.window_concurrency,
+                    max_retries: ctx.max_retries,
                 }),
             );
         }
