@@ -672,7 +672,9 @@ impl StreamTask {
                     // Only records prove progress: API sources hand over an
                     // empty batch recording a failure (`retry_count`) before
                     // returning it, which must not reset the retry budget.
-                    if !batch.records.is_empty() {
+                    // Bad records do too: a page given up on and handed to
+                    // the policy moved the position past it.
+                    if !batch.records.is_empty() || !batch.bad_records.is_empty() {
                         *attempt = 0;
                     }
                     let dead_letters = self.apply_policy(&mut batch.bad_records)?;

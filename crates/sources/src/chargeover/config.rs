@@ -50,6 +50,12 @@ pub struct ChargeOverConfig {
     pub max_concurrency: usize,
     /// Stay under the plan's API limit.
     pub rate_limit: Option<RateLimit>,
+    /// Trust a page with fewer than `batch_size` records to be the last.
+    /// Default false: only an empty page ends a query, which costs two
+    /// cheap requests per window and loses nothing when the API caps
+    /// `limit` below `batch_size`.
+    #[serde(default)]
+    pub stop_on_short_page: bool,
 }
 
 fn default_timezone() -> String {

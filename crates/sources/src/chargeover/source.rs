@@ -193,6 +193,7 @@ impl ChargeOverSource {
                 datetime_field: datetime_field.clone(),
                 id_field: id_field.clone(),
                 extra_params,
+                stop_on_short_page: cfg.stop_on_short_page,
             };
             specs.push(StreamSpec {
                 primary_key: vec![id_field.clone()],

@@ -34,6 +34,9 @@ pub struct Page {
     /// Where the next page starts; `None` when the listing is done.
     pub next: Option<Value>,
     pub bad_records: Vec<BadRecord>,
+    /// The page's last record when it was a bad one (its position fields
+    /// projected): positions after the page start past it, not before it.
+    pub last_bad: Option<PageRecord>,
 }
 
 /// What a [`Listing`] is asked for.
@@ -877,10 +880,11 @@ impl ApiReader {
         };
         self.state.retry_count = 0;
         self.grow_page_size();
-        let count = page.records.len();
+        let count = page.records.len() + page.bad_records.len();
         let mut bad = page.bad_records;
         if let Incremental::Id { cursor_field, .. } = &self.plan.incremental {
-            if let Some(max) = max_id(&page.records, cursor_field, self.state.last_id.as_ref()) {
+            let read = page.records.iter().chain(&page.last_bad);
+            if let Some(max) = max_id(read, cursor_field, self.state.last_id.as_ref()) {
                 self.state.last_id = Some(max);
             }
         }
@@ -947,7 +951,11 @@ impl ApiReader {
 
 /// The largest `field` among `records` and `current`, comparing numbers as
 /// numbers and anything else as text.
-fn max_id(records: &[PageRecord], field: &str, current: Option<&Value>) -> Option<Value> {
+fn max_id<'a>(
+    records: impl Iterator<Item = &'a PageRecord>,
+    field: &str,
+    current: Option<&Value>,
+) -> Option<Value> {
     let mut best = current.cloned();
     for r in records {
         let Some(v) = r.get(field) else { continue };
@@ -1034,7 +1042,7 @@ mod tests {
             Ok(Page {
                 records: vec![PageRecord::Parsed(json!({ "id": at }))],
                 next: (at < 2).then(|| json!(at + 1)),
-                bad_records: Vec::new(),
+                ..Page::default()
             })
         }
 

@@ -212,6 +212,9 @@ pub struct RawPage {
     /// Records a strict JSON parser would refuse (`1e999`, a lone
     /// surrogate), kept whole for the bad-record policy.
     pub bad_records: Vec<BadRecord>,
+    /// The last record when it is a bad one, with the fields asked for if
+    /// they can be read: the position after the page starts past it.
+    pub last_bad: Option<PageRecord>,
 }
 
 /// Why a page could not be read.
@@ -258,6 +261,7 @@ fn read_page(
         }
     };
     let mut bad_records = Vec::new();
+    let mut last_bad = None;
     let (records, raw_count) = match found {
         Found::Missing => {
             return Err(RawPageError::NotRecords {
@@ -281,6 +285,14 @@ fn read_page(
                         error: format!("the record holds {problem}, which strict JSON parsers refuse"),
                         raw: item.text.to_string(),
                     });
+                    if i + 1 == items.len() {
+                        last_bad = project(item.text, fields)
+                            .ok()
+                            .map(|fields| PageRecord::Raw {
+                                json: RawJson::within(item.text, page),
+                                fields,
+                            });
+                    }
                     continue;
                 }
                 let json = if item.notes.spaced {
@@ -309,6 +321,7 @@ fn read_page(
         records,
         raw_count,
         bad_records,
+        last_bad,
     })
 }
 
@@ -751,12 +764,10 @@ mod tests {
         let body = r#"{"meta": {"next": "c2", "total": 3}, "data": {"items": [{"id": 1, "n": {"x": "y"}}, null, {"n": 2, "id": "7\u0041"}]}, "after": true}"#;
         let page = read(body, &["data", "items"], &["id"]).unwrap();
         assert_eq!(page.raw_count, 2);
+        // Written compact: one record, one line, whatever the page's layout.
         assert_eq!(
             texts(&page),
-            [
-                r#"{"id": 1, "n": {"x": "y"}}"#,
-                r#"{"n": 2, "id": "7\u0041"}"#
-            ]
+            [r#"{"id":1,"n":{"x":"y"}}"#, r#"{"n":2,"id":"7\u0041"}"#]
         );
         assert_eq!(page.records[0].get("id"), Some(&json!(1)));
         assert_eq!(page.records[1].get("id"), Some(&json!("7A")));
@@ -868,11 +879,55 @@ mod tests {
         let page = read(r#"{"data": {"id": 5}}"#, &["data"], &["id"]).unwrap();
         assert_eq!(page.raw_count, 1);
         assert_eq!(page.records[0].get("id"), Some(&json!(5)));
-        let page = read(r#"{"data": null}"#, &["data"], &[]).unwrap();
+        let page = read(r#"{"data": []}"#, &["data"], &[]).unwrap();
         assert_eq!((page.raw_count, page.records.len()), (0, 0));
-        let page = read(r#"{"other": [1]}"#, &["data"], &[]).unwrap();
-        assert_eq!((page.raw_count, page.records.len()), (0, 0));
-        assert_eq!(page.body, json!({"other": [1]}));
+        // Null or nothing where the records should be is no page.
+        for body in [r#"{"data": null}"#, r#"{"other": [1]}"#] {
+            assert!(
+                matches!(read(body, &["data"], &[]), Err(RawPageError::NotRecords { .. })),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_records_key_met_twice_makes_the_page_ambiguous() {
+        for body in [
+            r#"{"data": [{"id": 1}], "data": []}"#,
+            r#"{"data": [], "d\u0061ta": [{"id": 1}]}"#,
+            r#"{"meta": {"next": "a"}, "data": [], "meta": {"next": "b"}}"#,
+            r#"{"data": 5, "data": [{"id": 1}]}"#,
+        ] {
+            let scanned = read(body, &["data"], &["id"]);
+            assert!(
+                matches!(&scanned, Err(RawPageError::Ambiguous { .. })),
+                "{body}: {scanned:?}"
+            );
+        }
+        // serde_json's reading (a page the scan leaves to it) agrees.
+        let deep = format!(
+            r#"{{"x": {}, "data": [], "data": [1]}}"#,
+            format!("{}{}", "[".repeat(125), "]".repeat(125))
+        );
+        assert!(matches!(
+            read(&deep, &["data"], &[]),
+            Err(RawPageError::Ambiguous { .. })
+        ));
+        assert!(read(r#"{"data": [{"id": 1, "id": 2}]}"#, &["data"], &[]).is_ok());
+    }
+
+    #[test]
+    fn records_strict_parsers_refuse_are_bad_and_positions_pass_them() {
+        let body = "{\n  \"data\": [\n    {\"id\": 1, \"v\": 1e999},\n    {\"id\": 2, \"s\": \"ok\"},\n    {\"id\": 3, \"s\": \"\\ud800\"}\n  ]\n}";
+        let page = read(body, &["data"], &["id"]).unwrap();
+        assert_eq!(texts(&page), [r#"{"id":2,"s":"ok"}"#]);
+        assert_eq!(page.raw_count, 3);
+        let bad: Vec<_> = page.bad_records.iter().map(|b| b.raw.as_str()).collect();
+        assert_eq!(bad, [r#"{"id": 1, "v": 1e999}"#, r#"{"id": 3, "s": "\ud800"}"#]);
+        assert_eq!(
+            page.last_bad.as_ref().and_then(|r| r.get("id")),
+            Some(&json!(3))
+        );
     }
 
     #[test]
