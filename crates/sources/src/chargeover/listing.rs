@@ -122,9 +122,13 @@ impl EntityListing {
     }
 
     fn keyset_after(&self, page: &RawPage, tie_done: bool) -> Result<Value, FetchError> {
-        let last = page.last_bad.as_ref().or(page.records.last()).ok_or_else(|| {
-            FetchError::Other(ConnectorError::fatal("internal: keyset of an empty page"))
-        })?;
+        let last = page
+            .last_bad
+            .as_ref()
+            .or(page.records.last())
+            .ok_or_else(|| {
+                FetchError::Other(ConnectorError::fatal("internal: keyset of an empty page"))
+            })?;
         let datetime = last
             .get(&self.datetime_field)
             .and_then(Value::as_str)
@@ -191,7 +195,10 @@ impl Listing for EntityListing {
                 } else {
                     let last = page.last_bad.as_ref().or(page.records.last());
                     Keyset {
-                        id: last.and_then(|r| r.get(id)).cloned().unwrap_or(k.id.clone()),
+                        id: last
+                            .and_then(|r| r.get(id))
+                            .cloned()
+                            .unwrap_or(k.id.clone()),
                         ..k
                     }
                 };

@@ -592,7 +592,9 @@ impl HttpError {
         };
         // What the server said, not the URL it was said about.
         let message = self.message.to_ascii_lowercase();
-        let message = message.split_once(" → ").map_or(&*message, |(_, said)| said);
+        let message = message
+            .split_once(" → ")
+            .map_or(&*message, |(_, said)| said);
         if code == 503 && (self.retry_after.is_some() || message.contains("maintenance")) {
             return false;
         }

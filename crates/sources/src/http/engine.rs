@@ -21,11 +21,11 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info, warn};
-use tributary_metrics::human_duration;
 use tributary_core::{
     BadRecord, Batch, Checkpoint, CheckpointSummary, Clock, ConnectorError, LoadMode, Poll, Record,
     RunProgress, Schedule, StreamReader,
 };
+use tributary_metrics::human_duration;
 
 /// One page of a listing.
 #[derive(Debug, Default)]
@@ -577,13 +577,13 @@ impl ApiReader {
     }
 
     /// After a page was read: a page size shrunk by an earlier failure
-    /// grows back by an eighth of the configured one (additive increase),
+    /// grows back by a quarter of the configured one (additive increase),
     /// so one bad minute does not slow the rest of the window.
     fn grow_page_size(&mut self) {
         let (Some(size), Some(configured)) = (self.state.page_size, self.plan.page_size) else {
             return;
         };
-        let larger = size.saturating_add((configured / 8).max(1));
+        let larger = size.saturating_add((configured / 4).max(1));
         if larger >= configured {
             self.state.page_size = None;
             info!(stream = %self.plan.stream, page_size = configured, "the page size is back to the configured one");
@@ -595,13 +595,18 @@ impl ApiReader {
 
     /// After a slice was read: a shrunk step grows back the same way.
     fn grow_step(&mut self) {
-        let (Some(step), Incremental::Datetime(DatetimeCursor { step: Some(configured), .. })) =
-            (self.state.step_seconds, &self.plan.incremental)
+        let (
+            Some(step),
+            Incremental::Datetime(DatetimeCursor {
+                step: Some(configured),
+                ..
+            }),
+        ) = (self.state.step_seconds, &self.plan.incremental)
         else {
             return;
         };
         let configured = configured.as_secs();
-        let larger = step.saturating_add((configured / 8).max(1));
+        let larger = step.saturating_add((configured / 4).max(1));
         if larger >= configured {
             self.state.step_seconds = None;
             info!(stream = %self.plan.stream, step = %human_duration(Duration::from_secs(configured)), "the window step is back to the configured one");

@@ -541,7 +541,11 @@ mod tests {
                 "true"
             ]
         );
-        assert_eq!(checked_value_end(br#"{"a":1"#, 0, 0, &mut Notes::default()), None, "unclosed");
+        assert_eq!(
+            checked_value_end(br#"{"a":1"#, 0, 0, &mut Notes::default()),
+            None,
+            "unclosed"
+        );
     }
 
     /// The word-at-a-time scan stops where a byte-at-a-time one does, for
@@ -598,7 +602,10 @@ mod tests {
         ];
         for text in refused {
             assert!(notes(text).not_strict.is_some(), "{text}");
-            assert!(serde_json::from_str::<serde_json::Value>(text).is_err(), "{text}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(text).is_err(),
+                "{text}"
+            );
         }
         let fine = [
             "[1e308]",
@@ -610,7 +617,10 @@ mod tests {
         ];
         for text in fine {
             assert_eq!(notes(text).not_strict, None, "{text}");
-            assert!(serde_json::from_str::<serde_json::Value>(text).is_ok(), "{text}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(text).is_ok(),
+                "{text}"
+            );
         }
         let big = format!("[{}]", "9".repeat(400));
         assert!(notes(&big).not_strict.is_some());
@@ -644,6 +654,9 @@ mod tests {
         assert!(scan_accepts(&deep(MAX_DEPTH)));
         assert!(!scan_accepts(&deep(MAX_DEPTH + 1)));
         assert!(serde_accepts(&deep(MAX_DEPTH + 1)), "so it must read it");
-        assert_eq!(checked_value_end(b"[1]", 0, MAX_DEPTH, &mut Notes::default()), None);
+        assert_eq!(
+            checked_value_end(b"[1]", 0, MAX_DEPTH, &mut Notes::default()),
+            None
+        );
     }
 }

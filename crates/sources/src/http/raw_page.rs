@@ -12,8 +12,7 @@
 use super::client::{display_url, HttpResponse};
 use super::engine::FetchError;
 use super::json_scan::{
-    checked_member_name, checked_value_end, compact, skip_whitespace, string_end, value_end,
-    Notes,
+    checked_member_name, checked_value_end, compact, skip_whitespace, string_end, value_end, Notes,
 };
 use super::records::{lookup, not_records_message, RecordSelector};
 use bytes::Bytes;
@@ -282,7 +281,9 @@ fn read_page(
                 if let Some(problem) = item.notes.not_strict {
                     bad_records.push(BadRecord {
                         location: format!("record {}", i + 1),
-                        error: format!("the record holds {problem}, which strict JSON parsers refuse"),
+                        error: format!(
+                            "the record holds {problem}, which strict JSON parsers refuse"
+                        ),
                         raw: item.text.to_string(),
                     });
                     if i + 1 == items.len() {
@@ -884,7 +885,10 @@ mod tests {
         // Null or nothing where the records should be is no page.
         for body in [r#"{"data": null}"#, r#"{"other": [1]}"#] {
             assert!(
-                matches!(read(body, &["data"], &[]), Err(RawPageError::NotRecords { .. })),
+                matches!(
+                    read(body, &["data"], &[]),
+                    Err(RawPageError::NotRecords { .. })
+                ),
                 "{body}"
             );
         }
@@ -923,7 +927,10 @@ mod tests {
         assert_eq!(texts(&page), [r#"{"id":2,"s":"ok"}"#]);
         assert_eq!(page.raw_count, 3);
         let bad: Vec<_> = page.bad_records.iter().map(|b| b.raw.as_str()).collect();
-        assert_eq!(bad, [r#"{"id": 1, "v": 1e999}"#, r#"{"id": 3, "s": "\ud800"}"#]);
+        assert_eq!(
+            bad,
+            [r#"{"id": 1, "v": 1e999}"#, r#"{"id": 3, "s": "\ud800"}"#]
+        );
         assert_eq!(
             page.last_bad.as_ref().and_then(|r| r.get("id")),
             Some(&json!(3))
