@@ -104,8 +104,12 @@ fn dt(s: &str) -> NaiveDateTime {
 fn a_capped_limit_loses_nothing() {
     let env = setup();
     env.sim.set_max_limit(100);
-    env.sim
-        .generate("customer", 5_893, dt("2024-01-02 00:00:00"), chrono::Duration::seconds(0));
+    env.sim.generate(
+        "customer",
+        5_893,
+        dt("2024-01-02 00:00:00"),
+        chrono::Duration::seconds(0),
+    );
     // Spread them out: groups of four share a datetime.
     for id in 1..=5_893i64 {
         let mut r = env.sim.get("customer", id).unwrap();
@@ -134,8 +138,12 @@ fn a_capped_limit_loses_nothing() {
 #[test]
 fn pretty_printed_envelopes_give_one_record_per_line() {
     let env = setup();
-    env.sim
-        .generate("customer", 700, dt("2024-01-02 00:00:00"), chrono::Duration::seconds(30));
+    env.sim.generate(
+        "customer",
+        700,
+        dt("2024-01-02 00:00:00"),
+        chrono::Duration::seconds(30),
+    );
     env.sim.pretty_bodies();
     let cfg = env.config("");
     assert_exit(&env.run(&cfg), 0);

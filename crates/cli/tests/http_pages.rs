@@ -202,7 +202,8 @@ fn pretty_printed_and_bom_prefixed_pages_give_one_record_per_line() {
 /// goes on after it. It never ends the listing with exit 0.
 #[test]
 fn null_missing_and_duplicated_records_keys_are_bad_pages_not_the_end() {
-    let damages: [(&str, fn(&str) -> String); 3] = [
+    type Damage = fn(&str) -> String;
+    let damages: [(&str, Damage); 3] = [
         ("null", |b| {
             b.replacen(r#""data":["#, r#""data":null,"was":["#, 1)
         }),

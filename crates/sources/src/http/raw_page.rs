@@ -909,10 +909,8 @@ mod tests {
             );
         }
         // serde_json's reading (a page the scan leaves to it) agrees.
-        let deep = format!(
-            r#"{{"x": {}, "data": [], "data": [1]}}"#,
-            format!("{}{}", "[".repeat(125), "]".repeat(125))
-        );
+        let nested = format!("{}{}", "[".repeat(125), "]".repeat(125));
+        let deep = format!(r#"{{"x": {nested}, "data": [], "data": [1]}}"#);
         assert!(matches!(
             read(&deep, &["data"], &[]),
             Err(RawPageError::Ambiguous { .. })
