@@ -475,7 +475,14 @@ pagination = { type = "offset", page_size = 100 }"#,
         .filter_map(|r| r.param("limit").map(str::to_string))
         .collect();
     assert_eq!(&limits[..3], ["100", "50", "25"]);
-    assert!(limits[3..].iter().all(|l| l == "25"));
+    // It grows back after successes (25 + 25) and is knocked down again by
+    // the 504 the size causes: never above 50 again, mostly at 25.
+    assert!(
+        limits[3..].iter().all(|l| l == "25" || l == "50"),
+        "{limits:?}"
+    );
+    let at_25 = limits[3..].iter().filter(|l| *l == "25").count();
+    assert!(at_25 * 2 >= limits.len() - 3, "{limits:?}");
 }
 
 #[test]

@@ -684,10 +684,13 @@ impl StreamTask {
                     // Anything handed over that moves the position is
                     // progress (records, a committed job id, an empty
                     // interval, a window advanced) and resets the retry
-                    // budget. API sources hand over an empty batch recording
-                    // a failure (`retry_count`) before returning it: only its
-                    // attempt keys changed, which is no progress.
+                    // budget; so are bad records (a page given up on and
+                    // handed to the policy moved the position past it). API
+                    // sources hand over an empty batch recording a failure
+                    // (`retry_count`) before returning it: only its attempt
+                    // keys changed, which is no progress.
                     if !batch.records.is_empty()
+                        || !batch.bad_records.is_empty()
                         || tributary_core::checkpoint::advanced(
                             self.position.as_ref(),
                             &batch.checkpoint,

@@ -55,6 +55,10 @@ pub struct SourceContext {
     /// them. Detached (counted nowhere) unless the CLI attaches the
     /// connector's entry in the process registry.
     pub metrics: Arc<ConnectorStats>,
+    /// The connector's `runtime.max_retries`: after that many failed
+    /// attempts at one unreadable page, API sources hand the page to the
+    /// bad-record policy instead of failing once more.
+    pub max_retries: u32,
 }
 
 impl SourceContext {
@@ -66,6 +70,7 @@ impl SourceContext {
             schedule: Schedule::Once,
             stream_schedules: BTreeMap::new(),
             metrics: Arc::default(),
+            max_retries: tributary_config::RuntimeConfig::default().max_retries,
         }
     }
 
@@ -81,6 +86,7 @@ impl SourceContext {
                 .filter_map(|(name, o)| Some((name.clone(), o.schedule.clone()?)))
                 .collect(),
             metrics: Arc::default(),
+            max_retries: config.runtime.max_retries,
         }
     }
 

@@ -61,6 +61,12 @@ pub struct ChargeOverConfig {
     /// `mod_datetime`. Default none. Re-read records arrive again.
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub lookback: Option<Duration>,
+    /// Trust a page with fewer than `batch_size` records to be the last.
+    /// Default false: only an empty page ends a query, which costs two
+    /// cheap requests per window and loses nothing when the API caps
+    /// `limit` below `batch_size`.
+    #[serde(default)]
+    pub stop_on_short_page: bool,
 }
 
 fn default_timezone() -> String {

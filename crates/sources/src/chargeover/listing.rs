@@ -9,7 +9,7 @@
 
 use crate::http::client::{HttpClient, HttpRequest, Method};
 use crate::http::engine::{FetchError, Listing, Page, PageQuery};
-use crate::http::raw_page::{PageRecord, RawSelection};
+use crate::http::raw_page::{RawPage, RawSelection};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tributary_core::ConnectorError;
@@ -23,6 +23,11 @@ pub struct EntityListing {
     pub id_field: String,
     /// `chargeover.{entity}.query.params`, appended after ours.
     pub extra_params: Vec<(String, String)>,
+    /// Trust a page shorter than `limit` to be the last of its query. Off
+    /// by default: only an empty page ends one, since an API (or an
+    /// account's plan) that caps `limit` below the one asked for answers
+    /// short pages all along.
+    pub stop_on_short_page: bool,
 }
 
 /// Position inside a window: the last record read.
@@ -78,7 +83,7 @@ impl EntityListing {
 
     /// The `response` array of ChargeOver's envelope, records kept as text
     /// with their datetime and id read.
-    async fn list(&self, request: HttpRequest) -> Result<Vec<PageRecord>, FetchError> {
+    async fn list(&self, request: HttpRequest) -> Result<RawPage, FetchError> {
         let response = self.client.execute(&request).await?;
         let selection = RawSelection::new(
             vec!["response".into()],
@@ -86,10 +91,13 @@ impl EntityListing {
         );
         let page = selection.read_response(&response)?;
         let Value::Object(envelope) = &page.body else {
-            return Err(FetchError::Other(ConnectorError::retryable(format!(
-                "ChargeOver answered {} with something other than its JSON envelope",
-                crate::http::client::display_url(&response.url)
-            ))));
+            return Err(FetchError::bad_page(
+                format!(
+                    "ChargeOver answered {} with something other than its JSON envelope",
+                    crate::http::client::display_url(&response.url)
+                ),
+                &response,
+            ));
         };
         let code = envelope.get("code").and_then(Value::as_u64).unwrap_or(200);
         if code != 200 {
@@ -104,13 +112,23 @@ impl EntityListing {
                 tributary_core::secret::redact(&message)
             ))));
         }
-        Ok(page.records)
+        Ok(page)
     }
 
-    fn keyset_after(&self, records: &[PageRecord], tie_done: bool) -> Result<Value, FetchError> {
-        let last = records.last().ok_or_else(|| {
-            FetchError::Other(ConnectorError::fatal("internal: keyset of an empty page"))
-        })?;
+    /// Whether a query is over after `page`: it came back empty, or short
+    /// when short pages are trusted.
+    fn query_done(&self, page: &RawPage, limit: u64) -> bool {
+        page.raw_count == 0 || (self.stop_on_short_page && (page.raw_count as u64) < limit)
+    }
+
+    fn keyset_after(&self, page: &RawPage, tie_done: bool) -> Result<Value, FetchError> {
+        let last = page
+            .last_bad
+            .as_ref()
+            .or(page.records.last())
+            .ok_or_else(|| {
+                FetchError::Other(ConnectorError::fatal("internal: keyset of an empty page"))
+            })?;
         let datetime = last
             .get(&self.datetime_field)
             .and_then(Value::as_str)
@@ -166,25 +184,29 @@ impl Listing for EntityListing {
                     escape(&k.datetime),
                     escape(&id_text(&k.id))
                 );
-                let records = self
+                let page = self
                     .list(self.request(&filter, &format!("{id}:ASC"), limit))
                     .await?;
-                let next = if (records.len() as u64) < limit {
+                let next = if self.query_done(&page, limit) {
                     Keyset {
                         tie_done: true,
                         ..k
                     }
                 } else {
-                    let last = records.last().and_then(|r| r.get(id)).cloned();
+                    let last = page.last_bad.as_ref().or(page.records.last());
                     Keyset {
-                        id: last.unwrap_or(k.id.clone()),
+                        id: last
+                            .and_then(|r| r.get(id))
+                            .cloned()
+                            .unwrap_or(k.id.clone()),
                         ..k
                     }
                 };
                 Ok(Page {
-                    records,
+                    records: page.records,
                     next: Some(serde_json::to_value(next).unwrap_or(Value::Null)),
-                    bad_records: Vec::new(),
+                    bad_records: page.bad_records,
+                    last_bad: page.last_bad,
                 })
             }
             Some(k) => {
@@ -197,21 +219,22 @@ impl Listing for EntityListing {
 
 impl EntityListing {
     /// Records from `lower` (a `where` condition) to the window end, by
-    /// (datetime, id); a full page continues after its last record.
+    /// (datetime, id); a page with records continues after its last one.
     async fn range_page(&self, lower: &str, end: &str, limit: u64) -> Result<Page, FetchError> {
         let dt = &self.datetime_field;
         let filter = format!("{lower},{dt}:LT:{end}");
         let order = format!("{dt}:ASC,{}:ASC", self.id_field);
-        let records = self.list(self.request(&filter, &order, limit)).await?;
-        let next = if (records.len() as u64) < limit {
+        let page = self.list(self.request(&filter, &order, limit)).await?;
+        let next = if self.query_done(&page, limit) {
             None
         } else {
-            Some(self.keyset_after(&records, false)?)
+            Some(self.keyset_after(&page, false)?)
         };
         Ok(Page {
-            records,
+            records: page.records,
             next,
-            bad_records: Vec::new(),
+            bad_records: page.bad_records,
+            last_bad: page.last_bad,
         })
     }
 }

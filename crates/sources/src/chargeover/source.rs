@@ -194,6 +194,7 @@ impl ChargeOverSource {
                 datetime_field: datetime_field.clone(),
                 id_field: id_field.clone(),
                 extra_params,
+                stop_on_short_page: cfg.stop_on_short_page,
             };
             specs.push(StreamSpec {
                 primary_key: vec![id_field.clone()],
@@ -222,6 +223,7 @@ impl ChargeOverSource {
                     schedule: ctx.schedule_for(entity).clone(),
                     // One window per run: nothing to fetch ahead.
                     window_concurrency: 1,
+                    max_retries: ctx.max_retries,
                 }),
             );
         }

@@ -113,7 +113,13 @@ impl HttpResponse {
         empty: T,
         parse: impl FnOnce(&bytes::Bytes) -> Result<T, serde_json::Error>,
     ) -> Result<T, HttpError> {
-        if self.body.iter().all(u8::is_ascii_whitespace) {
+        // A UTF-8 byte order mark is no part of the JSON (RFC 8259 §8.1
+        // lets a parser ignore it; the file source does too).
+        let body = match self.body.strip_prefix(b"\xEF\xBB\xBF") {
+            Some(_) => self.body.slice(3..),
+            None => self.body.clone(),
+        };
+        if body.iter().all(u8::is_ascii_whitespace) {
             if self.status == 204 {
                 return Ok(empty);
             }
@@ -126,7 +132,7 @@ impl HttpResponse {
                 ),
             ));
         }
-        parse(&self.body).map_err(|e| {
+        parse(&body).map_err(|e| {
             let what = if e.is_eof() {
                 "the response body is truncated"
             } else {
@@ -652,8 +658,41 @@ impl HttpError {
         }
     }
 
-    /// Timeouts, 429 and 5xx: the server is struggling, so the caller may
-    /// shrink its page size or window before retrying.
+    /// Whether a smaller request may succeed where this one failed, after
+    /// `failures_in_a_row` failures at the same page: a timeout or 504 (the
+    /// server ran out of time on it), a 5xx whose body says the request was
+    /// too much, or any other 5xx met twice in a row at the same request.
+    /// Never a 429 (the rate is the problem, not the size) nor a 503 with
+    /// `Retry-After` or a maintenance notice (the server is away whatever
+    /// is asked): shrinking for those slowed whole windows for nothing.
+    pub fn size_may_be_the_cause(&self, failures_in_a_row: u32) -> bool {
+        let code = match self.kind {
+            HttpErrorKind::Timeout => return true,
+            HttpErrorKind::Status(code @ 500..=599) => code,
+            _ => return false,
+        };
+        // What the server said, not the URL it was said about.
+        let message = self.message.to_ascii_lowercase();
+        let message = message
+            .split_once(" → ")
+            .map_or(&*message, |(_, said)| said);
+        if code == 503 && (self.retry_after.is_some() || message.contains("maintenance")) {
+            return false;
+        }
+        const SIZE_WORDS: &[&str] = &[
+            "timeout",
+            "timed out",
+            "too large",
+            "too big",
+            "too many records",
+            "too many results",
+            "out of memory",
+            "memory limit",
+        ];
+        code == 504 || failures_in_a_row >= 2 || SIZE_WORDS.iter().any(|w| message.contains(w))
+    }
+
+    /// Timeouts, 429 and 5xx: the server is struggling.
     pub fn is_overload(&self) -> bool {
         matches!(
             self.kind,

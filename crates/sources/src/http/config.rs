@@ -150,10 +150,16 @@ impl<'de> Deserialize<'de> for StreamPagination {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeysetConfig {
-    /// Records per page (sent as `size_param`); a shorter page ends the listing.
+    /// Records per page (sent as `size_param`).
     pub page_size: u64,
     #[serde(default = "default_size_param")]
     pub size_param: String,
+    /// Trust a page shorter than `page_size` to be the last one, saving
+    /// the one request per window that confirms the end (an empty page).
+    /// Only for APIs known never to return fewer records than asked for
+    /// before the end: one that caps the page size loses the rest.
+    #[serde(default)]
+    pub stop_on_short_page: bool,
 }
 
 fn default_size_param() -> String {

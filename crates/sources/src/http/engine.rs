@@ -34,6 +34,7 @@ use tributary_core::{
     BadRecord, Batch, Checkpoint, CheckpointSummary, Clock, ConnectorError, LoadMode, Poll, Record,
     RunProgress, Schedule, StreamReader,
 };
+use tributary_metrics::human_duration;
 
 /// One page of a listing.
 #[derive(Debug, Default)]
@@ -42,6 +43,9 @@ pub struct Page {
     /// Where the next page starts; `None` when the listing is done.
     pub next: Option<Value>,
     pub bad_records: Vec<BadRecord>,
+    /// The page's last record when it was a bad one (its position fields
+    /// projected): positions after the page start past it, not before it.
+    pub last_bad: Option<PageRecord>,
 }
 
 /// What a [`Listing`] is asked for.
@@ -71,8 +75,35 @@ pub struct WindowBounds {
 pub enum FetchError {
     /// From the HTTP client: retryable or not, maybe an overload signal.
     Http(HttpError),
+    /// The API answered, but not with a page that can be read: retried,
+    /// then handed to the bad-record policy; never the end of a listing.
+    BadPage(BadPage),
     /// Anything else (a pagination loop, a template naming a missing value).
     Other(ConnectorError),
+}
+
+/// An answer that is not a readable page: not JSON, cut off, `null` or
+/// nothing where the records should be, or the records' key twice.
+#[derive(Debug)]
+pub struct BadPage {
+    /// What is wrong, with the URL (credentials masked).
+    pub message: String,
+    /// The whole body as it came, for the dead-letter file.
+    pub body: String,
+    /// Where the page after this one starts, when the listing can tell
+    /// without reading this one (offset and page-number styles, a next
+    /// cursor readable from the body); `None`: the listing cannot go past it.
+    pub next: Option<Value>,
+}
+
+impl FetchError {
+    pub fn bad_page(message: String, response: &super::client::HttpResponse) -> FetchError {
+        FetchError::BadPage(BadPage {
+            message,
+            body: String::from_utf8_lossy(&response.body).into_owned(),
+            next: None,
+        })
+    }
 }
 
 impl From<HttpError> for FetchError {
@@ -85,6 +116,7 @@ impl From<FetchError> for ConnectorError {
     fn from(e: FetchError) -> Self {
         match e {
             FetchError::Http(h) => h.into_connector_error(),
+            FetchError::BadPage(b) => ConnectorError::retryable(b.message),
             FetchError::Other(c) => c,
         }
     }
@@ -159,6 +191,9 @@ pub struct StreamPlan {
     /// Window slices whose first page is fetched at once (seed 001 runs 8
     /// requests in parallel); records are still emitted in window order.
     pub window_concurrency: usize,
+    /// Failed attempts at one unreadable page after which it goes to the
+    /// bad-record policy (the connector's `runtime.max_retries`).
+    pub max_retries: u32,
 }
 
 type PageTask = tokio_util::task::AbortOnDropHandle<Result<Page, FetchError>>;
@@ -631,7 +666,7 @@ impl ApiReader {
     fn record_failure(&mut self, error: &FetchError, window: Option<&WindowBounds>) {
         self.state.retry_count += 1;
         let FetchError::Http(e) = error else { return };
-        if !e.is_overload() {
+        if !e.size_may_be_the_cause(self.state.retry_count) {
             return;
         }
         // Shrink the page first (seed 001's Virtuous TAKE_SIZES), then the step
@@ -641,7 +676,7 @@ impl ApiReader {
             let floor = self.plan.min_page_size.max(1);
             if size > floor {
                 let smaller = (size / 2).max(floor);
-                info!(stream = %self.plan.stream, from = size, to = smaller, "shrinking the page size after an overload error");
+                info!(stream = %self.plan.stream, from = size, to = smaller, error = %e, "shrinking the page size: the request's size may be why it failed");
                 self.state.page_size = Some(smaller);
                 return;
             }
@@ -651,10 +686,80 @@ impl ApiReader {
             let floor = d.min_step.as_secs().max(1);
             if self.state.page.is_none() && current > floor {
                 let smaller = (current / 2).max(floor);
-                info!(stream = %self.plan.stream, from_seconds = current, to_seconds = smaller, "shrinking the window step after an overload error");
+                info!(stream = %self.plan.stream, from = %human_duration(Duration::from_secs(current)), to = %human_duration(Duration::from_secs(smaller)), error = %e, "shrinking the window step: the request's size may be why it failed");
                 self.state.step_seconds = Some(smaller);
             }
         }
+    }
+
+    /// After a page was read: a page size shrunk by an earlier failure
+    /// grows back by a quarter of the configured one (additive increase),
+    /// so one bad minute does not slow the rest of the window.
+    fn grow_page_size(&mut self) {
+        let (Some(size), Some(configured)) = (self.state.page_size, self.plan.page_size) else {
+            return;
+        };
+        let larger = size.saturating_add((configured / 4).max(1));
+        if larger >= configured {
+            self.state.page_size = None;
+            info!(stream = %self.plan.stream, page_size = configured, "the page size is back to the configured one");
+        } else {
+            debug!(stream = %self.plan.stream, from = size, to = larger, "growing the page size back");
+            self.state.page_size = Some(larger);
+        }
+    }
+
+    /// After a slice was read: a shrunk step grows back the same way.
+    fn grow_step(&mut self) {
+        let (
+            Some(step),
+            Incremental::Datetime(DatetimeCursor {
+                step: Some(configured),
+                ..
+            }),
+        ) = (self.state.step_seconds, &self.plan.incremental)
+        else {
+            return;
+        };
+        let configured = configured.as_secs();
+        let larger = step.saturating_add((configured / 4).max(1));
+        if larger >= configured {
+            self.state.step_seconds = None;
+            info!(stream = %self.plan.stream, step = %human_duration(Duration::from_secs(configured)), "the window step is back to the configured one");
+        } else {
+            debug!(stream = %self.plan.stream, from = %human_duration(Duration::from_secs(step)), to = %human_duration(Duration::from_secs(larger)), "growing the window step back");
+            self.state.step_seconds = Some(larger);
+        }
+    }
+
+    /// A page still unreadable after `max_retries` attempts: handed to the
+    /// bad-record policy whole, and the listing goes on after it when it
+    /// can tell where the next page starts.
+    fn give_up_on_page(
+        &mut self,
+        bad: BadPage,
+        load_mode: LoadMode,
+    ) -> Result<Poll, ConnectorError> {
+        let attempts = self.state.retry_count;
+        let Some(next) = bad.next else {
+            return Err(ConnectorError::fatal(format!(
+                "{} (still so after {attempts} attempts); the listing cannot tell where the page after it starts, so the stream stops here rather than skip records",
+                bad.message
+            )));
+        };
+        warn!(stream = %self.plan.stream, attempts, error = %bad.message, "a page is still unreadable; handing it to the bad-record policy and reading on after it");
+        let record = BadRecord {
+            location: format!(
+                "stream {} page after record {}",
+                self.plan.stream, self.state.current_offset
+            ),
+            error: format!("{} (after {attempts} attempts)", bad.message),
+            raw: bad.body,
+        };
+        self.state.retry_count = 0;
+        self.state.page = Some(next);
+        self.readahead.clear();
+        Ok(Poll::Batch(self.batch(Vec::new(), vec![record], load_mode)))
     }
 
     /// The prefetched first page of the current slice, if it was asked for
@@ -878,6 +983,10 @@ impl ApiReader {
             Err(FetchError::Other(e)) if e.class() != tributary_core::ErrorClass::Retryable => {
                 return Err(e)
             }
+            Err(FetchError::BadPage(bad)) if self.state.retry_count >= self.plan.max_retries => {
+                self.state.retry_count += 1;
+                return self.give_up_on_page(bad, load_mode);
+            }
             Err(e) => {
                 self.record_failure(&e, window.as_ref());
                 let error = ConnectorError::from(e);
@@ -889,10 +998,12 @@ impl ApiReader {
             }
         };
         self.state.retry_count = 0;
-        let count = page.records.len();
+        self.grow_page_size();
+        let count = page.records.len() + page.bad_records.len();
         let mut bad = page.bad_records;
         if let Incremental::Id { cursor_field, .. } = &self.plan.incremental {
-            if let Some(max) = max_id(&page.records, cursor_field, self.state.last_id.as_ref()) {
+            let read = page.records.iter().chain(&page.last_bad);
+            if let Some(max) = max_id(read, cursor_field, self.state.last_id.as_ref()) {
                 self.state.last_id = Some(max);
             }
         }
@@ -939,11 +1050,18 @@ impl ApiReader {
                 self.state.last_processed_datetime = Some(instant_text(w.end));
                 self.state.page = None;
                 self.state.current_offset = 0;
-                info!(stream = %self.plan.stream, processed_up_to = ?self.state.last_processed_datetime, "completed a window slice");
+                self.grow_step();
+                info!(stream = %self.plan.stream, processed_up_to = self.state.last_processed_datetime.as_deref().unwrap_or(""), "completed a window slice");
             }
             _ => {
                 self.finish_run();
-                info!(stream = %self.plan.stream, processed_up_to = ?self.state.last_processed_datetime, next_scheduled_run = ?self.state.next_scheduled_run, "completed a run");
+                let next_run = self
+                    .state
+                    .next_scheduled_run
+                    .and_then(DateTime::<Utc>::from_timestamp_millis)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_else(|| "none".into());
+                info!(stream = %self.plan.stream, processed_up_to = self.state.last_processed_datetime.as_deref().unwrap_or(""), next_scheduled_run = %next_run, "completed a run");
             }
         }
         Ok(Poll::Batch(self.batch(records, bad, load_mode)))
@@ -952,7 +1070,11 @@ impl ApiReader {
 
 /// The largest `field` among `records` and `current`, comparing numbers as
 /// numbers and anything else as text.
-fn max_id(records: &[PageRecord], field: &str, current: Option<&Value>) -> Option<Value> {
+fn max_id<'a>(
+    records: impl Iterator<Item = &'a PageRecord>,
+    field: &str,
+    current: Option<&Value>,
+) -> Option<Value> {
     let mut best = current.cloned();
     for r in records {
         let Some(v) = r.get(field) else { continue };
@@ -1039,7 +1161,7 @@ mod tests {
             Ok(Page {
                 records: vec![PageRecord::Parsed(json!({ "id": at }))],
                 next: (at < 2).then(|| json!(at + 1)),
-                bad_records: Vec::new(),
+                ..Page::default()
             })
         }
 
@@ -1062,6 +1184,7 @@ mod tests {
             api_clock: None,
             schedule: Schedule::Once,
             window_concurrency: 1,
+            max_retries: 3,
         };
         ApiReader::new(Arc::new(plan), None).unwrap()
     }

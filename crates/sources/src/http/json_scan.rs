@@ -46,6 +46,33 @@ pub(super) fn skip_whitespace(text: &[u8], at: usize) -> usize {
     }
 }
 
+/// [`skip_whitespace`] that notes whether there was any: the value being
+/// scanned is then not compact (the branch taken only then, so compact
+/// text pays nothing for the question).
+#[inline(always)]
+fn skip_noting(text: &[u8], at: usize, notes: &mut Notes) -> usize {
+    match text.get(at) {
+        Some(b' ' | b'\t' | b'\n' | b'\r') => {
+            notes.spaced = true;
+            skip_whitespace_run(text, at + 1)
+        }
+        _ => at,
+    }
+}
+
+/// What a checked scan noticed about a value it accepted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Notes {
+    /// Whitespace between tokens: the text is valid but not compact (a
+    /// pretty-printed record would span lines of NDJSON output).
+    pub spaced: bool,
+    /// Why a strict parser would refuse the value although its syntax is
+    /// JSON's: a number beyond the range of a double (`1e999`), or a lone
+    /// UTF-16 surrogate escape (`"\ud800"`). serde_json's `Value`, Go's
+    /// `encoding/json` and most databases reject both.
+    pub not_strict: Option<&'static str>,
+}
+
 fn skip_whitespace_run(text: &[u8], mut at: usize) -> usize {
     while text
         .get(at)
@@ -57,8 +84,14 @@ fn skip_whitespace_run(text: &[u8], mut at: usize) -> usize {
 }
 
 /// Just past the valid JSON value that starts at `at`, with `depth`
-/// containers already open around it; `None` when it is not one.
-pub(super) fn checked_value_end(text: &[u8], mut at: usize, depth: usize) -> Option<usize> {
+/// containers already open around it; `None` when it is not one. What it
+/// noticed on the way goes into `notes`.
+pub(super) fn checked_value_end(
+    text: &[u8],
+    mut at: usize,
+    depth: usize,
+    notes: &mut Notes,
+) -> Option<usize> {
     // The containers open inside the value, innermost in the lowest bit:
     // 1 for an object, 0 for an array (no allocation per value).
     let mut objects: u128 = 0;
@@ -66,22 +99,22 @@ pub(super) fn checked_value_end(text: &[u8], mut at: usize, depth: usize) -> Opt
     let limit = MAX_DEPTH.checked_sub(depth)?;
     'value: loop {
         match *text.get(at)? {
-            b'"' => at = checked_string_end(text, at)?,
+            b'"' => at = checked_string_end(text, at, notes)?,
             // Empty containers count towards the limit too, as in serde_json.
             b'{' | b'[' if open == limit => return None,
             b'{' => {
-                at = skip_whitespace(text, at + 1);
+                at = skip_noting(text, at + 1, notes);
                 if text.get(at) == Some(&b'}') {
                     at += 1;
                 } else {
                     objects = objects << 1 | 1;
                     open += 1;
-                    at = checked_member_name(text, at)?;
+                    at = checked_member_name(text, at, notes)?;
                     continue 'value;
                 }
             }
             b'[' => {
-                at = skip_whitespace(text, at + 1);
+                at = skip_noting(text, at + 1, notes);
                 if text.get(at) == Some(&b']') {
                     at += 1;
                 } else {
@@ -93,7 +126,7 @@ pub(super) fn checked_value_end(text: &[u8], mut at: usize, depth: usize) -> Opt
             b't' => at = literal_end(text, at, b"true")?,
             b'f' => at = literal_end(text, at, b"false")?,
             b'n' => at = literal_end(text, at, b"null")?,
-            b'-' | b'0'..=b'9' => at = checked_number_end(text, at)?,
+            b'-' | b'0'..=b'9' => at = checked_number_end(text, at, notes)?,
             _ => return None,
         }
         // A value ended: close what it ends, or go on to the next one.
@@ -102,12 +135,12 @@ pub(super) fn checked_value_end(text: &[u8], mut at: usize, depth: usize) -> Opt
                 return Some(at);
             }
             let in_object = objects & 1 == 1;
-            at = skip_whitespace(text, at);
+            at = skip_noting(text, at, notes);
             match *text.get(at)? {
                 b',' => {
-                    at = skip_whitespace(text, at + 1);
+                    at = skip_noting(text, at + 1, notes);
                     if in_object {
-                        at = checked_member_name(text, at)?;
+                        at = checked_member_name(text, at, notes)?;
                     }
                     continue 'value;
                 }
@@ -123,16 +156,26 @@ pub(super) fn checked_value_end(text: &[u8], mut at: usize, depth: usize) -> Opt
 }
 
 /// From a member's name at `at` to the start of its value.
-pub(super) fn checked_member_name(text: &[u8], at: usize) -> Option<usize> {
+pub(super) fn checked_member_name(text: &[u8], at: usize, notes: &mut Notes) -> Option<usize> {
     if text.get(at) != Some(&b'"') {
         return None;
     }
-    let at = skip_whitespace(text, checked_string_end(text, at)?);
-    (text.get(at) == Some(&b':')).then(|| skip_whitespace(text, at + 1))
+    let at = skip_noting(text, checked_string_end(text, at, notes)?, notes);
+    (text.get(at) == Some(&b':')).then(|| skip_noting(text, at + 1, notes))
+}
+
+/// The UTF-16 unit of the four hex digits at `at`, if they are four.
+fn hex_unit(text: &[u8], at: usize) -> Option<u16> {
+    let hex = text.get(at..at + 4)?;
+    let mut unit = 0u16;
+    for b in hex {
+        unit = unit << 4 | (*b as char).to_digit(16)? as u16;
+    }
+    Some(unit)
 }
 
 /// Just past the valid string that opens at `at` (a `"`).
-fn checked_string_end(text: &[u8], at: usize) -> Option<usize> {
+fn checked_string_end(text: &[u8], at: usize, notes: &mut Notes) -> Option<usize> {
     let mut i = at + 1;
     loop {
         i = string_stop(text, i);
@@ -143,11 +186,20 @@ fn checked_string_end(text: &[u8], at: usize) -> Option<usize> {
                 match *text.get(i)? {
                     b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 1,
                     b'u' => {
-                        let hex = text.get(i + 1..i + 5)?;
-                        if !hex.iter().all(u8::is_ascii_hexdigit) {
-                            return None;
-                        }
+                        let unit = hex_unit(text, i + 1)?;
                         i += 5;
+                        if (0xD800..0xE000).contains(&unit) {
+                            // A high surrogate needs a low one right after it.
+                            let paired = unit < 0xDC00
+                                && text.get(i..i + 2) == Some(b"\\u")
+                                && hex_unit(text, i + 2)
+                                    .is_some_and(|low| (0xDC00..0xE000).contains(&low));
+                            if paired {
+                                i += 6;
+                            } else {
+                                notes.not_strict = Some("a lone UTF-16 surrogate escape");
+                            }
+                        }
                     }
                     _ => return None,
                 }
@@ -189,8 +241,11 @@ fn string_stop(text: &[u8], mut at: usize) -> usize {
 }
 
 /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`; what follows
-/// is checked by the caller, as after any value.
-fn checked_number_end(text: &[u8], mut at: usize) -> Option<usize> {
+/// is checked by the caller, as after any value. A number beyond a
+/// double's range is noted (only numbers with an exponent or hundreds of
+/// digits can be, so only those are converted).
+fn checked_number_end(text: &[u8], mut at: usize, notes: &mut Notes) -> Option<usize> {
+    let start = at;
     let digits = |at: usize| {
         let n = text[at.min(text.len())..]
             .iter()
@@ -210,14 +265,47 @@ fn checked_number_end(text: &[u8], mut at: usize) -> Option<usize> {
     if text.get(at) == Some(&b'.') {
         at = digits(at + 1)?;
     }
+    let mut exponent = false;
     if matches!(text.get(at), Some(b'e' | b'E')) {
+        exponent = true;
         at += 1;
         if matches!(text.get(at), Some(b'+' | b'-')) {
             at += 1;
         }
         at = digits(at)?;
     }
+    if exponent || at - start > 300 {
+        let number = std::str::from_utf8(&text[start..at]).ok()?;
+        if number.parse::<f64>().map_or(true, f64::is_infinite) {
+            notes.not_strict = Some("a number beyond the range of a double");
+        }
+    }
     Some(at)
+}
+
+/// Validated JSON text without the whitespace between its tokens: the same
+/// value on one line (strings keep theirs; a raw newline cannot be inside
+/// one).
+pub(super) fn compact(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while let Some(&b) = bytes.get(at) {
+        match b {
+            b'"' => {
+                let end = string_end(bytes, at);
+                out.extend_from_slice(&bytes[at..end]);
+                at = end;
+            }
+            b' ' | b'\t' | b'\n' | b'\r' => at += 1,
+            _ => {
+                out.push(b);
+                at += 1;
+            }
+        }
+    }
+    // Only ASCII whitespace between whole tokens was dropped.
+    String::from_utf8(out).unwrap_or_else(|_| text.to_string())
 }
 
 fn literal_end(text: &[u8], at: usize, literal: &[u8]) -> Option<usize> {
@@ -318,7 +406,7 @@ mod tests {
     fn scan_accepts(text: &str) -> bool {
         let bytes = text.as_bytes();
         let start = skip_whitespace(bytes, 0);
-        checked_value_end(bytes, start, 0)
+        checked_value_end(bytes, start, 0, &mut Notes::default())
             .is_some_and(|end| skip_whitespace(bytes, end) == bytes.len())
     }
 
@@ -434,7 +522,7 @@ mod tests {
         let mut values = Vec::new();
         let mut at = 1;
         loop {
-            let end = checked_value_end(text, at, 1).unwrap();
+            let end = checked_value_end(text, at, 1, &mut Notes::default()).unwrap();
             assert_eq!(value_end(text, at), end, "unchecked scan");
             values.push(std::str::from_utf8(&text[at..end]).unwrap());
             at = skip_whitespace(text, end);
@@ -453,7 +541,11 @@ mod tests {
                 "true"
             ]
         );
-        assert_eq!(checked_value_end(br#"{"a":1"#, 0, 0), None, "unclosed");
+        assert_eq!(
+            checked_value_end(br#"{"a":1"#, 0, 0, &mut Notes::default()),
+            None,
+            "unclosed"
+        );
     }
 
     /// The word-at-a-time scan stops where a byte-at-a-time one does, for
@@ -486,12 +578,85 @@ mod tests {
         }
     }
 
+    fn notes(text: &str) -> Notes {
+        let mut notes = Notes::default();
+        let bytes = text.as_bytes();
+        let end = checked_value_end(bytes, 0, 0, &mut notes);
+        assert_eq!(end, Some(bytes.len()), "{text}");
+        notes
+    }
+
+    /// What a strict parser refuses is exactly what serde_json's `Value`
+    /// refuses among the inputs its syntax check accepts.
+    #[test]
+    fn values_strict_parsers_refuse_are_noted() {
+        let refused = [
+            "[1e999]",
+            "[-1e400]",
+            r#"{"a":1E+309}"#,
+            r#"["\ud800"]"#,
+            r#"["\udc00x"]"#,
+            r#"["\ud800\u0041"]"#,
+            r#"["\ud800\ud800"]"#,
+            r#"{"\udfff":1}"#,
+        ];
+        for text in refused {
+            assert!(notes(text).not_strict.is_some(), "{text}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(text).is_err(),
+                "{text}"
+            );
+        }
+        let fine = [
+            "[1e308]",
+            "[1e-999]",
+            "[12345678901234567890123]",
+            r#"["\ud83d\ude00"]"#,
+            r#"["\uD83D\uDE00 \u00e9"]"#,
+            "[0.5E-3]",
+        ];
+        for text in fine {
+            assert_eq!(notes(text).not_strict, None, "{text}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(text).is_ok(),
+                "{text}"
+            );
+        }
+        let big = format!("[{}]", "9".repeat(400));
+        assert!(notes(&big).not_strict.is_some());
+        assert!(serde_json::from_str::<serde_json::Value>(&big).is_err());
+    }
+
+    #[test]
+    fn spacing_is_noted_and_compacted() {
+        assert!(!notes(r#"{"a":[1,{"b":"x y"}],"c":null}"#).spaced);
+        for text in [
+            "{\n  \"a\": [1, 2],\n  \"s\": \"in string\\n \\\" {\"\n}",
+            "[ 1 ]",
+            "{\"a\" :1}",
+            "{\"a\":\t1}",
+        ] {
+            assert!(notes(text).spaced, "{text}");
+            let compacted = compact(text);
+            assert!(!notes(&compacted).spaced, "{compacted}");
+            assert!(!compacted.contains('\n'));
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(&compacted).unwrap(),
+                serde_json::from_str::<serde_json::Value>(text).unwrap()
+            );
+        }
+        assert_eq!(compact("{ \"k\" : \"a  b\" }"), r#"{"k":"a  b"}"#);
+    }
+
     #[test]
     fn nesting_beyond_the_limit_is_left_to_serde_json() {
         let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
         assert!(scan_accepts(&deep(MAX_DEPTH)));
         assert!(!scan_accepts(&deep(MAX_DEPTH + 1)));
         assert!(serde_accepts(&deep(MAX_DEPTH + 1)), "so it must read it");
-        assert_eq!(checked_value_end(b"[1]", 0, MAX_DEPTH), None);
+        assert_eq!(
+            checked_value_end(b"[1]", 0, MAX_DEPTH, &mut Notes::default()),
+            None
+        );
     }
 }

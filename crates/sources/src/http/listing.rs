@@ -143,35 +143,22 @@ impl GenericListing {
             }
         }
         let response = self.client.execute(&request).await?;
-        let (records, next, raw_count) = match &self.raw {
-            Some(raw) => {
-                let page = raw.read_response(&response)?;
-                let next =
-                    self.next_position(&state, page_size, &response, &page.body, page.raw_count)?;
-                (page.records, next, page.raw_count)
+        let read = self.read_page(&response, &state, page_size);
+        let (records, next, raw_count, bad_records, last_bad) = match read {
+            Ok(read) => read,
+            Err(FetchError::BadPage(mut bad)) => {
+                // Offset and page number know the next position without
+                // this page; a cursor or keyset cannot go past it.
+                bad.next = self.predict_next(query.position, page_size);
+                return Err(FetchError::BadPage(bad));
             }
-            None => {
-                let body = response.json()?;
-                let raw_count = count_records(&body, self.records_path.as_deref());
-                let next = self.next_position(&state, page_size, &response, &body, raw_count)?;
-                let records = self.selector.select(body).map_err(|e| {
-                    FetchError::Other(ConnectorError::retryable(format!(
-                        "unexpected response from {}: {e}",
-                        super::client::display_url(&response.url)
-                    )))
-                })?;
-                (
-                    records.into_iter().map(PageRecord::Parsed).collect(),
-                    next,
-                    raw_count,
-                )
-            }
+            Err(e) => return Err(e),
         };
         let next = match (&self.pagination, next) {
-            (StreamPagination::Keyset(_), _) => keyset_next(
-                &records,
+            (StreamPagination::Keyset(k), _) => keyset_next(
+                last_bad.as_ref().or(records.last()),
                 raw_count,
-                page_size,
+                page_size.filter(|_| k.stop_on_short_page),
                 self.cursor_field.as_deref(),
                 &self.key_fields,
             )?,
@@ -180,8 +167,67 @@ impl GenericListing {
         Ok(Page {
             records,
             next,
-            bad_records: Vec::new(),
+            bad_records,
+            last_bad,
         })
+    }
+
+    /// The records of a response and the position after them.
+    #[allow(clippy::type_complexity)]
+    fn read_page(
+        &self,
+        response: &HttpResponse,
+        state: &PageState,
+        page_size: Option<u64>,
+    ) -> Result<
+        (
+            Vec<PageRecord>,
+            Option<Value>,
+            usize,
+            Vec<tributary_core::BadRecord>,
+            Option<PageRecord>,
+        ),
+        FetchError,
+    > {
+        let bad_page = |message: String| {
+            FetchError::bad_page(
+                format!(
+                    "unexpected response from {}: {message}",
+                    super::client::display_url(&response.url)
+                ),
+                response,
+            )
+        };
+        match &self.raw {
+            Some(raw) => {
+                let page = raw.read_response(response)?;
+                let next =
+                    self.next_position(state, page_size, response, &page.body, page.raw_count)?;
+                Ok((
+                    page.records,
+                    next,
+                    page.raw_count,
+                    page.bad_records,
+                    page.last_bad,
+                ))
+            }
+            None => {
+                let body = response
+                    .json()
+                    .map_err(|e| FetchError::bad_page(e.message, response))?;
+                let raw_count = count_records(&body, self.records_path.as_deref())
+                    .map_err(|found| bad_page(found.to_string()))?;
+                let next = self.next_position(state, page_size, response, &body, raw_count)?;
+                let records = self.selector.select(body).map_err(bad_page)?;
+                Ok((
+                    records.into_iter().map(PageRecord::Parsed).collect(),
+                    next,
+                    raw_count,
+                    Vec::new(),
+                    None,
+                ))
+            }
+        }
     }
 
     /// The pagination state at a checkpointed position (`None`: the first page).
@@ -215,34 +261,40 @@ impl GenericListing {
     }
 }
 
-/// Records on a page before filtering: short-page detection must not be
-/// fooled by a filter.
-fn count_records(body: &Value, path: Option<&str>) -> usize {
+/// Records on a page before filtering: the end of a listing must not be
+/// decided by a filter. `null` or nothing where the records should be is
+/// no page of a listing (a proxy's answer, a half-deployed API), and must
+/// not end it: the error says what was found.
+fn count_records(body: &Value, path: Option<&str>) -> Result<usize, String> {
     let found = match path {
         None => Some(body),
         Some(p) => lookup(body, p.trim_end_matches("[*]")),
     };
+    let at = path.map_or("the response body".to_string(), |p| format!("`{p}`"));
     match found {
-        Some(Value::Array(a)) => a.len(),
-        Some(Value::Null) | None => 0,
-        Some(_) => 1,
+        Some(Value::Array(a)) => Ok(a.len()),
+        Some(Value::Null) => Err(format!("expected records at {at}, found null")),
+        None => Err(format!(
+            "expected records at {at}, found nothing (the key is missing)"
+        )),
+        Some(_) => Ok(1),
     }
 }
 
-/// The keyset position after a page: the last record's (cursor, key); `None`
-/// after a short page.
+/// The keyset position after a page: after its last record's (cursor,
+/// key). Only an empty page ends the listing, unless `trusted_size` (the
+/// page size when short pages are trusted) says a shorter page does.
 fn keyset_next(
-    records: &[PageRecord],
+    last: Option<&PageRecord>,
     raw_count: usize,
-    page_size: Option<u64>,
+    trusted_size: Option<u64>,
     cursor_field: Option<&str>,
     key_fields: &[String],
 ) -> Result<Option<Value>, FetchError> {
-    let full = page_size.is_some_and(|s| raw_count as u64 >= s && raw_count > 0);
-    if !full {
+    if raw_count == 0 || trusted_size.is_some_and(|s| (raw_count as u64) < s) {
         return Ok(None);
     }
-    let Some(last) = records.last() else {
+    let Some(last) = last else {
         return Ok(None);
     };
     let value = cursor_field.and_then(|f| last.get(f)).cloned();
@@ -312,7 +364,17 @@ impl Listing for ChildListing {
                     position: (!parent_pos.is_null()).then_some(&parent_pos),
                     ..query.clone()
                 };
-                let page = self.parent.fetch(&q).await?;
+                let page = match self.parent.fetch(&q).await {
+                    Ok(page) => page,
+                    Err(FetchError::BadPage(mut bad)) => {
+                        // Past a bad parent page, at the next one's first parent.
+                        bad.next = bad
+                            .next
+                            .map(|p| json!({"parent": p, "index": 0, "child": null}));
+                        return Err(FetchError::BadPage(bad));
+                    }
+                    Err(e) => return Err(e),
+                };
                 *cache = Some((key, page));
             }
             let Some((_, page)) = &*cache else {
@@ -333,7 +395,19 @@ impl Listing for ChildListing {
                 position: child_pos.as_ref(),
                 ..query.clone()
             };
-            let child_page = self.child.fetch_with(&q, Some(&parent.to_value())).await?;
+            let child_page = match self.child.fetch_with(&q, Some(&parent.to_value())).await {
+                Ok(page) => page,
+                Err(FetchError::BadPage(mut bad)) => {
+                    // Past a bad child page: the child's next page, or the
+                    // next parent's children.
+                    bad.next = Some(match bad.next {
+                        Some(c) => json!({"parent": parent_pos, "index": index, "child": c}),
+                        None => json!({"parent": parent_pos, "index": index + 1, "child": null}),
+                    });
+                    return Err(FetchError::BadPage(bad));
+                }
+                Err(e) => return Err(e),
+            };
             let next = match child_page.next {
                 Some(c) => json!({"parent": parent_pos, "index": index, "child": c}),
                 None => json!({"parent": parent_pos, "index": index + 1, "child": null}),
@@ -342,6 +416,7 @@ impl Listing for ChildListing {
                 records: child_page.records,
                 next: Some(next),
                 bad_records: child_page.bad_records,
+                last_bad: None,
             });
         }
     }

@@ -12,7 +12,7 @@
 use super::client::{display_url, HttpResponse};
 use super::engine::FetchError;
 use super::json_scan::{
-    checked_member_name, checked_value_end, skip_whitespace, string_end, value_end,
+    checked_member_name, checked_value_end, compact, skip_whitespace, string_end, value_end, Notes,
 };
 use super::records::{lookup, not_records_message, RecordSelector};
 use bytes::Bytes;
@@ -28,7 +28,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Mutex, OnceLock};
-use tributary_core::{ConnectorError, Payload, RawJson};
+use tributary_core::{BadRecord, Payload, RawJson};
 
 /// A raw record's top-level fields that the stream reads, by name (see
 /// [`intern`]). Inline for up to two: most streams read a key and maybe a
@@ -158,28 +158,44 @@ impl RawSelection {
         Some(RawSelection { path, fields })
     }
 
-    /// Reads a response's page. A body that is not JSON is the client's
-    /// malformed-body error; a scalar where the records should be is
-    /// retryable too (a proxy's error page, a half-deployed API).
+    /// Reads a response's page. A body that is not JSON, or that has no
+    /// records where they should be (a scalar, `null`, nothing, or the
+    /// records' key twice) is a bad page: retried, never the end of a
+    /// listing (a proxy's error page, a half-deployed API). Records a
+    /// strict parser would refuse are the page's bad records.
     pub fn read_response(&self, response: &HttpResponse) -> Result<RawPage, FetchError> {
-        let mut not_records = None;
-        let page = response.parse_json(RawPage::default(), |body| {
-            match read_page(body, &self.path, &self.fields) {
-                Ok(page) => Ok(page),
-                Err(RawPageError::Json(e)) => Err(e),
-                Err(RawPageError::NotRecords { at, found }) => {
-                    not_records = Some(not_records_message(&at, &found));
-                    Ok(RawPage::default())
+        let mut bad_page = None;
+        let mut page = response
+            .parse_json(RawPage::default(), |body| {
+                match read_page(body, &self.path, &self.fields) {
+                    Ok(page) => Ok(page),
+                    Err(RawPageError::Json(e)) => Err(e),
+                    Err(RawPageError::NotRecords { at, found }) => {
+                        bad_page = Some(not_records_message(&at, &found));
+                        Ok(RawPage::default())
+                    }
+                    Err(RawPageError::Ambiguous { key }) => {
+                        bad_page = Some(format!(
+                            "the key `{key}` appears twice, so which records the page holds is ambiguous"
+                        ));
+                        Ok(RawPage::default())
+                    }
                 }
-            }
-        })?;
-        match not_records {
-            None => Ok(page),
-            Some(message) => Err(FetchError::Other(ConnectorError::retryable(format!(
-                "unexpected response from {}: {message}",
-                display_url(&response.url)
-            )))),
+            })
+            .map_err(|e| FetchError::bad_page(e.message, response))?;
+        if let Some(message) = bad_page {
+            return Err(FetchError::bad_page(
+                format!(
+                    "unexpected response from {}: {message}",
+                    display_url(&response.url)
+                ),
+                response,
+            ));
         }
+        for bad in &mut page.bad_records {
+            bad.location = format!("{} {}", display_url(&response.url), bad.location);
+        }
+        Ok(page)
     }
 }
 
@@ -189,18 +205,30 @@ pub struct RawPage {
     /// The body with the records array replaced by `null`.
     pub body: Value,
     pub records: Vec<PageRecord>,
-    /// Records at the path (an array's length, 1 for an object).
+    /// Records at the path (an array's length, 1 for an object), bad
+    /// ones included.
     pub raw_count: usize,
+    /// Records a strict JSON parser would refuse (`1e999`, a lone
+    /// surrogate), kept whole for the bad-record policy.
+    pub bad_records: Vec<BadRecord>,
+    /// The last record when it is a bad one, with the fields asked for if
+    /// they can be read: the position after the page starts past it.
+    pub last_bad: Option<PageRecord>,
 }
 
 /// Why a page could not be read.
 #[derive(Debug)]
 enum RawPageError {
     Json(serde_json::Error),
-    /// Something other than records (an array or object) at the path.
+    /// Something other than records (an array or object) at the path,
+    /// or nothing there.
     NotRecords {
         at: String,
         found: Value,
+    },
+    /// A key on the way to the records appears twice.
+    Ambiguous {
+        key: String,
     },
 }
 
@@ -224,32 +252,77 @@ fn read_page(
         Err(_) => walk(&mut serde_json::Deserializer::from_slice(page), path),
     }
     .map_err(RawPageError::Json)?;
+    let at = || {
+        if path.is_empty() {
+            "the response body".to_string()
+        } else {
+            format!("`{}`", path.join("."))
+        }
+    };
+    let mut bad_records = Vec::new();
+    let mut last_bad = None;
     let (records, raw_count) = match found {
-        Found::Missing | Found::Null => (Vec::new(), 0),
+        Found::Missing => {
+            return Err(RawPageError::NotRecords {
+                at: at(),
+                found: Value::String("nothing (the key is missing)".into()),
+            })
+        }
+        Found::Null => {
+            return Err(RawPageError::NotRecords {
+                at: at(),
+                found: Value::Null,
+            })
+        }
+        Found::Ambiguous(key) => return Err(RawPageError::Ambiguous { key }),
         Found::Many(items) => {
             let mut records = Vec::with_capacity(items.len());
-            for text in &items {
-                records.push(PageRecord::Raw {
-                    json: RawJson::within(text, page),
-                    fields: project(text, fields).map_err(RawPageError::Json)?,
-                });
+            for (i, item) in items.iter().enumerate() {
+                if let Some(problem) = item.notes.not_strict {
+                    bad_records.push(BadRecord {
+                        location: format!("record {}", i + 1),
+                        error: format!(
+                            "the record holds {problem}, which strict JSON parsers refuse"
+                        ),
+                        raw: item.text.to_string(),
+                    });
+                    if i + 1 == items.len() {
+                        last_bad = project(item.text, fields)
+                            .ok()
+                            .map(|fields| PageRecord::Raw {
+                                json: RawJson::within(item.text, page),
+                                fields,
+                            });
+                    }
+                    continue;
+                }
+                let json = if item.notes.spaced {
+                    // One record, one line: pretty-printed pages are
+                    // written compact.
+                    RawJson::from_checked(Bytes::from(compact(item.text)))
+                } else {
+                    RawJson::within(item.text, page)
+                };
+                let fields = project(
+                    std::str::from_utf8(json.text()).unwrap_or(item.text),
+                    fields,
+                )
+                .map_err(RawPageError::Json)?;
+                records.push(PageRecord::Raw { json, fields });
             }
             (records, items.len())
         }
         Found::One(object) => (vec![PageRecord::Parsed(object)], 1),
         Found::Other(found) => {
-            let at = if path.is_empty() {
-                "the response body".to_string()
-            } else {
-                format!("`{}`", path.join("."))
-            };
-            return Err(RawPageError::NotRecords { at, found });
+            return Err(RawPageError::NotRecords { at: at(), found });
         }
     };
     Ok(RawPage {
         body,
         records,
         raw_count,
+        bad_records,
+        last_bad,
     })
 }
 
@@ -285,19 +358,20 @@ fn scan_walk<'t>(
         return Some((Value::Object(out), at + 1));
     }
     loop {
-        let value_at = checked_member_name(bytes, at)?;
+        let value_at = checked_member_name(bytes, at, &mut Notes::default())?;
         let name = &text[at..string_end(bytes, at)];
         let name: Cow<str> = if name.contains('\\') {
             Cow::Owned(serde_json::from_str(name).ok()?)
         } else {
             Cow::Borrowed(&name[1..name.len() - 1])
         };
-        let (value, end) = if *name == **segment && matches!(found, Found::Missing) {
+        let again = *name == **segment && !matches!(found, Found::Missing);
+        let (value, end) = if *name == **segment && !again {
             scan_walk(text, value_at, depth + 1, rest, found)?
         } else {
             scan_value(text, value_at, depth + 1)?
         };
-        out.insert(name.into_owned(), value);
+        insert_member(&mut out, name.into_owned(), value, again, found);
         at = skip_whitespace(bytes, end);
         match bytes.get(at)? {
             b',' => at = skip_whitespace(bytes, at + 1),
@@ -331,11 +405,12 @@ fn scan_records<'t>(
         return Some((Value::Null, at + 1));
     }
     loop {
-        let end = checked_value_end(bytes, at, depth + 1)?;
+        let mut notes = Notes::default();
+        let end = checked_value_end(bytes, at, depth + 1, &mut notes)?;
         let item = &text[at..end];
         // `null` entries are no records, as on the parsed path.
         if item != "null" {
-            items.push(item);
+            items.push(Item { text: item, notes });
         }
         at = skip_whitespace(bytes, end);
         match bytes.get(at)? {
@@ -352,7 +427,7 @@ fn scan_records<'t>(
 /// The value at `at`, inside `depth` containers, parsed (small parts of a
 /// page: cursors, totals, a single record), and where it ends.
 fn scan_value(text: &str, at: usize, depth: usize) -> Option<(Value, usize)> {
-    let end = checked_value_end(text.as_bytes(), at, depth)?;
+    let end = checked_value_end(text.as_bytes(), at, depth, &mut Notes::default())?;
     Some((serde_json::from_str(&text[at..end]).ok()?, end))
 }
 
@@ -372,16 +447,61 @@ fn walk<'de, R: serde_json::de::Read<'de>>(
     Ok((body, found))
 }
 
+/// Adds a member of an object on the way to the records. The records' key
+/// met `again`, or any key of such an object met twice, leaves it unclear
+/// which records (or which next cursor) the page holds: strict parsers
+/// refuse the page, lenient ones keep the last value, and serde_json's
+/// `Value` silently did.
+fn insert_member(
+    out: &mut Map<String, Value>,
+    key: String,
+    value: Value,
+    again: bool,
+    found: &mut Found<'_>,
+) {
+    if again || out.contains_key(&key) {
+        *found = Found::Ambiguous(key.clone());
+    }
+    out.insert(key, value);
+}
+
+/// A record's text and what the checked scan noticed about it.
+#[derive(Debug, PartialEq)]
+struct Item<'de> {
+    text: &'de str,
+    notes: Notes,
+}
+
+impl<'de> Item<'de> {
+    /// An item serde_json validated: the checked scan says what it is
+    /// like; past the scan's nesting limit, serde_json's `Value` judges
+    /// strictness and the text is compacted whatever it looks like.
+    fn validated(text: &'de str) -> Item<'de> {
+        let mut notes = Notes::default();
+        if checked_value_end(text.as_bytes(), 0, 0, &mut notes).is_none() {
+            notes = Notes {
+                spaced: true,
+                not_strict: serde_json::from_str::<Value>(text)
+                    .err()
+                    .map(|_| "a value serde_json cannot read (nested too deep, or out of range)"),
+            };
+        }
+        Item { text, notes }
+    }
+}
+
 /// What was at the records path.
 #[derive(Debug, PartialEq)]
 enum Found<'de> {
     Missing,
     Null,
     /// Each record's text, within the page.
-    Many(Vec<&'de str>),
+    Many(Vec<Item<'de>>),
     /// A single object is one record; rare enough to parse.
     One(Value),
     Other(Value),
+    /// The key named here appears twice on the way to the records.
+    Ambiguous(String),
 }
 
 /// Builds the body as a `Value` down to the records path, where [`Records`]
@@ -449,7 +569,8 @@ impl<'de> Visitor<'de> for Walk<'_, 'de> {
         };
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let value = if key == *segment && matches!(self.found, Found::Missing) {
+            let again = key == *segment && !matches!(self.found, Found::Missing);
+            let value = if key == *segment && !again {
                 map.next_value_seed(Walk {
                     path: rest,
                     found: &mut *self.found,
@@ -457,7 +578,7 @@ impl<'de> Visitor<'de> for Walk<'_, 'de> {
             } else {
                 map.next_value::<Value>()?
             };
-            out.insert(key, value);
+            insert_member(&mut out, key, value, again, self.found);
         }
         Ok(Value::Object(out))
     }
@@ -484,7 +605,7 @@ impl<'de> Visitor<'de> for Records {
         while let Some(item) = seq.next_element::<&'de RawValue>()? {
             // `null` entries are no records, as on the parsed path.
             if item.get() != "null" {
-                items.push(item.get());
+                items.push(Item::validated(item.get()));
             }
         }
         Ok(Found::Many(items))
@@ -644,12 +765,10 @@ mod tests {
         let body = r#"{"meta": {"next": "c2", "total": 3}, "data": {"items": [{"id": 1, "n": {"x": "y"}}, null, {"n": 2, "id": "7\u0041"}]}, "after": true}"#;
         let page = read(body, &["data", "items"], &["id"]).unwrap();
         assert_eq!(page.raw_count, 2);
+        // Written compact: one record, one line, whatever the page's layout.
         assert_eq!(
             texts(&page),
-            [
-                r#"{"id": 1, "n": {"x": "y"}}"#,
-                r#"{"n": 2, "id": "7\u0041"}"#
-            ]
+            [r#"{"id":1,"n":{"x":"y"}}"#, r#"{"n":2,"id":"7\u0041"}"#]
         );
         assert_eq!(page.records[0].get("id"), Some(&json!(1)));
         assert_eq!(page.records[1].get("id"), Some(&json!("7A")));
@@ -761,11 +880,59 @@ mod tests {
         let page = read(r#"{"data": {"id": 5}}"#, &["data"], &["id"]).unwrap();
         assert_eq!(page.raw_count, 1);
         assert_eq!(page.records[0].get("id"), Some(&json!(5)));
-        let page = read(r#"{"data": null}"#, &["data"], &[]).unwrap();
+        let page = read(r#"{"data": []}"#, &["data"], &[]).unwrap();
         assert_eq!((page.raw_count, page.records.len()), (0, 0));
-        let page = read(r#"{"other": [1]}"#, &["data"], &[]).unwrap();
-        assert_eq!((page.raw_count, page.records.len()), (0, 0));
-        assert_eq!(page.body, json!({"other": [1]}));
+        // Null or nothing where the records should be is no page.
+        for body in [r#"{"data": null}"#, r#"{"other": [1]}"#] {
+            assert!(
+                matches!(
+                    read(body, &["data"], &[]),
+                    Err(RawPageError::NotRecords { .. })
+                ),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_records_key_met_twice_makes_the_page_ambiguous() {
+        for body in [
+            r#"{"data": [{"id": 1}], "data": []}"#,
+            r#"{"data": [], "d\u0061ta": [{"id": 1}]}"#,
+            r#"{"meta": {"next": "a"}, "data": [], "meta": {"next": "b"}}"#,
+            r#"{"data": 5, "data": [{"id": 1}]}"#,
+        ] {
+            let scanned = read(body, &["data"], &["id"]);
+            assert!(
+                matches!(&scanned, Err(RawPageError::Ambiguous { .. })),
+                "{body}: {scanned:?}"
+            );
+        }
+        // serde_json's reading (a page the scan leaves to it) agrees.
+        let nested = format!("{}{}", "[".repeat(125), "]".repeat(125));
+        let deep = format!(r#"{{"x": {nested}, "data": [], "data": [1]}}"#);
+        assert!(matches!(
+            read(&deep, &["data"], &[]),
+            Err(RawPageError::Ambiguous { .. })
+        ));
+        assert!(read(r#"{"data": [{"id": 1, "id": 2}]}"#, &["data"], &[]).is_ok());
+    }
+
+    #[test]
+    fn records_strict_parsers_refuse_are_bad_and_positions_pass_them() {
+        let body = "{\n  \"data\": [\n    {\"id\": 1, \"v\": 1e999},\n    {\"id\": 2, \"s\": \"ok\"},\n    {\"id\": 3, \"s\": \"\\ud800\"}\n  ]\n}";
+        let page = read(body, &["data"], &["id"]).unwrap();
+        assert_eq!(texts(&page), [r#"{"id":2,"s":"ok"}"#]);
+        assert_eq!(page.raw_count, 3);
+        let bad: Vec<_> = page.bad_records.iter().map(|b| b.raw.as_str()).collect();
+        assert_eq!(
+            bad,
+            [r#"{"id": 1, "v": 1e999}"#, r#"{"id": 3, "s": "\ud800"}"#]
+        );
+        assert_eq!(
+            page.last_bad.as_ref().and_then(|r| r.get("id")),
+            Some(&json!(3))
+        );
     }
 
     #[test]

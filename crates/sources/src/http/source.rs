@@ -153,6 +153,7 @@ impl HttpSource {
                     api_clock: Some(client.api_clock()),
                     schedule: ctx.schedule_for(name).clone(),
                     window_concurrency: cfg.window_concurrency,
+                    max_retries: ctx.max_retries,
                 }),
             );
         }

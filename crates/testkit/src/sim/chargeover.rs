@@ -51,7 +51,7 @@
 //! serves one entity under a second name.)
 
 use super::common::{
-    basic_credentials, bind, json_response, last_param, lock, read_body, secret_eq, truncate_body,
+    basic_credentials, bind, json_response, last_param, lock, read_body, secret_eq,
     with_retry_after, EditMode, RequestLog, SimServer,
 };
 use axum::extract::{Request, State};
@@ -991,11 +991,8 @@ impl Inner {
         };
         match result {
             Ok(body) => {
-                let body = if lock(&self.server.faults).take_truncate() {
-                    truncate_body(&body)
-                } else {
-                    body.into()
-                };
+                let target = parts.uri.path_and_query().map_or("", |t| t.as_str());
+                let body = self.server.success_body(target, body);
                 json_response(200, body)
             }
             Err(f) => error(f.code, &f.message),

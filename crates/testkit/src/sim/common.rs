@@ -7,7 +7,7 @@ use axum::response::Response;
 use axum::Router;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// Largest request body a simulator reads (bigger bodies get 413).
@@ -267,6 +267,11 @@ pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpLis
     tokio::net::TcpListener::bind(addr).await
 }
 
+/// Rewrites the body of a successful answer: called with the request's
+/// path and query (`/items/offset?offset=0&limit=10`) and the body the
+/// simulator would send, it returns the body to send instead.
+pub type BodyRewrite = Arc<dyn Fn(&str, &[u8]) -> Vec<u8> + Send + Sync>;
+
 /// What every simulator has besides its data: its address, the request
 /// log, the fault knobs and the server task. The simulators dereference to
 /// it, so `sim.fail_next(..)` and `sim.requests()` work on both.
@@ -277,6 +282,7 @@ pub struct SimServer {
     pub(crate) faults: Mutex<FaultPlan>,
     pub(crate) log: Mutex<Log>,
     abort: Mutex<Option<tokio::task::AbortHandle>>,
+    rewrite: Mutex<Option<BodyRewrite>>,
 }
 
 impl SimServer {
@@ -287,7 +293,43 @@ impl SimServer {
             faults: Mutex::new(FaultPlan::default()),
             log: Mutex::new(Log::default()),
             abort: Mutex::new(None),
+            rewrite: Mutex::new(None),
         }
+    }
+
+    /// The body of a successful answer to `target` (path and query), after
+    /// [`SimServer::rewrite_bodies`] and [`SimServer::truncate_next`].
+    pub(crate) fn success_body(&self, target: &str, body: Vec<u8>) -> Bytes {
+        let rewrite = lock(&self.rewrite).clone();
+        let body = match rewrite {
+            Some(f) => f(target, &body),
+            None => body,
+        };
+        if lock(&self.faults).take_truncate() {
+            truncate_body(&body)
+        } else {
+            body.into()
+        }
+    }
+
+    /// Every later successful answer's body goes through `f` (see
+    /// [`BodyRewrite`]): pretty-printing, a byte order mark, `null` or
+    /// duplicated keys where the records are, values strict parsers
+    /// refuse. Replaces an earlier rewrite; [`SimServer::clear_faults`]
+    /// does not remove it, `stop_rewriting` does.
+    pub fn rewrite_bodies(&self, f: impl Fn(&str, &[u8]) -> Vec<u8> + Send + Sync + 'static) {
+        *lock(&self.rewrite) = Some(Arc::new(f));
+    }
+
+    /// Answers pretty-printed JSON (two-space indents, one member per
+    /// line), as many APIs do.
+    pub fn pretty_bodies(&self) {
+        self.rewrite_bodies(|_, body| pretty(body));
+    }
+
+    /// Back to the simulator's own bodies.
+    pub fn stop_rewriting(&self) {
+        *lock(&self.rewrite) = None;
     }
 
     /// Serves `router` on a task of the current runtime until [`SimServer::shutdown`].
@@ -365,6 +407,60 @@ impl SimServer {
     pub fn clear_requests(&self) {
         lock(&self.log).clear();
     }
+}
+
+/// `body` (compact JSON, as the simulators write it) pretty-printed with
+/// member order kept: a newline and two-space indent after every `{`, `[`
+/// and `,`, before every `}` and `]`, and a space after `:`.
+pub fn pretty(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() * 2);
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let newline = |out: &mut Vec<u8>, depth: usize| {
+        out.push(b'\n');
+        out.extend(std::iter::repeat_n(b' ', depth * 2));
+    };
+    let mut bytes = body.iter().copied().peekable();
+    while let Some(b) = bytes.next() {
+        if in_string {
+            out.push(b);
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                out.push(b);
+            }
+            b'{' | b'[' => {
+                out.push(b);
+                if matches!(bytes.peek(), Some(b'}' | b']')) {
+                    out.extend(bytes.next());
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(b);
+            }
+            b',' => {
+                out.push(b);
+                newline(&mut out, depth);
+            }
+            b':' => out.extend_from_slice(b": "),
+            _ => out.push(b),
+        }
+    }
+    out
 }
 
 /// Reads a request body; `Err` is the 413 answer.

@@ -23,7 +23,7 @@ pub mod stripe;
 pub mod websocket;
 
 pub use chargeover::ChargeOverSim;
-pub use common::{RequestLog, SimClock, SimServer};
+pub use common::{pretty, BodyRewrite, RequestLog, SimClock, SimServer};
 pub use rest::{RestAuth, RestSim, RestSimConfig};
 pub use stripe::StripeSim;
 pub use websocket::{SimAuth, WsSim, WsSimConfig};

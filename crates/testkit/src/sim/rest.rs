@@ -43,7 +43,7 @@
 
 use super::common::{
     basic_credentials, bearer_token, bind, json_response, last_param, lock, parse_query, read_body,
-    secret_eq, truncate_body, with_retry_after, EditMode, RequestLog, SimServer,
+    secret_eq, with_retry_after, EditMode, RequestLog, SimServer,
 };
 use axum::extract::{Request, State};
 use axum::http::{header, request::Parts, HeaderName, HeaderValue, Method};
@@ -825,11 +825,8 @@ impl Inner {
         };
         match result {
             Ok(answer) => {
-                let body = if lock(&self.server.faults).take_truncate() {
-                    truncate_body(&answer.body)
-                } else {
-                    answer.body.into()
-                };
+                let target = parts.uri.path_and_query().map_or("", |t| t.as_str());
+                let body = self.server.success_body(target, answer.body);
                 let mut resp = json_response(200, body);
                 for (k, v) in answer.headers {
                     resp.headers_mut().append(k, v);
