@@ -89,10 +89,9 @@ max_staleness = "1h"
 
 /// Issue 19 items 3 and 4: one stream that can never succeed, two that
 /// can. The healthy ones keep committing; the failing one is `failed` in
-/// every view in every sample over the sampling period (25 s, one sample
-/// a second: the issue asked for 60 s; 25 s keeps the suite's time in
-/// bounds and holds ~25 retry cycles of the failing stream), `/health` is
-/// 503 naming it throughout and `tributary status` exits 5. Before, the
+/// every view in every sample over 60 s (about one sample a second, many
+/// retry cycles of the failing stream), `/health` is 503 naming it
+/// throughout and `tributary status` exits 5. Before, the
 /// failing stream stopped the whole connector.
 #[test]
 fn a_permanently_failing_stream_stays_failed_everywhere_while_its_siblings_commit() {
@@ -136,8 +135,8 @@ fn a_permanently_failing_stream_stays_failed_everywhere_while_its_siblings_commi
     let broken_retries = |v: &Value| stream(v, "stripe", BROKEN)["retries"].as_u64().unwrap();
     let retries_before = broken_retries(&first);
     let mut retries_after = retries_before;
-    // At least 25 s and at least 20 samples, however slow the machine.
-    while start.elapsed() < Duration::from_secs(25) || samples_taken < 20 {
+    // At least 60 s and at least 20 samples, however slow the machine.
+    while start.elapsed() < Duration::from_secs(60) || samples_taken < 20 {
         // An hour more data becomes available.
         hour += 1;
         sim.set_data_available_end(t("2024-01-01T00:00:00Z") + chrono::Duration::hours(hour));
