@@ -6,7 +6,6 @@
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::Connection;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 pub fn url() -> String {
     std::env::var("TRIBUTARY_TEST_POSTGRES_URL")
@@ -35,16 +34,7 @@ pub async fn connect() -> PgConnection {
 
 /// A schema name no other test (in this or another process) uses.
 pub fn unique_schema(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    format!(
-        "{prefix}_{}_{}_{nanos}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    crate::unique_name(prefix, '_')
 }
 
 /// The rows of a query as JSON objects (timestamps as ISO 8601 text).
