@@ -54,6 +54,10 @@ pub struct SourceContext {
     /// them. Detached (counted nowhere) unless the CLI attaches the
     /// connector's entry in the process registry.
     pub metrics: Arc<ConnectorStats>,
+    /// The sink commits a Kafka source's consumer offsets inside its own
+    /// transactions (a Kafka sink with `exactly_once`): the source then
+    /// reads only committed messages and commits no offsets itself.
+    pub offsets_in_sink_transaction: bool,
 }
 
 impl SourceContext {
@@ -65,6 +69,7 @@ impl SourceContext {
             schedule: Schedule::Once,
             stream_schedules: BTreeMap::new(),
             metrics: Arc::default(),
+            offsets_in_sink_transaction: false,
         }
     }
 
@@ -80,6 +85,7 @@ impl SourceContext {
                 .filter_map(|(name, o)| Some((name.clone(), o.schedule.clone()?)))
                 .collect(),
             metrics: Arc::default(),
+            offsets_in_sink_transaction: config.kafka_transactions(),
         }
     }
 
