@@ -75,7 +75,11 @@ pub trait Source: Send + Sync {
     /// The consumer-group offsets `checkpoint` stands for, for a sink that
     /// commits them in its own transaction (see [`GroupOffsets`]). Only the
     /// Kafka source has any.
-    fn group_offsets(&self, _stream: &StreamSpec, _checkpoint: &Checkpoint) -> Option<GroupOffsets> {
+    fn group_offsets(
+        &self,
+        _stream: &StreamSpec,
+        _checkpoint: &Checkpoint,
+    ) -> Option<GroupOffsets> {
         None
     }
 

@@ -33,8 +33,7 @@ use tributary_config::{BadRecordPolicy, ConnectorConfig};
 use tributary_core::backoff;
 use tributary_core::{
     BadRecord, BatchInfo, Checkpoint, CheckpointSummary, ConnectorError, GroupOffsets, LoadMode,
-    Poll, Record,
-    RunProgress, Schedule, Sink, SinkStream, Source, StreamReader, StreamSpec,
+    Poll, Record, RunProgress, Schedule, Sink, SinkStream, Source, StreamReader, StreamSpec,
 };
 use tributary_metrics::{
     ConnectorEvent, ConnectorStats, Registry, RetryReason, StreamEvent, StreamStats, StreamStatus,
@@ -327,13 +326,13 @@ async fn run_attempt(
                 source,
             }))
         .map(|c| {
-                st.record(StreamEvent::Restored {
-                    advanced_at: c.advanced_at,
-                    committed_at: c.committed_at,
-                    summary: summarize(source.as_ref(), &spec, &c.checkpoint),
-                });
-                c.checkpoint
+            st.record(StreamEvent::Restored {
+                advanced_at: c.advanced_at,
+                committed_at: c.committed_at,
+                summary: summarize(source.as_ref(), &spec, &c.checkpoint),
             });
+            c.checkpoint
+        });
         // The sink's checkpoint committed with its data: authoritative.
         let position = match in_sink.remove(&spec.name) {
             Some(from_sink) => {

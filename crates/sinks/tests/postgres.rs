@@ -719,7 +719,10 @@ async fn exactly_once_stores_checkpoints_in_the_data_transaction() {
             Checkpoint(json!({"offset": 7, "file": "a"})),
         ),
     ];
-    assert!(sink.flush_with_checkpoints(&checkpoints, &[]).await.unwrap());
+    assert!(sink
+        .flush_with_checkpoints(&checkpoints, &[])
+        .await
+        .unwrap());
     let ck = db.table("tributary_checkpoints");
     assert_eq!(
         db.rows(&format!(

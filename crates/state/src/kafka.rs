@@ -69,8 +69,9 @@
 use crate::{StateError, StateStore, StoredCheckpoint};
 use chrono::{DateTime, Utc};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
@@ -138,6 +139,26 @@ impl Default for Owner {
     }
 }
 
+/// The readers' context: end-of-partition events are how a read knows it
+/// reached the end, so the ones still queued when a reader is dropped are
+/// not errors worth a log line (librdkafka's default context logs them).
+#[derive(Clone, Copy, Default)]
+pub struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_))
+            && error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF)
+        {
+            tracing::warn!(error = %error, reason, "kafka state store: client error");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
+type Reader = BaseConsumer<ReaderContext>;
+
 /// A message of the state topic: key, value (`None`: a tombstone).
 pub type StateMessage = (Vec<u8>, Option<Vec<u8>>);
 
@@ -177,9 +198,9 @@ struct Inner {
     /// The non-transactional writer; `None` for a transactional store.
     producer: Option<FutureProducer>,
     /// Reads with `read_committed`.
-    consumer: Arc<BaseConsumer>,
+    consumer: Arc<Reader>,
     /// Asks for the high watermark (`read_uncommitted`): the end to read to.
-    probe: Arc<BaseConsumer>,
+    probe: Arc<Reader>,
     /// The next offset to read.
     next: i64,
     /// This connector's entries; `Err` holds why a stored value is corrupt.
@@ -311,7 +332,7 @@ impl KafkaStore {
         Ok(guard)
     }
 
-    fn consumer(&self, isolation: &str) -> Result<BaseConsumer, StateError> {
+    fn consumer(&self, isolation: &str) -> Result<Reader, StateError> {
         let mut config = self.config.clone();
         config
             // librdkafka refuses `assign` without a group; this one
@@ -324,7 +345,7 @@ impl KafkaStore {
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", isolation);
         config
-            .create()
+            .create_with_context(ReaderContext)
             .map_err(|e| self.storage(format!("cannot create a consumer: {e}")))
     }
 
@@ -407,12 +428,11 @@ impl KafkaStore {
         let probe = Arc::clone(&inner.probe);
         let topic = self.topic.clone();
         let next = inner.next;
-        let read = tokio::task::spawn_blocking(move || {
-            read_until(&consumer, &probe, &topic, next, until)
-        })
-        .await
-        .map_err(|e| self.storage(e))?
-        .map_err(|e| self.storage(e))?;
+        let read =
+            tokio::task::spawn_blocking(move || read_until(&consumer, &probe, &topic, next, until))
+                .await
+                .map_err(|e| self.storage(e))?
+                .map_err(|e| self.storage(e))?;
         inner.next = read.next;
         for ReadMessage { offset, key, value } in read.messages {
             match self.decode(key.as_deref(), value.as_deref()) {
@@ -471,7 +491,9 @@ impl KafkaStore {
 
     async fn claim_in(&self, inner: &mut Inner) -> Result<(), StateError> {
         let owner = Owner::new();
-        let at = self.produce(inner, vec![self.owner_message(&owner)?]).await?;
+        let at = self
+            .produce(inner, vec![self.owner_message(&owner)?])
+            .await?;
         inner.claimed = Some(owner);
         self.catch_up(inner, Until::Offset(at)).await?;
         self.check_owner(inner)
@@ -568,7 +590,11 @@ impl KafkaStore {
 
     /// Writes `messages` (a transaction when transactional, else a claimed
     /// plain write), reads the topic back to them and checks ownership.
-    async fn write(&self, inner: &mut Inner, messages: Vec<StateMessage>) -> Result<(), StateError> {
+    async fn write(
+        &self,
+        inner: &mut Inner,
+        messages: Vec<StateMessage>,
+    ) -> Result<(), StateError> {
         let at = match &self.transactional_id {
             Some(id) => self.transact(id, &messages).await?,
             None => {
@@ -699,8 +725,8 @@ enum Until {
 /// still open before it: the read waits for it, up to
 /// [`OPEN_TRANSACTION_WAIT`].
 fn read_until(
-    consumer: &BaseConsumer,
-    probe: &BaseConsumer,
+    consumer: &Reader,
+    probe: &Reader,
     topic: &str,
     mut next: i64,
     until: Until,
@@ -766,7 +792,13 @@ fn read_until(
                 let since = *blocked_since.get_or_insert_with(Instant::now);
                 if logged.elapsed() >= WAIT_LOG_EVERY {
                     logged = Instant::now();
-                    tracing::warn!(topic, at = next, end = high, waited_s = since.elapsed().as_secs(), "state topic: waiting for an open transaction to end before reading on");
+                    tracing::warn!(
+                        topic,
+                        at = next,
+                        end = high,
+                        waited_s = since.elapsed().as_secs(),
+                        "state topic: waiting for an open transaction to end before reading on"
+                    );
                 }
             }
         }

@@ -260,10 +260,10 @@ impl KafkaSink {
         section: &SectionConfig,
         ctx: &crate::SinkContext,
     ) -> Result<transaction::Eos, ConfigError> {
-        let url = ctx
-            .state_url
-            .as_deref()
-            .filter(|u| u.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("kafka://")));
+        let url = ctx.state_url.as_deref().filter(|u| {
+            u.get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("kafka://"))
+        });
         let Some(url) = url else {
             return Err(section.error(
                 "exactly_once",

@@ -117,7 +117,9 @@ enum TxnFailure {
 fn classify(what: &str, e: &KafkaError) -> TxnFailure {
     let message = format!("{what}: {e}");
     match e {
-        KafkaError::Transaction(t) if t.is_retriable() && !t.is_fatal() && !t.txn_requires_abort() => {
+        KafkaError::Transaction(t)
+            if t.is_retriable() && !t.is_fatal() && !t.txn_requires_abort() =>
+        {
             TxnFailure::Retry(message)
         }
         _ => TxnFailure::GiveUp(message),
@@ -166,7 +168,11 @@ impl KafkaSink {
         }
         tracing::info!(connector = %self.connector, transactional_id = %id, took_ms = started.elapsed().as_millis() as u64, "kafka sink: transactions initialized; any older instance of the connector is fenced");
         let owner = Owner::new();
-        let message = self.eos()?.store.owner_message(&owner).map_err(state_error)?;
+        let message = self
+            .eos()?
+            .store
+            .owner_message(&owner)
+            .map_err(state_error)?;
         self.begin()?;
         let topic = self.eos()?.store.topic().to_string();
         let topic: Arc<str> = Arc::from(topic.as_str());
@@ -367,7 +373,9 @@ impl KafkaSink {
             }
             if let Some(reason) = delivery_failure {
                 return Err(self
-                    .give_up(format!("a record of the transaction was not delivered: {reason}"))
+                    .give_up(format!(
+                        "a record of the transaction was not delivered: {reason}"
+                    ))
                     .await);
             }
         }
@@ -419,7 +427,8 @@ impl KafkaSink {
                 if let Err(e) = owner {
                     tracing::warn!(connector = %self.connector, error = %e, "kafka sink: cannot read the owner record after a failed transaction");
                 }
-                let age = age.map_or_else(|| "-".to_string(), |a| format!("{:.1}s", a.as_secs_f64()));
+                let age =
+                    age.map_or_else(|| "-".to_string(), |a| format!("{:.1}s", a.as_secs_f64()));
                 tracing::warn!(connector = %self.connector, transactional_id = %id, open_for = %age, transaction_timeout_s = timeout.as_secs(), reason = %reason, "kafka sink: transaction aborted; reading again from the last committed checkpoints");
                 ConnectorError::aborted(format!(
                     "kafka sink: the transaction was aborted after {age} open (transaction_timeout = {}s): {reason}; its records are read again from the last committed checkpoints",

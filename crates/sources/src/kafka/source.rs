@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 use tributary_config::{ConfigError, SectionConfig};
 use tributary_core::{
     async_trait, BadRecord, Batch, Checkpoint, ConnectorError, GroupOffsets, LoadMode, Op, Payload,
-    Poll,
-    RawJson, Record, Source, StreamReader, StreamSpec,
+    Poll, RawJson, Record, Source, StreamReader, StreamSpec,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(30);
