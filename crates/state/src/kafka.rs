@@ -366,8 +366,13 @@ impl KafkaStore {
     }
 
     async fn ensure_topic(&self) -> Result<(), StateError> {
+        // A metadata request for a missing topic must not make the broker
+        // create it (`auto.create.topics.enable`) with the default
+        // `cleanup.policy=delete`: the store creates it compacted below.
         let admin: AdminClient<DefaultClientContext> = self
             .config
+            .clone()
+            .set("allow.auto.create.topics", "false")
             .create()
             .map_err(|e| self.storage(format!("cannot create an admin client: {e}")))?;
         let topic = self.topic.clone();

@@ -168,14 +168,26 @@ impl KafkaSink {
         }
         tracing::info!(connector = %self.connector, transactional_id = %id, took_ms = started.elapsed().as_millis() as u64, "kafka sink: transactions initialized; any older instance of the connector is fenced");
         let owner = Owner::new();
+        // Nothing to read again yet: a lost first transaction is retried.
+        self.claim(&owner).await.map_err(|e| match e {
+            ConnectorError::Aborted { message } => ConnectorError::retryable(message),
+            other => other,
+        })?;
+        let eos = self.eos()?;
+        eos.owner = Some(owner);
+        eos.ready = true;
+        Ok(())
+    }
+
+    /// The first transaction: this instance's owner record.
+    async fn claim(&mut self, owner: &Owner) -> Result<(), ConnectorError> {
         let message = self
             .eos()?
             .store
-            .owner_message(&owner)
+            .owner_message(owner)
             .map_err(state_error)?;
         self.begin()?;
-        let topic = self.eos()?.store.topic().to_string();
-        let topic: Arc<str> = Arc::from(topic.as_str());
+        let topic: Arc<str> = Arc::from(self.eos()?.store.topic());
         self.produce(
             &topic,
             Some(0),
@@ -189,11 +201,7 @@ impl KafkaSink {
         )
         .await?;
         self.deliver_transaction().await?;
-        self.commit_transaction().await?;
-        let eos = self.eos()?;
-        eos.owner = Some(owner);
-        eos.ready = true;
-        Ok(())
+        self.commit_transaction().await
     }
 
     /// Begins a transaction unless one is open.
