@@ -578,8 +578,7 @@ fn operators_writes_on_transactional_state_are_transactions_and_the_run_resumes_
     let latest = broker
         .read_all_as(&state_topic, Isolation::ReadCommitted)
         .into_iter()
-        .filter(|m| m.key.as_deref() == Some(key.as_str()))
-        .last()
+        .rfind(|m| m.key.as_deref() == Some(key.as_str()))
         .unwrap();
     assert_eq!(latest.json()["checkpoint"], json!({"next": 2500}));
     // The run resumes from it: 2501..=3000 a second time, nothing else.
