@@ -13,25 +13,11 @@ use std::fs::File;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tributary_testkit::cli::*;
-use tributary_testkit::kafka::{unique, Isolation, Kafka, Msg};
+use tributary_testkit::kafka::{key_counts, unique, Isolation, Kafka};
 use tributary_testkit::sim::rest::{RestSim, RestSimConfig};
 
 fn workspace() -> Workspace {
     Workspace::new(env!("CARGO_BIN_EXE_tributary"))
-}
-
-/// How often each id (the JSON key) occurs.
-fn key_counts(msgs: &[Msg]) -> BTreeMap<i64, usize> {
-    let mut m = BTreeMap::new();
-    for msg in msgs {
-        let k: i64 = msg
-            .key
-            .as_deref()
-            .and_then(|k| k.parse().ok())
-            .unwrap_or_else(|| panic!("key of {msg:?}"));
-        *m.entry(k).or_insert(0) += 1;
-    }
-    m
 }
 
 /// (missing, duplicated) ids of `1..=n` in `seen`; panics on ids outside.
@@ -138,6 +124,32 @@ fn committed_checkpoints(
         .count()
 }
 
+/// Starts `tributary run CFG` (log in `log`) and waits until a commit of
+/// stream `users` is visible to `read_committed`.
+fn start_until_committed(
+    ws: &Workspace,
+    broker: &Kafka,
+    cfg: &str,
+    connector: &str,
+    state_topic: &str,
+    log: &str,
+) -> Child {
+    let child = spawn_logged(ws, &["run", cfg, "--no-progress"], log);
+    wait_until(Duration::from_secs(60), "a first commit", || {
+        committed_checkpoints(broker, state_topic, connector, "users") > 0
+    });
+    child
+}
+
+/// Asserts `topic` holds the keys `1..=n` once each for `read_committed`,
+/// and returns how many records only `read_uncommitted` sees (aborted).
+fn assert_topic_exactly_once(broker: &Kafka, topic: &str, n: i64, what: &str) -> usize {
+    let committed = key_counts(&broker.read_all_as(topic, Isolation::ReadCommitted));
+    assert_exactly_once(&committed, n, what);
+    let everything = key_counts(&broker.read_all_as(topic, Isolation::ReadUncommitted));
+    lost_and_duplicated(&everything, n).1
+}
+
 /// A generator connector writing `{name}.users` with exactly_once, `rate`
 /// records/s, its state in `state_topic`; `extra` goes into `[sink]`.
 fn eos_generator(
@@ -208,13 +220,14 @@ fn kill_9_at_random_moments_leaves_the_exact_source_set_read_committed() {
     }
     let o = ws.run(&["run", cfg, "--no-progress"]);
     assert_exit(&o, 0);
-    let topic = format!("{n}.users");
-    let committed = key_counts(&broker.read_all_as(&topic, Isolation::ReadCommitted));
-    assert_exactly_once(&committed, total as i64, "read_committed after 12 kills");
     // The kills left transactions open, which the next instance aborted:
     // their records are in the log, visible to read_uncommitted only.
-    let everything = key_counts(&broker.read_all_as(&topic, Isolation::ReadUncommitted));
-    let (_, aborted) = lost_and_duplicated(&everything, total as i64);
+    let aborted = assert_topic_exactly_once(
+        &broker,
+        &format!("{n}.users"),
+        total as i64,
+        "read_committed after 12 kills",
+    );
     assert!(
         aborted > 0,
         "the kills interrupted transactions whose records read_uncommitted shows"
@@ -243,12 +256,7 @@ fn a_zombie_is_fenced_by_the_second_instance_and_its_records_never_become_visibl
         ),
     );
     let cfg = cfg.to_str().unwrap();
-    let mut first = spawn_logged(&ws, &["run", cfg, "--no-progress"], "first.log");
-    wait_until(
-        Duration::from_secs(60),
-        "the first instance commits",
-        || committed_checkpoints(&broker, &state_topic, &n, "users") > 0,
-    );
+    let mut first = start_until_committed(&ws, &broker, cfg, &n, &state_topic, "first.log");
     std::thread::sleep(Duration::from_millis(1500));
     signal(&first, "-STOP");
     let topic = format!("{n}.users");
@@ -279,10 +287,7 @@ fn a_zombie_is_fenced_by_the_second_instance_and_its_records_never_become_visibl
     sigterm(&second);
     assert_eq!(wait_code(&mut second, Duration::from_secs(60)), Some(0));
     let next = state_get(&ws, cfg, "users")["next"].as_i64().unwrap();
-    let committed = key_counts(&broker.read_all_as(&topic, Isolation::ReadCommitted));
-    assert_exactly_once(&committed, next, "read_committed after the zombie");
-    let everything = key_counts(&broker.read_all_as(&topic, Isolation::ReadUncommitted));
-    let (_, aborted) = lost_and_duplicated(&everything, next);
+    let aborted = assert_topic_exactly_once(&broker, &topic, next, "after the zombie");
     assert!(aborted > 0, "the zombie's records are in the log, aborted");
 }
 
@@ -306,10 +311,7 @@ fn a_transaction_that_outlives_its_timeout_is_aborted_and_read_again_once() {
         ),
     );
     let cfg = cfg.to_str().unwrap();
-    let mut child = spawn_logged(&ws, &["run", cfg, "--no-progress"], "run.log");
-    wait_until(Duration::from_secs(60), "a first commit", || {
-        committed_checkpoints(&broker, &state_topic, &n, "users") > 0
-    });
+    let mut child = start_until_committed(&ws, &broker, cfg, &n, &state_topic, "run.log");
     std::thread::sleep(Duration::from_millis(700));
     // Frozen past the timeout: the broker aborts the open transaction
     // (it looks for expired ones every 10 s).
@@ -324,12 +326,14 @@ fn a_transaction_that_outlives_its_timeout_is_aborted_and_read_again_once() {
             && log.contains("transaction_timeout"),
         "{log}"
     );
-    let topic = format!("{n}.users");
-    let committed = key_counts(&broker.read_all_as(&topic, Isolation::ReadCommitted));
-    assert_exactly_once(&committed, total as i64, "after the expired transaction");
-    let everything = key_counts(&broker.read_all_as(&topic, Isolation::ReadUncommitted));
+    let aborted = assert_topic_exactly_once(
+        &broker,
+        &format!("{n}.users"),
+        total as i64,
+        "after the expired transaction",
+    );
     assert!(
-        lost_and_duplicated(&everything, total as i64).1 > 0,
+        aborted > 0,
         "the expired transaction's records are in the log, aborted"
     );
 }
@@ -354,10 +358,7 @@ fn a_broker_restarted_mid_transaction_ends_with_no_loss_and_no_duplicate() {
         ),
     );
     let cfg = cfg.to_str().unwrap();
-    let mut child = spawn_logged(&ws, &["run", cfg, "--no-progress"], "run.log");
-    wait_until(Duration::from_secs(60), "a first commit", || {
-        committed_checkpoints(&broker, &state_topic, &n, "users") > 0
-    });
+    let mut child = start_until_committed(&ws, &broker, cfg, &n, &state_topic, "run.log");
     std::thread::sleep(Duration::from_millis(500));
     broker.stop();
     std::thread::sleep(Duration::from_secs(4));
@@ -369,9 +370,12 @@ fn a_broker_restarted_mid_transaction_ends_with_no_loss_and_no_duplicate() {
         log.contains("sink error; retrying") || log.contains("transaction aborted"),
         "a log line says what happened:\n{log}"
     );
-    let topic = format!("{n}.users");
-    let committed = key_counts(&broker.read_all_as(&topic, Isolation::ReadCommitted));
-    assert_exactly_once(&committed, total as i64, "after the broker restart");
+    assert_topic_exactly_once(
+        &broker,
+        &format!("{n}.users"),
+        total as i64,
+        "after the broker restart",
+    );
 }
 
 #[test]

@@ -602,34 +602,40 @@ impl KafkaSink {
         }
     }
 
+    /// Sends what waits to be sent (again), waits until librdkafka has
+    /// nothing outstanding, and returns the deliveries that failed.
+    async fn send_and_wait(&mut self) -> Result<Vec<Failed>, ConnectorError> {
+        if !self.resend.is_empty() {
+            if self.resend.iter().any(|o| o.tag.dead_letter.is_some()) {
+                let dlq = self.dead_letter_topic.clone();
+                self.topic(&dlq).await?;
+            }
+            for o in std::mem::take(&mut self.resend) {
+                self.produce(
+                    &o.topic,
+                    None,
+                    o.key.as_deref(),
+                    o.value.as_deref(),
+                    o.headers,
+                    o.tag,
+                )
+                .await?;
+            }
+        }
+        self.wait_idle().await;
+        Ok(std::mem::take(
+            &mut *self
+                .deliveries
+                .failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        ))
+    }
+
     async fn flush_inner(&mut self) -> Result<(), ConnectorError> {
         self.producer()?;
         loop {
-            if !self.resend.is_empty() {
-                if self.resend.iter().any(|o| o.tag.dead_letter.is_some()) {
-                    let dlq = self.dead_letter_topic.clone();
-                    self.topic(&dlq).await?;
-                }
-                for o in std::mem::take(&mut self.resend) {
-                    self.produce(
-                        &o.topic,
-                        None,
-                        o.key.as_deref(),
-                        o.value.as_deref(),
-                        o.headers,
-                        o.tag,
-                    )
-                    .await?;
-                }
-            }
-            self.wait_idle().await;
-            let failed = std::mem::take(
-                &mut *self
-                    .deliveries
-                    .failed
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()),
-            );
+            let failed = self.send_and_wait().await?;
             if failed.is_empty() {
                 if self.resend.is_empty() {
                     self.unacked = false;

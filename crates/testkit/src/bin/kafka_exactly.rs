@@ -9,8 +9,7 @@
 //!
 //! Prints `lost=L duplicated=D aborted=A` and exits 1 unless L = D = 0.
 
-use std::collections::BTreeMap;
-use tributary_testkit::kafka::{Isolation, Kafka, Msg};
+use tributary_testkit::kafka::{key_counts, Isolation, Kafka};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
