@@ -20,20 +20,8 @@ fn main() {
     let n: i64 = args[3].parse().unwrap_or_else(|e| panic!("N: {e}"));
     std::env::set_var("TRIBUTARY_KAFKA_BOOTSTRAP", &args[1]);
     let broker = Kafka::shared();
-    let counts = |msgs: Vec<Msg>| {
-        let mut m: BTreeMap<i64, usize> = BTreeMap::new();
-        for msg in msgs {
-            let k = msg
-                .key
-                .as_deref()
-                .and_then(|k| k.parse().ok())
-                .unwrap_or(-1);
-            *m.entry(k).or_default() += 1;
-        }
-        m
-    };
-    let committed = counts(broker.read_all_as(&args[2], Isolation::ReadCommitted));
-    let everything = counts(broker.read_all_as(&args[2], Isolation::ReadUncommitted));
+    let committed = key_counts(&broker.read_all_as(&args[2], Isolation::ReadCommitted));
+    let everything = key_counts(&broker.read_all_as(&args[2], Isolation::ReadUncommitted));
     let lost = (1..=n).filter(|i| !committed.contains_key(i)).count();
     let outside: usize = committed
         .iter()
