@@ -79,8 +79,14 @@ echo "Apache Kafka at $BROKER" >&2
 
 results="$WORK/results.tsv"
 : >"$results"
-topic_n=0
-next_topic() { topic_n=$((topic_n + 1)); echo "bench-$topic_n"; }
+# A fresh topic for every run: the counter lives in a file, since
+# `$(next_topic)` runs in a subshell whose variables do not come back.
+echo 0 >"$WORK/topic_n"
+next_topic() {
+  local n=$(($(cat "$WORK/topic_n") + 1))
+  echo "$n" >"$WORK/topic_n"
+  echo "bench-$$-$n"
+}
 
 # record NAME ROUND SECS RSS_KIB
 record() {
@@ -96,7 +102,7 @@ measure() {
   /usr/bin/time -f "%e %M" -o "$WORK/time.txt" "$@" >"$WORK/stdout.txt" 2>"$WORK/stderr.txt" || {
     cat "$WORK/stderr.txt" >&2; exit 1; }
   local secs rss
-  read -r secs rss <"$WORK/time.txt"
+  read -r secs rss < <(tail -n 1 "$WORK/time.txt")
   record "$name" "$round" "$secs" "$rss"
 }
 
@@ -128,7 +134,8 @@ EOF
   pkill -TERM -P "$time_pid" 2>/dev/null || true
   wait "$time_pid" 2>/dev/null || true
   local rss
-  rss=$(awk '{print $2}' "$WORK/time.txt")
+  # The last line: GNU time first says how a killed command ended.
+  rss=$(tail -n 1 "$WORK/time.txt" | awk '{print $2}')
   record "Kafka Connect standalone, FileStreamSource" "$round" "$secs" "$rss"
 }
 

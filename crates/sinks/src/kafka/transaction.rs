@@ -242,7 +242,8 @@ impl KafkaSink {
             return Ok(());
         }
         self.begin()?;
-        self.deliver_transaction().await?;
+        // The checkpoints join the records still in flight: one wait for
+        // both (they are in one transaction, their order does not matter).
         let staged = self
             .eos()?
             .store
