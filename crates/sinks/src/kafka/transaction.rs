@@ -140,6 +140,19 @@ impl KafkaSink {
             return Ok(());
         }
         let producer = Arc::clone(self.producer()?);
+        // Fence first: an older instance's open transaction, which holds
+        // its uncommitted checkpoint, would stall any read of the state
+        // topic until the broker timed it out.
+        let p = Arc::clone(&producer);
+        let started = Instant::now();
+        let id = self.eos()?.transactional_id.clone();
+        if let Err(e) = blocking(move || p.init_transactions(INIT_TIMEOUT)).await? {
+            self.drop_producer();
+            return Err(ConnectorError::retryable(format!(
+                "kafka sink: initializing transactions of `{id}` failed: {e}"
+            )));
+        }
+        tracing::info!(connector = %self.connector, transactional_id = %id, took_ms = started.elapsed().as_millis() as u64, "kafka sink: transactions initialized; any older instance of the connector is fenced");
         let store_cluster = self.eos()?.store.cluster_id().await.map_err(state_error)?;
         let p = Arc::clone(&producer);
         let sink_cluster = blocking(move || p.client().fetch_cluster_id(INIT_TIMEOUT)).await?;
@@ -157,16 +170,6 @@ impl KafkaSink {
                 )))
             }
         }
-        let p = Arc::clone(&producer);
-        let started = Instant::now();
-        let id = self.eos()?.transactional_id.clone();
-        if let Err(e) = blocking(move || p.init_transactions(INIT_TIMEOUT)).await? {
-            self.drop_producer();
-            return Err(ConnectorError::retryable(format!(
-                "kafka sink: initializing transactions of `{id}` failed: {e}"
-            )));
-        }
-        tracing::info!(connector = %self.connector, transactional_id = %id, took_ms = started.elapsed().as_millis() as u64, "kafka sink: transactions initialized; any older instance of the connector is fenced");
         let owner = Owner::new();
         // Nothing to read again yet: a lost first transaction is retried.
         self.claim(&owner).await.map_err(|e| match e {
