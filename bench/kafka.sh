@@ -16,7 +16,11 @@
 # - `tributary run --once` (file source -> kafka sink, checkpoints on) with
 #   `[metadata] enabled = false` (values = the lines, plus key and
 #   headers), and with its defaults (three metadata fields spliced into
-#   every value).
+#   every value);
+# - the same defaults with the checkpoints in a Kafka state topic, once
+#   at-least-once and once with `exactly_once = true` (one Kafka
+#   transaction per flush holding the records and the checkpoints), at the
+#   default flush interval and flush_records: what exactly-once costs.
 #
 # Every time includes the process's start (a JVM's too); peak RSS is the
 # process's (the JVM's for the Java tools). At the end: medians and the
@@ -135,6 +139,7 @@ EOF
   record "Kafka Connect standalone, FileStreamSource" "$round" "$secs" "$rss"
 }
 
+# write_config NAME PRELUDE [SINK_EXTRA]
 write_config() {
   cat >"$WORK/$1.toml" <<TOML
 name = "bench-$1"
@@ -149,6 +154,7 @@ primary_key = ["event_id"]
 type = "kafka"
 brokers = "$BROKER"
 compression = "$COMPRESSION"
+${3:-}
 TOML
 }
 
@@ -156,9 +162,17 @@ run_tributary() {
   local name=$1 round=$2 config=$3
   local topic
   topic=$(next_topic)
-  write_config "$config" "[streams.events]
+  local prelude="[streams.events]
 target = \"$topic\"
 $( [ "$config" = lines ] && printf '[metadata]\nenabled = false' )"
+  local sink_extra=""
+  case "$config" in
+    alo|eos) prelude="$prelude
+[state]
+url = \"kafka://$BROKER/state-$topic\"" ;;
+  esac
+  [ "$config" = eos ] && sink_extra="exactly_once = true"
+  write_config "$config" "$prelude" "$sink_extra"
   rm -rf "$WORK/.tributary"
   measure "$name" "$round" "$REL/tributary" run --once --no-progress --log-level warn "$WORK/$config.toml"
 }
@@ -175,6 +189,9 @@ for round in $(seq 1 "$RUNS"); do
   connect_standalone "$round"
   run_tributary "tributary, values = lines (+ key + headers)" "$round" lines
   run_tributary "tributary, defaults (+ metadata fields)" "$round" defaults
+  # Alternating, one after the other, on the same broker.
+  run_tributary "tributary, defaults, state in Kafka" "$round" alo
+  run_tributary "tributary, defaults, exactly_once" "$round" eos
 done
 
 echo
@@ -199,9 +216,11 @@ td = "tributary, defaults (+ metadata fields)"
 kc = "Kafka Connect standalone, FileStreamSource"
 pk = "plain rdkafka producer, lines + key + headers"
 pp = "ProducerPerformance (Kafka's tool, JVM)"
+ta = "tributary, defaults, state in Kafka"
+te = "tributary, defaults, exactly_once"
 print()
 print("per-round ratios of records/s (median, min, max):")
-for a, b in [(tl, kc), (td, kc), (tl, pk), (td, pk), (tl, pp)]:
+for a, b in [(tl, kc), (td, kc), (tl, pk), (td, pk), (tl, pp), (te, ta), (te, td)]:
     m, lo, hi = ratio(a, b)
     print(f"  {a} / {b}: {m:.2f} ({lo:.2f} - {hi:.2f})")
 PY

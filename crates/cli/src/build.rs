@@ -57,6 +57,11 @@ pub fn sink(config: &ConnectorConfig) -> Result<Box<dyn Sink>, Failure> {
     let ctx = tributary_sinks::SinkContext {
         connector: config.name.clone(),
         bad_records: config.bad_records.policy,
+        state_url: match &config.state {
+            StateConfig::Url(url) => Some(url.clone()),
+            StateConfig::Embedded { .. } => None,
+        },
+        flush_interval: config.runtime.flush_interval,
     };
     tributary_sinks::build(&config.sink, &ctx).map_err(|e| Failure::new(Code::Config, e))
 }
@@ -78,6 +83,15 @@ pub fn state(config: &ConnectorConfig) -> Result<Arc<dyn StateStore>, Failure> {
                 .is_some_and(|s| s.eq_ignore_ascii_case("kafka://")) =>
         {
             KafkaStore::open(url, &config.name)
+                .map(|s| {
+                    // The sink's transactions write the checkpoints; the
+                    // store's own writes (operators) are transactions too.
+                    if config.kafka_transactions() {
+                        s.transactional()
+                    } else {
+                        s
+                    }
+                })
                 .map(|s| Arc::new(s) as Arc<dyn StateStore>)
                 .map_err(|e| {
                     Failure::new(

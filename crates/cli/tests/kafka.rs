@@ -9,24 +9,10 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tributary_testkit::cli::*;
-use tributary_testkit::kafka::{unique, Kafka, Msg, Outgoing};
+use tributary_testkit::kafka::{key_counts, unique, Kafka, Msg, Outgoing};
 
 fn workspace() -> Workspace {
     Workspace::new(env!("CARGO_BIN_EXE_tributary"))
-}
-
-/// How often each id (the JSON key) occurs.
-fn key_counts(msgs: &[Msg]) -> BTreeMap<i64, usize> {
-    let mut m = BTreeMap::new();
-    for msg in msgs {
-        let k: i64 = msg
-            .key
-            .as_deref()
-            .and_then(|k| k.parse().ok())
-            .unwrap_or_else(|| panic!("key of {msg:?}"));
-        *m.entry(k).or_insert(0) += 1;
-    }
-    m
 }
 
 /// Asserts `seen` holds exactly `1..=n`, each `times` times, and says

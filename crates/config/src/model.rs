@@ -91,6 +91,20 @@ impl ConnectorConfig {
     pub fn resolve_path(&self, path: &Path) -> PathBuf {
         resolve(&self.base_dir, path)
     }
+
+    /// `[sink] type = "kafka"` with `exactly_once = true`: the sink's Kafka
+    /// transactions hold the checkpoints (in the state topic) and a Kafka
+    /// source's consumer offsets, so the state store and the source join
+    /// them instead of writing on their own.
+    pub fn kafka_transactions(&self) -> bool {
+        self.sink.kind == "kafka"
+            && self
+                .sink
+                .table
+                .get("exactly_once")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false)
+    }
 }
 
 pub(crate) fn resolve(base: &Path, path: &Path) -> PathBuf {

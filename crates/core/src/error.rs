@@ -7,6 +7,7 @@ pub enum ErrorClass {
     Fatal,
     BadRecord,
     Config,
+    Aborted,
 }
 
 /// Errors from sources and sinks, grouped by what the caller does next
@@ -31,6 +32,12 @@ pub enum ConnectorError {
     /// The configuration cannot work; nothing will until it is changed.
     #[error("configuration error: {message}")]
     Config { message: String },
+    /// The sink threw away everything written since its last commit (an
+    /// aborted Kafka transaction): the records are gone, not to be sent
+    /// again. The runtime starts the connector's streams over from their
+    /// committed checkpoints, so they are read again once, not twice.
+    #[error("{message}")]
+    Aborted { message: String },
 }
 
 impl ConnectorError {
@@ -59,12 +66,19 @@ impl ConnectorError {
         }
     }
 
+    pub fn aborted(message: impl Into<String>) -> Self {
+        ConnectorError::Aborted {
+            message: message.into(),
+        }
+    }
+
     pub fn class(&self) -> ErrorClass {
         match self {
             ConnectorError::Retryable { .. } => ErrorClass::Retryable,
             ConnectorError::Fatal { .. } => ErrorClass::Fatal,
             ConnectorError::BadRecord { .. } => ErrorClass::BadRecord,
             ConnectorError::Config { .. } => ErrorClass::Config,
+            ConnectorError::Aborted { .. } => ErrorClass::Aborted,
         }
     }
 

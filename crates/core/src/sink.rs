@@ -1,4 +1,4 @@
-use crate::{Checkpoint, ConnectorError, LoadMode, Record, StreamSpec};
+use crate::{Checkpoint, ConnectorError, GroupOffsets, LoadMode, Record, StreamSpec};
 use chrono::{DateTime, Utc};
 
 /// A stream whose records a sink is about to receive: its spec (primary key,
@@ -82,17 +82,31 @@ pub trait Sink: Send {
     async fn flush(&mut self) -> Result<(), ConnectorError>;
 
     /// Makes everything written so far durable and, when the sink can, stores
-    /// `checkpoints` (stream name, checkpoint) atomically with it. Returns
-    /// whether the checkpoints were stored. The runtime calls this instead of
-    /// [`Sink::flush`] and still commits the checkpoints to the state store
-    /// afterwards (so `tributary state` shows them).
+    /// `checkpoints` (stream name, checkpoint) atomically with it, and the
+    /// source's `group_offsets` too when it can commit them (Kafka → Kafka).
+    /// Returns whether the checkpoints were stored. The runtime calls this
+    /// instead of [`Sink::flush`] and still commits the checkpoints to the
+    /// state store afterwards (so `tributary state` shows them), unless
+    /// [`Sink::checkpoints_in_state_store`].
+    ///
+    /// [`ConnectorError::Aborted`] means everything since the last commit is
+    /// gone: the runtime reads it again from the committed checkpoints.
     async fn flush_with_checkpoints(
         &mut self,
         checkpoints: &[(String, Checkpoint)],
+        group_offsets: &[GroupOffsets],
     ) -> Result<bool, ConnectorError> {
-        let _ = checkpoints;
+        let _ = (checkpoints, group_offsets);
         self.flush().await?;
         Ok(false)
+    }
+
+    /// True when the checkpoints this sink stores are the state store's own
+    /// records (the Kafka sink with `exactly_once`: its transaction writes
+    /// them into the state topic). The runtime then commits nothing to the
+    /// state store itself: a second write would be a second writer.
+    fn checkpoints_in_state_store(&self) -> bool {
+        false
     }
 
     /// The checkpoints the sink committed with its data (stream name,

@@ -1,5 +1,18 @@
 use crate::{Checkpoint, CheckpointSummary, ConnectorError, LoadMode, Record, StreamSpec};
 
+/// The consumer-group offsets a checkpoint of a Kafka stream stands for:
+/// what the source would commit to its group once the checkpoint is
+/// committed. A sink that writes to the same cluster in transactions (Kafka,
+/// exactly-once) commits them inside its transaction instead, so the copied
+/// records, the checkpoint and the group's offsets move together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupOffsets {
+    pub group: String,
+    pub topic: String,
+    /// Partition and the next offset to read.
+    pub partitions: Vec<(i32, i64)>,
+}
+
 /// A configured connection to an outside system.
 ///
 /// A source only turns the outside system into batches and checkpoints. The
@@ -57,6 +70,17 @@ pub trait Source: Send + Sync {
     /// Called once per commit, so it must be cheap; the default knows nothing.
     fn summarize(&self, _stream: &StreamSpec, _checkpoint: &Checkpoint) -> CheckpointSummary {
         CheckpointSummary::default()
+    }
+
+    /// The consumer-group offsets `checkpoint` stands for, for a sink that
+    /// commits them in its own transaction (see [`GroupOffsets`]). Only the
+    /// Kafka source has any.
+    fn group_offsets(
+        &self,
+        _stream: &StreamSpec,
+        _checkpoint: &Checkpoint,
+    ) -> Option<GroupOffsets> {
+        None
     }
 
     /// A cheap, non-blocking view of the source's condition for health endpoints.

@@ -32,8 +32,8 @@ use tracing::{info, warn};
 use tributary_config::{BadRecordPolicy, ConnectorConfig};
 use tributary_core::backoff;
 use tributary_core::{
-    BadRecord, BatchInfo, Checkpoint, CheckpointSummary, ConnectorError, LoadMode, Poll, Record,
-    RunProgress, Schedule, Sink, SinkStream, Source, StreamReader, StreamSpec,
+    BadRecord, BatchInfo, Checkpoint, CheckpointSummary, ConnectorError, GroupOffsets, LoadMode,
+    Poll, Record, RunProgress, Schedule, Sink, SinkStream, Source, StreamReader, StreamSpec,
 };
 use tributary_metrics::{
     ConnectorEvent, ConnectorStats, Registry, RetryReason, StreamEvent, StreamStats, StreamStatus,
@@ -117,6 +117,21 @@ pub async fn run_connector_with(
     result
 }
 
+/// How one attempt at running a connector ended.
+enum Attempt {
+    Done(Result<RunSummary, RuntimeError>),
+    /// The sink gave up its transaction ([`ConnectorError::Aborted`]):
+    /// everything since the last commit is gone, and the connector starts
+    /// over from its committed checkpoints with the same sink.
+    Rewind {
+        sink: Box<dyn Sink>,
+        committed: BTreeMap<String, u64>,
+        error: ConnectorError,
+    },
+}
+
+/// Runs attempts until one is done. A rewind is retried like any transient
+/// failure: up to `max_retries` in a row that commit nothing, with backoff.
 async fn run(
     parts: ConnectorParts,
     env: RuntimeEnv,
@@ -128,8 +143,89 @@ async fn run(
         mut sink,
         state,
     } = parts;
-    let name = config.name.clone();
     let config = Arc::new(config);
+    let mut committed: BTreeMap<String, u64> = BTreeMap::new();
+    let mut rewinds = 0u32;
+    loop {
+        let attempt = run_attempt(
+            config.clone(),
+            source.clone(),
+            sink,
+            state.clone(),
+            &env,
+            handle,
+        )
+        .await;
+        match attempt {
+            Attempt::Done(result) => {
+                return result.map(|mut summary| {
+                    for (stream, n) in committed {
+                        *summary.committed.entry(stream).or_default() += n;
+                    }
+                    summary
+                })
+            }
+            Attempt::Rewind {
+                sink: returned,
+                committed: progress,
+                error,
+            } => {
+                if progress.values().any(|n| *n > 0) {
+                    rewinds = 0;
+                }
+                for (stream, n) in progress {
+                    *committed.entry(stream).or_default() += n;
+                }
+                rewinds += 1;
+                if rewinds > config.runtime.max_retries {
+                    return Err(RuntimeError::Sink {
+                        connector: config.name.clone(),
+                        source: error,
+                    });
+                }
+                let wait = backoff::delay(
+                    rewinds,
+                    config.runtime.backoff_initial,
+                    config.runtime.backoff_max,
+                );
+                warn!(connector = %config.name, error = %error, attempt = rewinds, ?wait, "the sink's transaction was aborted; every stream starts again from its committed checkpoint");
+                let stop = handle.stop_token();
+                tokio::select! {
+                    _ = stop.cancelled() => {
+                        return Ok(RunSummary {
+                            connector: config.name.clone(),
+                            committed,
+                            dead_letters: BTreeMap::new(),
+                            interrupted: true,
+                        })
+                    }
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                sink = returned;
+            }
+        }
+    }
+}
+
+/// One run of the connector, from claiming its state to the sink's last
+/// commit.
+async fn run_attempt(
+    config: Arc<ConnectorConfig>,
+    source: Arc<dyn Source>,
+    mut sink: Box<dyn Sink>,
+    state: Arc<dyn StateStore>,
+    env: &RuntimeEnv,
+    handle: &ConnectorHandle,
+) -> Attempt {
+    macro_rules! done {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(e) => return Attempt::Done(Err(e)),
+            }
+        };
+    }
+    let name = config.name.clone();
     // A child of the handle's token: a failing stream cancels this one to
     // stop its siblings, without that looking like an operator's stop.
     let stop = handle.stop_token().child_token();
@@ -150,34 +246,34 @@ async fn run(
                 warn!(connector = %name, error = %e, ?wait, "claiming the state store failed; retrying");
                 tokio::select! {
                     _ = stop.cancelled() => {
-                        return Ok(RunSummary::interrupted(name))
+                        return Attempt::Done(Ok(RunSummary::interrupted(name)))
                     }
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
             Err(source) => {
-                return Err(RuntimeError::State {
+                return Attempt::Done(Err(RuntimeError::State {
                     connector: name,
                     source,
-                })
+                }))
             }
         }
     }
 
-    let streams = discover_with_retries(&config, source.as_ref(), &stop).await?;
+    let streams = done!(discover_with_retries(&config, source.as_ref(), &stop).await);
     let Some(streams) = streams else {
-        return Ok(RunSummary::interrupted(name));
+        return Attempt::Done(Ok(RunSummary::interrupted(name)));
     };
     for configured in config.streams.keys() {
         if !streams.iter().any(|s| &s.name == configured) {
             let offered: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
-            return Err(RuntimeError::Config {
+            return Attempt::Done(Err(RuntimeError::Config {
                 connector: name,
                 message: format!(
                     "[streams.{configured}] names no stream of this source; it offers: {}",
                     offered.join(", ")
                 ),
-            });
+            }));
         }
     }
 
@@ -190,10 +286,13 @@ async fn run(
         .collect();
     sink.set_streams(&sink_streams);
     let targets = sink_streams.into_iter().map(|s| s.target).collect();
-    let Some(mut in_sink) = sink_checkpoints_with_retries(&config, sink.as_mut(), &stop).await?
+    let Some(mut in_sink) =
+        done!(sink_checkpoints_with_retries(&config, sink.as_mut(), &stop).await)
     else {
-        return Ok(RunSummary::interrupted(name));
+        return Attempt::Done(Ok(RunSummary::interrupted(name)));
     };
+    // The sink's transactions write the state topic: nothing to copy there.
+    let sink_holds_state = sink.checkpoints_in_state_store();
 
     let (tx, rx) = mpsc::channel::<Envelope>(config.runtime.channel_capacity.max(1));
     let mut commit_watchers = Vec::new();
@@ -210,22 +309,22 @@ async fn run(
         st.record(StreamEvent::Started {
             at: env.clock.now(),
         });
-        let stored = state
+        let stored = done!(state
             .load(&spec.name)
             .await
             .map_err(|source| RuntimeError::State {
                 connector: name.clone(),
                 source,
-            })?
-            .map(|c| {
-                st.record(StreamEvent::Restored {
-                    advanced_at: c.advanced_at,
-                    committed_at: c.committed_at,
-                    summary: summarize(source.as_ref(), &spec, &c.checkpoint),
-                    stuck_reason: c.checkpoint.stuck_reason().map(str::to_string),
-                });
-                c.checkpoint
+            }))
+        .map(|c| {
+            st.record(StreamEvent::Restored {
+                advanced_at: c.advanced_at,
+                committed_at: c.committed_at,
+                summary: summarize(source.as_ref(), &spec, &c.checkpoint),
+                stuck_reason: c.checkpoint.stuck_reason().map(str::to_string),
             });
+            c.checkpoint
+        });
         // The sink's checkpoint committed with its data: authoritative.
         let position = match in_sink.remove(&spec.name) {
             Some(from_sink) => {
@@ -264,15 +363,15 @@ async fn run(
         stream_tasks.spawn(task.run());
     }
     drop(tx);
-    if !catch_up.is_empty() {
+    if !catch_up.is_empty() && !sink_holds_state {
         // So that `tributary state` shows where the streams really resume.
-        state
+        done!(state
             .commit(&catch_up)
             .await
             .map_err(|source| RuntimeError::State {
                 connector: name.clone(),
                 source,
-            })?;
+            }));
     }
 
     let sink_task = tokio::spawn(
@@ -310,26 +409,56 @@ async fn run(
             failures.push(e);
         }
     }
-    let sink_result = sink_task.await.unwrap_or_else(|e| {
-        Err(RuntimeError::Internal {
-            connector: name.clone(),
-            message: format!("sink task panicked: {e}"),
-        })
-    });
+    let (sink_result, committed) = match sink_task.await {
+        Ok(SinkOutcome {
+            sink,
+            committed,
+            result,
+        }) => match result {
+            Err(RuntimeError::Sink {
+                source: error @ ConnectorError::Aborted { .. },
+                ..
+            }) if failures.is_empty() && !handle.stop_token().is_cancelled() => {
+                let committed = stats
+                    .iter()
+                    .zip(committed)
+                    .map(|((n, _), c)| (n.clone(), c))
+                    .collect();
+                return Attempt::Rewind {
+                    sink,
+                    committed,
+                    error,
+                };
+            }
+            // Shutting down anyway: the next run reads the aborted records again.
+            Err(RuntimeError::Sink {
+                source: ConnectorError::Aborted { .. },
+                ..
+            }) if failures.is_empty() => (Ok(()), committed),
+            other => (other, committed),
+        },
+        Err(e) => (
+            Err(RuntimeError::Internal {
+                connector: name.clone(),
+                message: format!("sink task panicked: {e}"),
+            }),
+            Vec::new(),
+        ),
+    };
     if let Err(e) = source.close().await {
         warn!(connector = %name, error = %e, "closing the source failed");
     }
-    let committed = sink_result?;
+    done!(sink_result);
     if failures.len() > 1 {
-        return Err(RuntimeError::StreamsFailed {
+        return Attempt::Done(Err(RuntimeError::StreamsFailed {
             connector: name,
             failures: failures.iter().map(ToString::to_string).collect(),
-        });
+        }));
     }
     if let Some(e) = failures.pop() {
-        return Err(e);
+        return Attempt::Done(Err(e));
     }
-    Ok(RunSummary {
+    Attempt::Done(Ok(RunSummary {
         connector: name,
         dead_letters: stats
             .iter()
@@ -341,7 +470,7 @@ async fn run(
             .map(|((n, _), c)| (n.clone(), c))
             .collect(),
         interrupted: handle.stop_token().is_cancelled(),
-    })
+    }))
 }
 
 impl RunSummary {
@@ -917,25 +1046,40 @@ struct Pending {
     records: usize,
 }
 
+/// What the sink task hands back: the sink (a rewind runs on with it), the
+/// records committed per stream (by stream index) and how it ended.
+struct SinkOutcome {
+    sink: Box<dyn Sink>,
+    committed: Vec<u64>,
+    result: Result<(), RuntimeError>,
+}
+
 impl SinkTask {
-    /// Returns the number of committed records per stream (by stream index).
-    async fn run(mut self, mut rx: mpsc::Receiver<Envelope>) -> Result<Vec<u64>, RuntimeError> {
-        let result = self.drive(&mut rx).await;
+    async fn run(mut self, mut rx: mpsc::Receiver<Envelope>) -> SinkOutcome {
+        let mut committed = vec![0u64; self.streams.len()];
+        let mut result = self.drive(&mut rx, &mut committed).await;
         if result.is_err() {
             // Stop the streams; nothing more will be acknowledged.
             self.stop.cancel();
             rx.close();
         } else if let Err(e) = self.sink.close().await {
-            return Err(RuntimeError::Sink {
+            result = Err(RuntimeError::Sink {
                 connector: self.connector.clone(),
                 source: e,
             });
         }
-        result
+        SinkOutcome {
+            sink: self.sink,
+            committed,
+            result,
+        }
     }
 
-    async fn drive(&mut self, rx: &mut mpsc::Receiver<Envelope>) -> Result<Vec<u64>, RuntimeError> {
-        let mut committed = vec![0u64; self.streams.len()];
+    async fn drive(
+        &mut self,
+        rx: &mut mpsc::Receiver<Envelope>,
+        committed: &mut [u64],
+    ) -> Result<(), RuntimeError> {
         let mut pending = Pending::default();
         let mut flush_deadline: Option<tokio::time::Instant> = None;
         loop {
@@ -949,13 +1093,13 @@ impl SinkTask {
             match received {
                 // The flush interval passed.
                 None => {
-                    self.flush_and_commit(&mut pending, &mut committed).await?;
+                    self.flush_and_commit(&mut pending, committed).await?;
                     flush_deadline = None;
                 }
                 // Every stream task ended: drain done.
                 Some(None) => {
-                    self.flush_and_commit(&mut pending, &mut committed).await?;
-                    return Ok(committed);
+                    self.flush_and_commit(&mut pending, committed).await?;
+                    return Ok(());
                 }
                 Some(Some(envelope)) => {
                     self.write(&envelope).await?;
@@ -972,7 +1116,7 @@ impl SinkTask {
                     }
                     pending.records += n;
                     if envelope.flush_now || pending.records >= self.config.runtime.flush_records {
-                        self.flush_and_commit(&mut pending, &mut committed).await?;
+                        self.flush_and_commit(&mut pending, committed).await?;
                         flush_deadline = None;
                     } else if flush_deadline.is_none() {
                         flush_deadline =
@@ -1085,12 +1229,23 @@ impl SinkTask {
             .iter()
             .map(|(i, (c, _))| (self.streams[*i].0.clone(), c.clone()))
             .collect();
+        // A Kafka source's consumer offsets, for a sink that commits them
+        // in its transaction (Kafka -> Kafka exactly-once).
+        let group_offsets: Vec<GroupOffsets> = pending
+            .checkpoints
+            .iter()
+            .filter_map(|(i, (c, _))| self.source.group_offsets(&self.specs[*i], c))
+            .collect();
         let mut attempt = 0;
         let started = Instant::now();
         loop {
             // A sink that stores the checkpoints with its data (exactly-once)
             // makes them authoritative here; the state store copy follows.
-            match self.sink.flush_with_checkpoints(&batch).await {
+            match self
+                .sink
+                .flush_with_checkpoints(&batch, &group_offsets)
+                .await
+            {
                 Ok(_) => break,
                 Err(e) => self.retry_or_fail(e, &mut attempt, None).await?,
             }
@@ -1102,7 +1257,8 @@ impl SinkTask {
             .sync()
             .map_err(|e| self.dead_letter_error(e))?;
         let mut attempt = 0;
-        loop {
+        // The sink's transaction wrote them into the state topic already.
+        while !self.sink.checkpoints_in_state_store() {
             match self.state.commit(&batch).await {
                 Ok(()) => break,
                 Err(e) if e.is_retryable() && attempt < self.config.runtime.max_retries => {

@@ -531,6 +531,7 @@ impl tributary_core::Sink for TransactionalSink {
     async fn flush_with_checkpoints(
         &mut self,
         checkpoints: &[(String, Checkpoint)],
+        _group_offsets: &[tributary_core::GroupOffsets],
     ) -> Result<bool, tributary_core::ConnectorError> {
         self.inner.flush().await?;
         let mut stored = self.stored.lock().unwrap();

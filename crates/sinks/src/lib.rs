@@ -28,6 +28,7 @@ pub use postgres::{PostgresSink, PostgresSinkConfig};
 pub use stdout::{StdoutSink, StdoutSinkConfig};
 
 use tributary_config::{BadRecordPolicy, ConfigError, SectionConfig};
+
 use tributary_core::Sink;
 
 /// Every `type` accepted in `[sink]`, for did-you-mean suggestions and docs.
@@ -42,6 +43,12 @@ pub struct SinkContext {
     /// The connector's `[bad_records] policy`, for sinks whose destination
     /// rejects single records (the Kafka sink: a record too large).
     pub bad_records: BadRecordPolicy,
+    /// The connector's `[state] url`, if one is set: the Kafka sink with
+    /// `exactly_once` writes checkpoints into that topic itself.
+    pub state_url: Option<String>,
+    /// `[runtime] flush_interval`: how long a Kafka transaction stays open
+    /// at most while records arrive (checked against `transaction_timeout`).
+    pub flush_interval: std::time::Duration,
 }
 
 /// Builds the sink a `[sink]` table describes, validating its configuration.

@@ -719,7 +719,10 @@ async fn exactly_once_stores_checkpoints_in_the_data_transaction() {
             Checkpoint(json!({"offset": 7, "file": "a"})),
         ),
     ];
-    assert!(sink.flush_with_checkpoints(&checkpoints).await.unwrap());
+    assert!(sink
+        .flush_with_checkpoints(&checkpoints, &[])
+        .await
+        .unwrap());
     let ck = db.table("tributary_checkpoints");
     assert_eq!(
         db.rows(&format!(
@@ -745,13 +748,13 @@ async fn exactly_once_stores_checkpoints_in_the_data_transaction() {
 
     // A checkpoint alone (a batch with no records) still commits.
     let next = vec![("orders".to_string(), Checkpoint(json!({"next": 5})))];
-    assert!(sink.flush_with_checkpoints(&next).await.unwrap());
+    assert!(sink.flush_with_checkpoints(&next, &[]).await.unwrap());
     assert_eq!(sink.stored_checkpoints().await.unwrap()[0], next[0].clone());
 
     // Without exactly_once the sink stores none and reports so.
     let mut plain = db.sink("primary_key = [\"id\"]");
     plain.write(&[rec("t", json!({"id": 3}))]).await.unwrap();
-    assert!(!plain.flush_with_checkpoints(&next).await.unwrap());
+    assert!(!plain.flush_with_checkpoints(&next, &[]).await.unwrap());
     assert_eq!(plain.stored_checkpoints().await.unwrap(), vec![]);
 }
 

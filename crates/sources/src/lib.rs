@@ -59,6 +59,10 @@ pub struct SourceContext {
     /// attempts at one unreadable page, API sources hand the page to the
     /// bad-record policy instead of failing once more.
     pub max_retries: u32,
+    /// The sink commits a Kafka source's consumer offsets inside its own
+    /// transactions (a Kafka sink with `exactly_once`): the source then
+    /// reads only committed messages and commits no offsets itself.
+    pub offsets_in_sink_transaction: bool,
 }
 
 impl SourceContext {
@@ -71,6 +75,7 @@ impl SourceContext {
             stream_schedules: BTreeMap::new(),
             metrics: Arc::default(),
             max_retries: tributary_config::RuntimeConfig::default().max_retries,
+            offsets_in_sink_transaction: false,
         }
     }
 
@@ -87,6 +92,7 @@ impl SourceContext {
                 .collect(),
             metrics: Arc::default(),
             max_retries: config.runtime.max_retries,
+            offsets_in_sink_transaction: config.kafka_transactions(),
         }
     }
 

@@ -78,6 +78,21 @@ impl Msg {
     }
 }
 
+/// How often each key occurs among `msgs`, keys read as integers (the
+/// ids the tests' records are keyed by); a key that is not one panics.
+pub fn key_counts(msgs: &[Msg]) -> BTreeMap<i64, usize> {
+    let mut m = BTreeMap::new();
+    for msg in msgs {
+        let k: i64 = msg
+            .key
+            .as_deref()
+            .and_then(|k| k.parse().ok())
+            .unwrap_or_else(|| panic!("key of {msg:?}"));
+        *m.entry(k).or_insert(0) += 1;
+    }
+    m
+}
+
 /// Which messages a read returns, as a consumer's `isolation.level` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isolation {

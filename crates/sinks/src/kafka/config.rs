@@ -12,6 +12,8 @@
 //! replication_factor = 3                  # of created topics
 //! message_timeout = "60s"                 # a record not delivered by then fails the flush (retried)
 //! dead_letter_topic = "billing.dead_letter"   # records the broker rejects, with [bad_records] policy = "dead_letter"
+//! exactly_once = false                    # records and checkpoints in one Kafka transaction per flush
+//! transaction_timeout = "60s"             # with exactly_once: the broker aborts a transaction open longer
 //! [sink.topic_config]                     # configs of created topics
 //! "retention.ms" = "604800000"
 //! [sink.properties]                       # any librdkafka producer property
@@ -78,6 +80,17 @@ pub struct KafkaSinkConfig {
     /// Default: `{connector}.dead_letter`.
     #[serde(default)]
     pub dead_letter_topic: Option<String>,
+    /// Each flush is one Kafka transaction holding the records, the
+    /// checkpoints (in the `[state]` topic) and a Kafka source's consumer
+    /// offsets. Needs `[state] url = "kafka://..."` on the same cluster.
+    #[serde(default)]
+    pub exactly_once: bool,
+    /// `transaction.timeout.ms`: the broker aborts a transaction open longer.
+    #[serde(
+        default = "default_transaction_timeout",
+        deserialize_with = "de_duration"
+    )]
+    pub transaction_timeout: Duration,
     #[serde(default)]
     pub properties: ClientProperties,
 }
@@ -96,6 +109,8 @@ impl KafkaSinkConfig {
             topic_config: BTreeMap::new(),
             message_timeout: default_message_timeout(),
             dead_letter_topic: None,
+            exactly_once: false,
+            transaction_timeout: default_transaction_timeout(),
             properties: ClientProperties::default(),
         }
     }
@@ -117,7 +132,11 @@ pub(crate) const RESERVED: &[(&str, &str)] = &[
     ("compression.codec", "use `compression`"),
     ("message.timeout.ms", "use `message_timeout`"),
     ("delivery.timeout.ms", "use `message_timeout`"),
-    ("transactional.id", "transactions are not supported yet"),
+    (
+        "transactional.id",
+        "set `exactly_once = true`: the id is the connector's (`tributary-{connector}`), the same for every instance, so that a new one fences the old",
+    ),
+    ("transaction.timeout.ms", "use `transaction_timeout`"),
 ];
 
 fn yes() -> bool {
@@ -126,6 +145,10 @@ fn yes() -> bool {
 
 fn one() -> i32 {
     1
+}
+
+fn default_transaction_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_message_timeout() -> Duration {

@@ -35,12 +35,14 @@
 //!
 //! # Transactions
 //!
-//! Kafka transactions would let a flush commit the records and the
-//! checkpoints together (exactly-once). The flush above is already one unit
-//! per acknowledgement, so `flush_with_checkpoints` is the place a
-//! transactional producer would commit (not built yet).
+//! With `exactly_once = true` each flush is one Kafka transaction holding
+//! the records, the checkpoints (written into the `[state]` topic by this
+//! producer) and a Kafka source's consumer offsets; `commit_transaction` is
+//! the acknowledgement and the runtime writes nothing to the state store
+//! itself. See `transaction.rs`.
 
 mod config;
+mod transaction;
 
 pub use config::{Brokers, Compression, KafkaSinkConfig};
 
@@ -57,7 +59,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tributary_config::{BadRecordPolicy, ConfigError, SectionConfig};
-use tributary_core::{BatchInfo, ConnectorError, Op, Record, Sink, SinkStream};
+use tributary_core::{
+    BatchInfo, Checkpoint, ConnectorError, GroupOffsets, Op, Record, Sink, SinkStream,
+};
 
 /// Header names the sink writes. Part of the output format: documented in
 /// `docs/sinks/kafka.md`, relied on by consumers.
@@ -117,6 +121,8 @@ struct Outgoing {
 struct Failed {
     error: KafkaError,
     message: Outgoing,
+    /// librdkafka refused the message at once (it was never sent).
+    refused: bool,
 }
 
 /// Delivery bookkeeping shared with the producer's polling thread.
@@ -147,6 +153,7 @@ impl ProducerContext for SinkContextRd {
                     headers: m.headers().map(|h| h.detach()),
                     tag,
                 },
+                refused: false,
             };
             // Recorded before the count drops, so a flush that sees zero
             // outstanding also sees every failure.
@@ -186,6 +193,8 @@ pub struct KafkaSink {
     value_buf: Vec<u8>,
     /// Records rejected by the broker, by policy, since the sink started.
     rejected: u64,
+    /// With `exactly_once`: the transactions.
+    eos: Option<transaction::Eos>,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -236,7 +245,65 @@ impl KafkaSink {
         if config.dead_letter_topic.as_deref() == Some("") {
             return Err(section.error("dead_letter_topic", "must not be empty"));
         }
-        Ok(Self::new(config, &ctx.connector, ctx.bad_records))
+        let mut sink = Self::new(config, &ctx.connector, ctx.bad_records);
+        if sink.config.exactly_once {
+            sink.eos = Some(Self::exactly_once(&sink.config, section, ctx)?);
+        }
+        Ok(sink)
+    }
+
+    /// Checks what `exactly_once` needs: the state in a Kafka topic (where
+    /// the transactions write the checkpoints), the idempotent producer,
+    /// and a transaction timeout longer than what a transaction takes.
+    fn exactly_once(
+        config: &KafkaSinkConfig,
+        section: &SectionConfig,
+        ctx: &crate::SinkContext,
+    ) -> Result<transaction::Eos, ConfigError> {
+        let url = ctx.state_url.as_deref().filter(|u| {
+            u.get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("kafka://"))
+        });
+        let Some(url) = url else {
+            return Err(section.error(
+                "exactly_once",
+                "exactly_once = true commits the checkpoints in the records' Kafka transaction, so they must live in a Kafka topic on the sink's cluster: set [state] url = \"kafka://<brokers>/<topic>\"",
+            ));
+        };
+        if !config.idempotent {
+            return Err(section.error(
+                "idempotent",
+                "exactly_once = true needs the idempotent producer (transactions are built on it); remove `idempotent = false`",
+            ));
+        }
+        if config.transaction_timeout < Duration::from_secs(1) {
+            return Err(section.error("transaction_timeout", "must be at least 1s"));
+        }
+        if config.message_timeout > config.transaction_timeout {
+            return Err(section.error(
+                "message_timeout",
+                format!(
+                    "must not be longer than transaction_timeout ({}s): a record still undelivered when the broker aborts its transaction is lost with it",
+                    config.transaction_timeout.as_secs()
+                ),
+            ));
+        }
+        if ctx.flush_interval >= config.transaction_timeout {
+            return Err(section.error(
+                "transaction_timeout",
+                format!(
+                    "must be longer than [runtime] flush_interval ({}ms): a transaction stays open for up to a flush interval, and the broker aborts one that outlives transaction_timeout",
+                    ctx.flush_interval.as_millis()
+                ),
+            ));
+        }
+        let store = transaction::open_store(url, &ctx.connector)
+            .map_err(|e| section.document.error("state.url", e))?;
+        Ok(transaction::Eos::new(
+            store,
+            tributary_state::kafka::transactional_id(&ctx.connector),
+            config.transaction_timeout,
+        ))
     }
 
     pub fn new(config: KafkaSinkConfig, connector: &str, policy: BadRecordPolicy) -> Self {
@@ -264,6 +331,7 @@ impl KafkaSink {
             key_buf: Vec::with_capacity(64),
             value_buf: Vec::with_capacity(4096),
             rejected: 0,
+            eos: None,
         }
     }
 
@@ -297,10 +365,25 @@ impl KafkaSink {
             // many messages wait in librdkafka; `write` waits beyond.
             .set("queue.buffering.max.messages", "20000")
             .set("queue.buffering.max.kbytes", "16384");
+        if let Some(eos) = &self.eos {
+            c.set("transactional.id", eos.transactional_id()).set(
+                "transaction.timeout.ms",
+                self.config.transaction_timeout.as_millis().to_string(),
+            );
+        }
         for (k, v) in self.config.properties.iter() {
             c.set(k, v);
         }
         c
+    }
+
+    /// Forgets the producer and everything in flight with it: a
+    /// transaction given up is read again, not sent again.
+    fn drop_producer(&mut self) {
+        self.producer = None;
+        self.deliveries = Arc::default();
+        self.resend.clear();
+        self.unacked = false;
     }
 
     fn producer(&mut self) -> Result<&Arc<RdProducer>, ConnectorError> {
@@ -386,6 +469,7 @@ impl KafkaSink {
     async fn produce(
         &self,
         topic: &str,
+        partition: Option<i32>,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
         headers: Option<OwnedHeaders>,
@@ -398,6 +482,7 @@ impl KafkaSink {
         record.key = key;
         record.payload = value;
         record.headers = headers;
+        record.partition = partition;
         loop {
             // Counted before sending: the report can arrive before `send` returns.
             self.deliveries.outstanding.fetch_add(1, Ordering::AcqRel);
@@ -420,6 +505,7 @@ impl KafkaSink {
                     headers: back.headers,
                     tag: back.delivery_opaque,
                 },
+                refused: true,
             };
             self.deliveries
                 .failed
@@ -444,7 +530,7 @@ impl KafkaSink {
 
     /// Applies the bad-record policy to a record the broker rejected.
     fn reject(&mut self, failed: Failed) -> Result<(), ConnectorError> {
-        let Failed { error, message } = failed;
+        let Failed { error, message, .. } = failed;
         let stream = message
             .tag
             .batch
@@ -516,33 +602,40 @@ impl KafkaSink {
         }
     }
 
+    /// Sends what waits to be sent (again), waits until librdkafka has
+    /// nothing outstanding, and returns the deliveries that failed.
+    async fn send_and_wait(&mut self) -> Result<Vec<Failed>, ConnectorError> {
+        if !self.resend.is_empty() {
+            if self.resend.iter().any(|o| o.tag.dead_letter.is_some()) {
+                let dlq = self.dead_letter_topic.clone();
+                self.topic(&dlq).await?;
+            }
+            for o in std::mem::take(&mut self.resend) {
+                self.produce(
+                    &o.topic,
+                    None,
+                    o.key.as_deref(),
+                    o.value.as_deref(),
+                    o.headers,
+                    o.tag,
+                )
+                .await?;
+            }
+        }
+        self.wait_idle().await;
+        Ok(std::mem::take(
+            &mut *self
+                .deliveries
+                .failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        ))
+    }
+
     async fn flush_inner(&mut self) -> Result<(), ConnectorError> {
         self.producer()?;
         loop {
-            if !self.resend.is_empty() {
-                if self.resend.iter().any(|o| o.tag.dead_letter.is_some()) {
-                    let dlq = self.dead_letter_topic.clone();
-                    self.topic(&dlq).await?;
-                }
-                for o in std::mem::take(&mut self.resend) {
-                    self.produce(
-                        &o.topic,
-                        o.key.as_deref(),
-                        o.value.as_deref(),
-                        o.headers,
-                        o.tag,
-                    )
-                    .await?;
-                }
-            }
-            self.wait_idle().await;
-            let failed = std::mem::take(
-                &mut *self
-                    .deliveries
-                    .failed
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()),
-            );
+            let failed = self.send_and_wait().await?;
             if failed.is_empty() {
                 if self.resend.is_empty() {
                     self.unacked = false;
@@ -712,10 +805,44 @@ impl Sink for KafkaSink {
     }
 
     async fn flush(&mut self) -> Result<(), ConnectorError> {
+        if self.eos.is_some() {
+            return self.eos_flush(&[], &[]).await;
+        }
         if !self.unacked && self.resend.is_empty() {
             return Ok(());
         }
         self.flush_inner().await
+    }
+
+    async fn flush_with_checkpoints(
+        &mut self,
+        checkpoints: &[(String, Checkpoint)],
+        group_offsets: &[GroupOffsets],
+    ) -> Result<bool, ConnectorError> {
+        if self.eos.is_none() {
+            self.flush().await?;
+            return Ok(false);
+        }
+        self.eos_flush(checkpoints, group_offsets).await?;
+        Ok(true)
+    }
+
+    async fn stored_checkpoints(&mut self) -> Result<Vec<(String, Checkpoint)>, ConnectorError> {
+        if self.eos.is_none() {
+            return Ok(Vec::new());
+        }
+        self.eos_stored_checkpoints().await
+    }
+
+    fn checkpoints_in_state_store(&self) -> bool {
+        self.eos.is_some()
+    }
+
+    async fn close(&mut self) -> Result<(), ConnectorError> {
+        if self.eos.is_some() {
+            return self.eos_close().await;
+        }
+        self.flush().await
     }
 }
 
@@ -729,6 +856,10 @@ impl KafkaSink {
         records: &[Record],
     ) -> Result<(), ConnectorError> {
         self.producer()?;
+        if self.eos.is_some() {
+            self.ready().await?;
+            self.begin()?;
+        }
         let tag = Arc::new(MessageTag {
             batch,
             dead_letter: None,
@@ -775,6 +906,7 @@ impl KafkaSink {
             let key = record.key.as_ref().map(|_| self.key_buf.as_slice());
             self.produce(
                 &topic,
+                None,
                 key,
                 Some(&self.value_buf),
                 headers,

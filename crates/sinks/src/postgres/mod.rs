@@ -735,6 +735,7 @@ impl Sink for PostgresSink {
     async fn flush_with_checkpoints(
         &mut self,
         checkpoints: &[(String, Checkpoint)],
+        _group_offsets: &[tributary_core::GroupOffsets],
     ) -> Result<bool, ConnectorError> {
         if self.settings.exactly_once {
             self.commit(Some(checkpoints)).await?;

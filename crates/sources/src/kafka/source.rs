@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tributary_config::{ConfigError, SectionConfig};
 use tributary_core::{
-    async_trait, BadRecord, Batch, Checkpoint, ConnectorError, LoadMode, Op, Payload, Poll,
-    RawJson, Record, Source, StreamReader, StreamSpec,
+    async_trait, BadRecord, Batch, Checkpoint, ConnectorError, GroupOffsets, LoadMode, Op, Payload,
+    Poll, RawJson, Record, Source, StreamReader, StreamSpec,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,6 +38,8 @@ pub struct KafkaSource {
     pattern: Option<regex::Regex>,
     group_id: String,
     batch_size: usize,
+    /// The sink commits the group's offsets in its transactions.
+    offsets_in_sink: bool,
 }
 
 impl KafkaSource {
@@ -71,6 +73,18 @@ impl KafkaSource {
                 ));
             }
         }
+        if ctx.offsets_in_sink_transaction {
+            if let Some(level) = config
+                .properties
+                .get("isolation.level")
+                .filter(|l| *l != "read_committed")
+            {
+                return Err(section.error(
+                    "properties.\"isolation.level\"",
+                    format!("`{level}` cannot be used with the sink's exactly_once: only records of committed transactions may be copied (read_committed)"),
+                ));
+            }
+        }
         let group_id = config
             .group_id
             .clone()
@@ -80,6 +94,7 @@ impl KafkaSource {
             pattern,
             group_id,
             batch_size: ctx.batch_size.max(1),
+            offsets_in_sink: ctx.offsets_in_sink_transaction,
         })
     }
 
@@ -91,6 +106,11 @@ impl KafkaSource {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", self.config.start.as_str())
             .set("enable.partition.eof", "false");
+        if self.offsets_in_sink {
+            // Aborted records of an upstream transactional producer are
+            // never copied (librdkafka's default, set so it cannot drift).
+            c.set("isolation.level", "read_committed");
+        }
         for (k, v) in self.config.properties.iter() {
             c.set(k, v);
         }
@@ -163,6 +183,16 @@ impl Source for KafkaSource {
         }
     }
 
+    /// The group's offsets for the topic, from the checkpoint.
+    fn group_offsets(&self, stream: &StreamSpec, checkpoint: &Checkpoint) -> Option<GroupOffsets> {
+        let position: KafkaCheckpoint = checkpoint.to_state().ok()?;
+        Some(GroupOffsets {
+            group: self.group_id.clone(),
+            topic: stream.name.clone(),
+            partitions: position.partitions.into_iter().collect(),
+        })
+    }
+
     async fn open(
         &self,
         stream: &StreamSpec,
@@ -228,6 +258,7 @@ impl Source for KafkaSource {
         })??;
         Ok(Box::new(KafkaReader {
             consumer,
+            offsets_in_sink: self.offsets_in_sink,
             topic,
             format: self.config.format,
             batch_size: self.batch_size,
@@ -239,6 +270,8 @@ impl Source for KafkaSource {
 
 struct KafkaReader {
     consumer: Arc<BaseConsumer>,
+    /// The sink's transaction commits the group's offsets.
+    offsets_in_sink: bool,
     topic: String,
     format: ValueFormat,
     batch_size: usize,
@@ -260,12 +293,32 @@ struct Raw {
 }
 
 impl KafkaReader {
-    fn at_end(&self) -> bool {
-        self.end.as_ref().is_some_and(|end| {
-            end.iter().all(|(p, (low, high))| {
-                self.position.partitions.get(p).copied().unwrap_or(*low) >= *high
+    /// Whether every partition is past the end read at start. The
+    /// consumer's position, not the last message's offset + 1, says so:
+    /// a transactional producer's last offsets are commit markers, which
+    /// hold an offset and no message.
+    async fn at_end(&self) -> Result<bool, ConnectorError> {
+        let Some(end) = &self.end else {
+            return Ok(false);
+        };
+        let consumer = Arc::clone(&self.consumer);
+        let topic = self.topic.clone();
+        let positions = tokio::task::spawn_blocking(move || {
+            consumer.position().map(|tpl| {
+                tpl.elements_for_topic(&topic)
+                    .iter()
+                    .filter_map(|e| Some((e.partition(), e.offset().to_raw()?)))
+                    .collect::<BTreeMap<i32, i64>>()
             })
         })
+        .await
+        .map_err(|e| ConnectorError::fatal(format!("kafka source: position task failed: {e}")))?
+        .map_err(|e| ConnectorError::retryable(format!("kafka source: {e}")))?;
+        Ok(end.iter().all(|(p, (low, high))| {
+            let read = self.position.partitions.get(p).copied().unwrap_or(*low);
+            let consumed = positions.get(p).copied().unwrap_or(-1);
+            read.max(consumed) >= *high
+        }))
     }
 
     fn record(&self, m: Raw) -> Result<Record, BadRecord> {
@@ -380,7 +433,11 @@ impl StreamReader for KafkaReader {
         if messages.is_empty() {
             // The end is reported on the first poll that brings nothing
             // once every partition is past the watermarks read at start.
-            return Ok(if self.at_end() { Poll::End } else { Poll::Idle });
+            return Ok(if self.at_end().await? {
+                Poll::End
+            } else {
+                Poll::Idle
+            });
         }
         let mut records = Vec::with_capacity(messages.len());
         let mut bad_records = Vec::new();
@@ -401,8 +458,12 @@ impl StreamReader for KafkaReader {
     }
 
     /// Every record before `checkpoint` is durable in the sink: only now
-    /// does the group's committed offset move (at-least-once).
+    /// does the group's committed offset move (at-least-once). With the
+    /// sink's transactions it already moved, with the records.
     async fn committed(&mut self, checkpoint: &Checkpoint) -> Result<(), ConnectorError> {
+        if self.offsets_in_sink {
+            return Ok(());
+        }
         let Ok(position) = checkpoint.to_state::<KafkaCheckpoint>() else {
             return Ok(());
         };
