@@ -4,7 +4,8 @@
 # (~200 bytes) produced by each of these, in alternating rounds, each run
 # into a fresh topic of one partition:
 #
-# - `ProducerPerformance` (Kafka's own tool, JVM): the ceiling, payloads
+# - `ProducerPerformance` (Kafka's own tool, JVM; its start and its load of
+#   the payload file count, so it is slower than the plain producer), payloads
 #   from the file, acks=all, idempotent;
 # - `kafka_produce`, a plain rdkafka producer with the sink's settings, no
 #   parsing, no checkpoints: once with the bare lines, once with a key and
