@@ -27,7 +27,8 @@ pub use schedule::{Schedule, ScheduleError};
 pub use secret::Secret;
 pub use sink::{BatchInfo, Sink, SinkStream};
 pub use source::{
-    BadRecord, Batch, GroupOffsets, Health, Poll, ResetPosition, RunProgress, Source, StreamReader,
+    BadRecord, Batch, FileSpan, GroupOffsets, Health, Poll, RawInput, ResetPosition, RunProgress,
+    Source, StreamReader,
 };
 pub use stream::{LoadMode, StreamSpec};
 

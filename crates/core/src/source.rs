@@ -212,8 +212,82 @@ pub struct BadRecord {
     pub location: String,
     /// Why it was rejected.
     pub error: String,
-    /// The raw input, as text (lossy for binary input).
-    pub raw: String,
+    /// The raw input, whole.
+    pub raw: RawInput,
+}
+
+/// A bad record's raw input. Kept whole for the person who fixes it, however
+/// long: a record over the source's size cap is not held in memory but
+/// named by where it lies, and copied from there into the dead-letter file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawInput {
+    /// The input as text (invalid UTF-8 replaced).
+    Text(String),
+    /// `len` bytes at `offset` of a file the source holds open (an open
+    /// handle, not a path, so a file renamed by rotation is still read).
+    File(FileSpan),
+}
+
+impl RawInput {
+    /// The text when it is held; `None` for a span of a file.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            RawInput::Text(t) => Some(t),
+            RawInput::File(_) => None,
+        }
+    }
+
+    /// The input's size in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            RawInput::Text(t) => t.len() as u64,
+            RawInput::File(span) => span.len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<String> for RawInput {
+    fn from(text: String) -> Self {
+        RawInput::Text(text)
+    }
+}
+
+impl From<&str> for RawInput {
+    fn from(text: &str) -> Self {
+        RawInput::Text(text.to_string())
+    }
+}
+
+impl PartialEq<str> for RawInput {
+    fn eq(&self, other: &str) -> bool {
+        self.text() == Some(other)
+    }
+}
+
+impl PartialEq<&str> for RawInput {
+    fn eq(&self, other: &&str) -> bool {
+        self.text() == Some(*other)
+    }
+}
+
+/// Bytes of an open file.
+#[derive(Debug, Clone)]
+pub struct FileSpan {
+    pub file: std::sync::Arc<std::fs::File>,
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl PartialEq for FileSpan {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.file, &other.file)
+            && self.offset == other.offset
+            && self.len == other.len
+    }
 }
 
 /// What a source reports to health endpoints.

@@ -266,7 +266,7 @@ pub(crate) fn bad_record(location: String, error: String, payload: &[u8]) -> Bad
     BadRecord {
         location,
         error,
-        raw: String::from_utf8_lossy(payload).into_owned(),
+        raw: String::from_utf8_lossy(payload).into_owned().into(),
     }
 }
 

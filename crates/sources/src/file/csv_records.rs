@@ -28,8 +28,8 @@ pub(crate) enum Next {
     /// A record: [`CsvRecords::fields`], [`CsvRecords::raw`], [`CsvRecords::start`].
     Record,
     /// The first line of a record that broke the resync rule (already read
-    /// past): `raw` is that line (at most the cap, without its terminator).
-    Bad { error: String, raw: Vec<u8> },
+    /// past).
+    Bad { error: String, raw: BadRaw },
     /// Follow mode: the data ends inside a record; read it again later.
     Incomplete,
     /// No more records.
@@ -358,24 +358,31 @@ impl<R: Read> CsvRecords<R> {
         error
     }
 
-    /// Reports the record's first line as bad and resumes after it.
+    /// Reports the record's first line as bad and resumes after it. The
+    /// line is held when it fits in the cap, and otherwise skipped without
+    /// holding it and reported by where it lies, for the caller to copy.
     fn give_up(&mut self, error: String) -> io::Result<Next> {
         self.core.reset();
         self.core_fresh = true;
         let from = self.rec;
-        let mut raw: Vec<u8>;
+        let offset = self.offset;
+        let mut held: Vec<u8>;
         let mut consumed: u64;
         let mut ended = true;
+        // The line's last byte before its newline (a `\r` is no content).
+        let last_byte: Option<u8>;
         match memchr::memchr(b'\n', &self.buf[from..self.hi]) {
             Some(i) => {
-                raw = self.buf[from..from + i.min(self.cap)].to_vec();
+                held = self.buf[from..from + i.min(self.cap + 1)].to_vec();
+                last_byte = i.checked_sub(1).map(|j| self.buf[from + j]);
                 consumed = i as u64 + 1;
                 self.lo = from + i + 1;
             }
             None => {
-                // One line longer than the buffer: keep the first `cap`
-                // bytes, skip to its end without holding the rest.
-                raw = self.buf[from..self.hi.min(from + self.cap)].to_vec();
+                // One line longer than the buffer: hold its first `cap`
+                // bytes at most, skip to its end.
+                held = self.buf[from..self.hi.min(from + self.cap + 1)].to_vec();
+                let mut last = self.buf[from..self.hi].last().copied();
                 consumed = (self.hi - from) as u64;
                 self.lo = self.hi;
                 loop {
@@ -388,34 +395,49 @@ impl<R: Read> CsvRecords<R> {
                         Some(i) => (i, true),
                         None => (chunk.len(), false),
                     };
-                    let room = self.cap.saturating_sub(raw.len()).min(take);
-                    raw.extend_from_slice(&chunk[..room]);
+                    let room = (self.cap + 1).saturating_sub(held.len()).min(take);
+                    held.extend_from_slice(&chunk[..room]);
+                    if take > 0 {
+                        last = Some(chunk[take - 1]);
+                    }
                     consumed += take as u64 + u64::from(done);
                     self.lo += take + usize::from(done);
                     if done {
                         break;
                     }
                 }
+                last_byte = last;
             }
         }
-        if raw.last() == Some(&b'\r') {
-            raw.pop();
+        let mut line_len = consumed - u64::from(ended);
+        if last_byte == Some(b'\r') {
+            line_len -= 1;
         }
         self.offset += consumed;
         self.line += u64::from(ended);
         self.rec = self.lo;
         self.nfields = 0;
-        let line_len = consumed - u64::from(ended);
-        let error = if line_len > raw.len() as u64 + 1 {
-            format!(
-                "{error}; the line is {line_len} bytes, its first {} kept",
-                raw.len()
-            )
+        let raw = if line_len <= self.cap as u64 {
+            held.truncate(line_len as usize);
+            BadRaw::Held(held)
         } else {
-            error
+            BadRaw::Span {
+                offset,
+                len: line_len,
+            }
         };
         Ok(Next::Bad { error, raw })
     }
+}
+
+/// The first line of a bad record.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum BadRaw {
+    /// The line, without its terminator: it fits in the cap.
+    Held(Vec<u8>),
+    /// A line longer than the cap, not held: `len` bytes (terminator left
+    /// out) at byte `offset` of the input.
+    Span { offset: u64, len: u64 },
 }
 
 fn malformed() -> String {
@@ -489,6 +511,13 @@ mod tests {
                     .map(|i| String::from_utf8_lossy(r.field(i)).into_owned())
                     .collect())),
                 Next::Bad { raw, .. } => {
+                    let raw = match raw {
+                        BadRaw::Held(raw) => raw,
+                        BadRaw::Span { offset, len } => {
+                            assert!(len > cap as u64, "a line within the cap is held");
+                            data[offset as usize..(offset + len) as usize].to_vec()
+                        }
+                    };
                     v.push(Err((r.line, String::from_utf8_lossy(&raw).into_owned())))
                 }
                 Next::End => return v,
@@ -547,14 +576,26 @@ mod tests {
         let got = all(&data, 100, 64);
         assert_eq!(got.len(), 5);
         assert_eq!(got[0], ok(&["A", "1"]));
+        // Whole, however long: the reader only says where they lie.
         let Err((2, raw)) = &got[1] else {
             panic!("{:?}", got[1])
         };
-        assert_eq!(raw.len(), 100);
+        assert_eq!(raw.len(), 10_002);
         assert!(raw.starts_with("B,xxx"));
         assert_eq!(got[2], ok(&["C", "3"]));
-        assert!(matches!(&got[3], Err((4, r)) if r.len() == 100 && r.starts_with("D,\"yyy")));
+        assert!(matches!(&got[3], Err((4, r)) if r.len() == 303 && r.starts_with("D,\"yyy")));
         assert_eq!(got[4], ok(&["E", "5"]));
+        // A line of exactly the cap is held; `\r\n` is no content.
+        let mut data = b"A,\"".to_vec();
+        data.resize(100, b'x');
+        data.extend(b"\r\nB,2\n");
+        let mut r = CsvRecords::new(&data[..], (0, 0), fmt(100, false), 64);
+        let Next::Bad { raw, .. } = r.next().unwrap() else {
+            panic!("a quote left open")
+        };
+        assert_eq!(raw, BadRaw::Held(data[..100].to_vec()));
+        assert_eq!(r.next().unwrap(), Next::Record);
+        assert_eq!(r.field(1), b"2");
     }
 
     #[test]
@@ -566,7 +607,13 @@ mod tests {
         let Next::Bad { raw, error } = r.next().unwrap() else {
             panic!("a record of 1.5 MB")
         };
-        assert_eq!(raw.len(), 1 << 20);
+        assert_eq!(
+            raw,
+            BadRaw::Span {
+                offset: 0,
+                len: 1_500_000
+            }
+        );
         assert!(
             error.starts_with("record longer than max_record_bytes (1048576 bytes)"),
             "{error}"

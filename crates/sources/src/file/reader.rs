@@ -5,7 +5,7 @@
 //! tokio's blocking pool, one batch at a time.
 
 use super::config::{Format, StreamSettings};
-use super::csv_records::{CsvFormat, CsvRecords, Next};
+use super::csv_records::{BadRaw, CsvFormat, CsvRecords, Next};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -15,12 +15,15 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tributary_core::{
-    BadRecord, Batch, Checkpoint, ConnectorError, LoadMode, Payload, Poll, RawJson, Record,
+    BadRecord, Batch, Checkpoint, ConnectorError, FileSpan, LoadMode, Payload, Poll, RawInput,
+    RawJson, Record,
 };
 
 /// Read buffer per open file: large enough that a 100-byte-record NDJSON
 /// file costs one `read` syscall per ~2,500 records.
 const READ_BUFFER: usize = 256 * 1024;
+
+const BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// The checkpoint of a file stream.
 ///
@@ -115,6 +118,18 @@ struct OpenFile {
     /// complete line seen, otherwise `u64::MAX` (read to end of file).
     limit: u64,
     body: Body,
+    /// The same open file, read by offset: a bad record too long to hold
+    /// is handed on as a span of it (see [`RawInput::File`]).
+    handle: Arc<File>,
+}
+
+/// `len` bytes at `offset` of an open file, as a bad record's raw input.
+fn span(handle: &Arc<File>, offset: u64, len: u64) -> RawInput {
+    RawInput::File(FileSpan {
+        file: Arc::clone(handle),
+        offset,
+        len,
+    })
 }
 
 /// The files of one pass, in name order, and the next to look at.
@@ -330,6 +345,9 @@ fn open_file(
         return Ok(None);
     }
     let mut file = File::open(&path)?;
+    // Reads by offset only (pread), so sharing the descriptor's position
+    // with the reader does no harm.
+    let handle = Arc::new(file.try_clone()?);
     let limit = if stream.follow {
         last_line_end(&file, pos.offset, len)?
     } else {
@@ -379,6 +397,7 @@ fn open_file(
         path,
         limit,
         body,
+        handle,
     }))
 }
 
@@ -501,48 +520,64 @@ fn last_line_end(mut file: &File, from: u64, len: u64) -> io::Result<u64> {
 }
 
 /// Reads one line into `buf` (terminator included), at most `max` bytes of
-/// it. Returns the bytes consumed and whether the line was longer than
-/// `max`, in which case the rest of it was skipped and `buf` holds a prefix.
+/// its content. Returns the bytes consumed and, for a line whose content is
+/// longer than `max`, that length (terminator left out): `buf` then holds
+/// only a prefix, and the rest was skipped without being held.
 fn read_line_capped<R: BufRead>(
     r: &mut R,
     buf: &mut Vec<u8>,
     max: usize,
-) -> io::Result<(usize, bool)> {
+) -> io::Result<(usize, Option<u64>)> {
     let cap = (max as u64).saturating_add(1);
     let n = r.by_ref().take(cap).read_until(b'\n', buf)?;
     if n <= max || buf.last() == Some(&b'\n') {
-        return Ok((n, false));
+        return Ok((n, None));
     }
     let mut total = n;
+    let mut last = buf.last().copied();
+    let mut ended = false;
     loop {
         let available = r.fill_buf()?;
         if available.is_empty() {
             break;
         }
-        match available.iter().position(|&b| b == b'\n') {
+        match memchr::memchr(b'\n', available) {
             Some(i) => {
+                if i > 0 {
+                    last = Some(available[i - 1]);
+                }
                 r.consume(i + 1);
                 total += i + 1;
+                ended = true;
                 break;
             }
             None => {
                 let l = available.len();
+                last = available.last().copied();
                 r.consume(l);
                 total += l;
             }
         }
     }
-    Ok((total, true))
+    let mut len = (total - usize::from(ended)) as u64;
+    if last == Some(b'\r') {
+        len -= 1;
+    }
+    if len <= max as u64 {
+        // Only its `\r` went past the cap: `buf` holds it all.
+        return Ok((total, None));
+    }
+    Ok((total, Some(len)))
 }
 
 fn strip_cr(b: &[u8]) -> &[u8] {
     b.strip_suffix(b"\r").unwrap_or(b)
 }
 
-/// Raw input for a bad record: every byte up to the record cap is kept
-/// (invalid UTF-8 replaced, as `raw` is text).
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// Raw input for a bad record held in memory (at most the record cap;
+/// invalid UTF-8 replaced, as it is text).
+fn lossy(b: &[u8]) -> RawInput {
+    RawInput::Text(String::from_utf8_lossy(b).into_owned())
 }
 
 fn record(stream: &StreamSettings, value: Value) -> Record {
@@ -606,21 +641,25 @@ fn read_lines(
             return Ok(FileStatus::Done);
         }
         let line_no = pos.line + 1;
-        let at_start = pos.offset == 0;
+        let bom = if pos.offset == 0 && buf.starts_with(BOM) {
+            BOM.len()
+        } else {
+            0
+        };
+        let start = pos.offset + bom as u64;
         pos.offset += n as u64;
         pos.line += 1;
-        let mut line: &[u8] = buf;
-        if at_start {
-            line = line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line);
-        }
-        if too_long {
+        let mut line: &[u8] = &buf[bom..];
+        if let Some(len) = too_long {
+            let len = len - bom as u64;
+            // Whole in the dead letter: copied from the file, not held.
             out.bad.push(BadRecord {
                 location: format!("{}:{line_no}", file.key),
                 error: format!(
-                    "line longer than max_record_bytes ({} bytes); its first {} bytes kept",
-                    stream.max_record_bytes, stream.max_record_bytes
+                    "line longer than max_record_bytes ({} bytes): {len} bytes",
+                    stream.max_record_bytes
                 ),
-                raw: lossy(&line[..line.len().min(stream.max_record_bytes)]),
+                raw: span(&file.handle, start, len),
             });
             continue;
         }
@@ -688,10 +727,14 @@ fn read_csv(
             Next::End | Next::Incomplete => return Ok(FileStatus::Done),
             Next::Bad { error, raw } => {
                 (pos.offset, pos.line) = reader.position();
+                let raw = match raw {
+                    BadRaw::Held(raw) => lossy(&raw),
+                    BadRaw::Span { offset, len } => span(&file.handle, offset, len),
+                };
                 out.bad.push(BadRecord {
                     location: location(),
                     error,
-                    raw: lossy(&raw),
+                    raw,
                 });
                 continue;
             }
@@ -767,13 +810,26 @@ mod tests {
     fn capped_lines() {
         let mut r = io::Cursor::new(b"short\nthis is far too long\nok".to_vec());
         let mut buf = Vec::new();
-        assert_eq!(read_line_capped(&mut r, &mut buf, 8).unwrap(), (6, false));
+        assert_eq!(read_line_capped(&mut r, &mut buf, 8).unwrap(), (6, None));
         buf.clear();
-        assert_eq!(read_line_capped(&mut r, &mut buf, 8).unwrap(), (21, true));
+        assert_eq!(
+            read_line_capped(&mut r, &mut buf, 8).unwrap(),
+            (21, Some(20))
+        );
         assert_eq!(buf, b"this is f");
         buf.clear();
-        assert_eq!(read_line_capped(&mut r, &mut buf, 8).unwrap(), (2, false));
+        assert_eq!(read_line_capped(&mut r, &mut buf, 8).unwrap(), (2, None));
         assert_eq!(buf, b"ok");
+        // A `\r\n` after exactly the cap is no content; one past it is.
+        for (data, want) in [
+            (&b"12345678\r\nx"[..], (10, None)),
+            (b"123456789\r\nx", (11, Some(9))),
+            (b"123456789\r", (10, Some(9))),
+        ] {
+            let mut r = io::Cursor::new(data.to_vec());
+            buf.clear();
+            assert_eq!(read_line_capped(&mut r, &mut buf, 8).unwrap(), want);
+        }
     }
 
     #[test]

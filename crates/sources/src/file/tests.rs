@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
-use tributary_core::{BadRecord, Checkpoint, LoadMode, Poll, Source, StreamReader, StreamSpec};
+use tributary_core::{
+    BadRecord, Checkpoint, LoadMode, Poll, RawInput, Source, StreamReader, StreamSpec,
+};
 
 fn source(dir: &Path, streams: &str, batch_size: usize) -> FileSource {
     let text = format!("[source]\ntype = \"file\"\n{streams}");
@@ -261,7 +263,7 @@ async fn ndjson_records_and_bad_lines() {
     let bad: Vec<(&str, &str, &str)> = run
         .bad
         .iter()
-        .map(|b| (b.location.as_str(), b.error.as_str(), b.raw.as_str()))
+        .map(|b| (b.location.as_str(), b.error.as_str(), b.raw.text().unwrap()))
         .collect();
     assert_eq!(
         bad,
@@ -312,9 +314,15 @@ async fn text_lines_and_overlong_lines() {
     assert_eq!(run.bad[0].location, "l.txt:3");
     assert_eq!(
         run.bad[0].error,
-        "line longer than max_record_bytes (16 bytes); its first 16 bytes kept"
+        "line longer than max_record_bytes (16 bytes): 18 bytes"
     );
-    assert_eq!(run.bad[0].raw, "third line is lo");
+    // Not held, but whole: where it lies in the file.
+    let RawInput::File(span) = &run.bad[0].raw else {
+        panic!("{:?}", run.bad[0].raw)
+    };
+    let mut text = vec![0; span.len as usize];
+    std::os::unix::fs::FileExt::read_exact_at(&*span.file, &mut text, span.offset).unwrap();
+    assert_eq!(text, b"third line is long");
     assert_eq!(run.bad[1].location, "l.txt:4");
     assert_eq!(run.bad[1].raw, "bad \u{fffd}");
     assert!(run.bad[1].error.starts_with("invalid UTF-8"));

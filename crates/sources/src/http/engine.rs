@@ -754,7 +754,7 @@ impl ApiReader {
                 self.plan.stream, self.state.current_offset
             ),
             error: format!("{} (after {attempts} attempts)", bad.message),
-            raw: bad.body,
+            raw: bad.body.into(),
         };
         self.state.retry_count = 0;
         self.state.page = Some(next);
@@ -857,7 +857,7 @@ impl ApiReader {
                             self.state.current_offset + i as u64
                         ),
                         error: format!("missing key field(s) {}", self.plan.key_fields.join(", ")),
-                        raw: record.to_json_string(),
+                        raw: record.to_json_string().into(),
                     });
                     return None;
                 };
@@ -1296,7 +1296,7 @@ mod tests {
         assert_eq!(records[1].value, json!({"id": 3}));
         let bad: Vec<_> = bad
             .iter()
-            .map(|b| (b.location.as_str(), b.error.as_str(), b.raw.as_str()))
+            .map(|b| (b.location.as_str(), b.error.as_str(), b.raw.text().unwrap()))
             .collect();
         assert_eq!(
             bad,

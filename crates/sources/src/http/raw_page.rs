@@ -284,7 +284,7 @@ fn read_page(
                         error: format!(
                             "the record holds {problem}, which strict JSON parsers refuse"
                         ),
-                        raw: item.text.to_string(),
+                        raw: item.text.to_string().into(),
                     });
                     if i + 1 == items.len() {
                         last_bad = project(item.text, fields)
@@ -924,7 +924,11 @@ mod tests {
         let page = read(body, &["data"], &["id"]).unwrap();
         assert_eq!(texts(&page), [r#"{"id":2,"s":"ok"}"#]);
         assert_eq!(page.raw_count, 3);
-        let bad: Vec<_> = page.bad_records.iter().map(|b| b.raw.as_str()).collect();
+        let bad: Vec<_> = page
+            .bad_records
+            .iter()
+            .map(|b| b.raw.text().unwrap())
+            .collect();
         assert_eq!(
             bad,
             [r#"{"id": 1, "v": 1e999}"#, r#"{"id": 3, "s": "\ud800"}"#]

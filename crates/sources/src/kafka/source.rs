@@ -337,7 +337,7 @@ impl KafkaReader {
                         return Err(BadRecord {
                             location,
                             error: format!("value is not JSON: {e}"),
-                            raw: String::from_utf8_lossy(&bytes).into_owned(),
+                            raw: String::from_utf8_lossy(&bytes).into_owned().into(),
                         })
                     }
                 }

@@ -208,7 +208,7 @@ impl Run {
                             Value::Array(row.keyset.clone())
                         ),
                         error,
-                        raw: row.value.to_string(),
+                        raw: row.value.to_string().into(),
                     }),
                     None => records.push(Record {
                         key,

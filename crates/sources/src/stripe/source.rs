@@ -760,7 +760,7 @@ impl StripeReader {
                     bad.push(BadRecord {
                         location: format!("report run {} row {}", cursor.run_id, cursor.row),
                         error: e.to_string(),
-                        raw: String::new(),
+                        raw: String::new().into(),
                     });
                 }
             }
@@ -814,7 +814,7 @@ impl StripeReader {
             None => Err(BadRecord {
                 location: format!("report run {} row {}", cursor.run_id, cursor.row),
                 error: format!("missing key column(s) {}", plan.key_columns.join(", ")),
-                raw: row.iter().collect::<Vec<_>>().join(","),
+                raw: row.iter().collect::<Vec<_>>().join(",").into(),
             }),
         }
     }
