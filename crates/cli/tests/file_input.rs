@@ -458,3 +458,58 @@ fn a_bad_record_over_64_kib_is_kept_whole() {
     assert_eq!(ws.output("out", "fz.c").len(), 1);
     assert_eq!(ws.output("out", "fz.n").len(), 1);
 }
+
+#[test]
+fn ndjson_records_are_written_on_one_line_and_only_if_strict_parsers_accept_them() {
+    let ws = workspace();
+    ws.write(
+        "nd/s.ndjson",
+        concat!(
+            "{\"id\": 1, \"v\": 1e999}\n",
+            "{\"id\": 2, \"s\": \"\\ud800\"}\n",
+            "{\"id\": 3,\r \"v\": \"a  b\"}\n",
+            "{\"id\":4,\"v\":\"compact\"}\n",
+            "  {\"id\": 5, \"v\": 1.5e308, \"w\": \"\\ud83d\\ude00\"}\r\n",
+        ),
+    );
+    ws.write("csv/s.csv", "id,v\n");
+    let cfg = ws.write("fz.toml", &config(""));
+    let o = ws.run(&["run", cfg.to_str().unwrap(), "--no-progress"]);
+    assert_exit(&o, 0);
+    // A `\r` between tokens is whitespace to JSON but a line break to
+    // many readers: compacted away, as spacing is; strings keep theirs.
+    // Each line as the record's own text, before the added metadata fields.
+    let own = |line: &String| format!("{}}}", line.split(",\"_stream\":").next().unwrap());
+    assert_eq!(
+        ws.output_lines("out", "fz.n")
+            .iter()
+            .map(own)
+            .collect::<Vec<_>>(),
+        [
+            r#"{"id":3,"v":"a  b"}"#,
+            r#"{"id":4,"v":"compact"}"#,
+            r#"{"id":5,"v":1.5e308,"w":"\ud83d\ude00"}"#,
+        ]
+    );
+    let dl = dead_letters_by_location(&ws);
+    assert_eq!(dl.len(), 2, "{dl:?}");
+    for (location, raw, what) in [
+        (
+            "nd/s.ndjson:1",
+            r#"{"id": 1, "v": 1e999}"#,
+            "a number beyond the range of a double",
+        ),
+        (
+            "nd/s.ndjson:2",
+            r#"{"id": 2, "s": "\ud800"}"#,
+            "a lone UTF-16 surrogate escape",
+        ),
+    ] {
+        let (got_raw, error) = &dl[location];
+        assert_eq!(got_raw, raw);
+        assert_eq!(
+            error,
+            &format!("the record holds {what}, which strict JSON parsers refuse")
+        );
+    }
+}

@@ -714,3 +714,87 @@ dir = "out"
     assert_eq!(get(&ws), json!({"next": 500}));
     assert_eq!(ws.output("out", "gen.users").len(), 1000);
 }
+
+#[test]
+fn kafka_messages_are_written_on_one_line_and_only_if_strict_parsers_accept_them() {
+    let broker = Kafka::shared();
+    let topic = unique("pretty");
+    broker.create_topic(&topic, 1);
+    broker.produce(
+        &topic,
+        &[
+            (
+                Some("1"),
+                Some("{\n  \"id\": 1,\n  \"v\": \"x  y\"\n}\n"),
+                &[],
+            ),
+            (Some("2"), Some("{\"id\": 2, \"v\": 1e999}"), &[]),
+            (Some("3"), Some("{\"id\": 3, \"s\": \"\\ud800\"}"), &[]),
+            (Some("4"), Some("{\"id\":4}"), &[]),
+            (Some("5"), Some("not json"), &[]),
+        ],
+    );
+    let ws = workspace();
+    let cfg = ws.write(
+        "k.toml",
+        &format!(
+            r#"
+name = "k"
+[source]
+type = "kafka"
+brokers = "{}"
+topics = ["{topic}"]
+group_id = "{}"
+stop_at_end = true
+[bad_records]
+policy = "dead_letter"
+dead_letter_path = "dlq.ndjson"
+[sink]
+type = "file"
+dir = "out"
+"#,
+            broker.brokers(),
+            unique("g")
+        ),
+    );
+    let o = ws.run(&["run", "--once", "--no-progress", cfg.to_str().unwrap()]);
+    assert_exit(&o, 0);
+    // Each line as the record's own text, before the added metadata fields.
+    let own = |line: &String| format!("{}}}", line.split(",\"_stream\":").next().unwrap());
+    assert_eq!(
+        ws.output_lines("out", &format!("k.{topic}"))
+            .iter()
+            .map(own)
+            .collect::<Vec<_>>(),
+        [r#"{"id":1,"v":"x  y"}"#, r#"{"id":4}"#]
+    );
+    let dl: BTreeMap<String, (String, String)> = std::fs::read_to_string(ws.path("dlq.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let d: Value = serde_json::from_str(l).unwrap();
+            (
+                d["location"].as_str().unwrap().to_string(),
+                (
+                    d["error"].as_str().unwrap().to_string(),
+                    d["raw"].as_str().unwrap().to_string(),
+                ),
+            )
+        })
+        .collect();
+    let at = |offset: u32| dl[&format!("{topic}/0@{offset}")].clone();
+    assert_eq!(
+        at(1),
+        (
+            "value: the record holds a number beyond the range of a double, which strict JSON parsers refuse".to_string(),
+            r#"{"id": 2, "v": 1e999}"#.to_string()
+        )
+    );
+    assert!(
+        at(2).0.contains("a lone UTF-16 surrogate escape"),
+        "{:?}",
+        at(2)
+    );
+    assert!(at(4).0.starts_with("value is not JSON"), "{:?}", at(4));
+    assert_eq!(dl.len(), 3);
+}

@@ -6,9 +6,11 @@
 
 use super::config::{Format, StreamSettings};
 use super::csv_records::{BadRaw, CsvFormat, CsvRecords, Next};
+use crate::http::raw_page::{field_names, project_kept, record_text, TextProblem};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
@@ -149,17 +151,20 @@ pub(crate) struct ReaderState {
     line: Vec<u8>,
     /// `field0`, `field1`, ... for header-less CSV, built once.
     field_names: Vec<String>,
+    /// The primary key's fields, as raw NDJSON records are projected on.
+    key_fields: Vec<&'static str>,
 }
 
 impl ReaderState {
     pub(crate) fn new(stream: Arc<StreamSettings>, checkpoint: FileCheckpoint) -> Self {
         ReaderState {
-            stream,
             checkpoint,
             pass: None,
             current: None,
             line: Vec::with_capacity(1024),
             field_names: Vec::new(),
+            key_fields: field_names(&stream.primary_key),
+            stream,
         }
     }
 
@@ -240,7 +245,15 @@ impl ReaderState {
         let pos = self.checkpoint.files.entry(file.key.clone()).or_default();
         let stream = &*self.stream;
         let result = match &mut file.body {
-            Body::Lines(_) => read_lines(stream, file, pos, out, budget, &mut self.line),
+            Body::Lines(_) => read_lines(
+                stream,
+                file,
+                pos,
+                out,
+                budget,
+                &mut self.line,
+                &self.key_fields,
+            ),
             Body::Csv { .. } => read_csv(stream, file, pos, out, budget, &mut self.field_names),
         };
         match result {
@@ -590,19 +603,34 @@ fn record(stream: &StreamSettings, value: Value) -> Record {
 
 /// An NDJSON line that is one valid JSON object, kept as its text: only the
 /// primary-key fields are read (most of the source's CPU time went into
-/// building trees sinks then wrote back out unchanged). `None` for anything
-/// else, which the parsing path reports.
-fn raw_record(stream: &StreamSettings, line: &[u8]) -> Option<Record> {
+/// building trees sinks then wrote back out unchanged). The text is kept by
+/// the rule of every raw record ([`record_text`]): compacted if spaced, an
+/// error if strict parsers would refuse it. `None` for anything else, which
+/// the parsing path reports.
+fn raw_record(
+    stream: &StreamSettings,
+    key_fields: &[&'static str],
+    line: &[u8],
+) -> Option<Result<Record, String>> {
     let text = std::str::from_utf8(line).ok()?;
     if !text.trim_start().starts_with('{') {
         return None;
     }
-    let keys = crate::http::raw_page::project_object(text, &stream.primary_key).ok()?;
-    Some(Record {
+    let kept = match record_text(text) {
+        Ok(kept) => kept,
+        Err(TextProblem::NotStrict(message)) => return Some(Err(message)),
+        Err(TextProblem::Invalid(_)) => return None,
+    };
+    let keys = project_kept(&kept, key_fields).ok()?;
+    let text = match kept {
+        Cow::Borrowed(t) => Bytes::copy_from_slice(t.as_bytes()),
+        Cow::Owned(t) => Bytes::from(t),
+    };
+    Some(Ok(Record {
         key: Record::key_from_fields(&keys, &stream.primary_key),
-        value: Payload::Raw(RawJson::from_checked(Bytes::copy_from_slice(line))),
+        value: Payload::Raw(RawJson::from_checked(text)),
         ..Record::default()
-    })
+    }))
 }
 
 fn json_kind(v: &Value) -> &'static str {
@@ -624,6 +652,7 @@ fn read_lines(
     out: &mut Output,
     budget: usize,
     buf: &mut Vec<u8>,
+    key_fields: &[&'static str],
 ) -> io::Result<FileStatus> {
     loop {
         if out.len() >= budget {
@@ -674,9 +703,16 @@ fn read_lines(
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                if let Some(r) = raw_record(stream, line) {
-                    out.records.push(r);
-                    continue;
+                match raw_record(stream, key_fields, line) {
+                    Some(Ok(r)) => {
+                        out.records.push(r);
+                        continue;
+                    }
+                    Some(Err(error)) => {
+                        out.bad.push(bad(error));
+                        continue;
+                    }
+                    None => {}
                 }
                 // The slow path also words the error of a line that is no object.
                 match serde_json::from_slice::<Value>(line) {

@@ -278,30 +278,29 @@ fn read_page(
         Found::Many(items) => {
             let mut records = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                if let Some(problem) = item.notes.not_strict {
-                    bad_records.push(BadRecord {
-                        location: format!("record {}", i + 1),
-                        error: format!(
-                            "the record holds {problem}, which strict JSON parsers refuse"
-                        ),
-                        raw: item.text.to_string().into(),
-                    });
-                    if i + 1 == items.len() {
-                        last_bad = project(item.text, fields)
-                            .ok()
-                            .map(|fields| PageRecord::Raw {
-                                json: RawJson::within(item.text, page),
-                                fields,
-                            });
+                let kept = match item.kept() {
+                    Ok(kept) => kept,
+                    Err(problem) => {
+                        bad_records.push(BadRecord {
+                            location: format!("record {}", i + 1),
+                            error: not_strict_message(problem),
+                            raw: item.text.to_string().into(),
+                        });
+                        if i + 1 == items.len() {
+                            last_bad =
+                                project(item.text, fields)
+                                    .ok()
+                                    .map(|fields| PageRecord::Raw {
+                                        json: RawJson::within(item.text, page),
+                                        fields,
+                                    });
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                let json = if item.notes.spaced {
-                    // One record, one line: pretty-printed pages are
-                    // written compact.
-                    RawJson::from_checked(Bytes::from(compact(item.text)))
-                } else {
-                    RawJson::within(item.text, page)
+                };
+                let json = match kept {
+                    Cow::Borrowed(text) => RawJson::within(text, page),
+                    Cow::Owned(text) => RawJson::from_checked(Bytes::from(text)),
                 };
                 let fields = project(
                     std::str::from_utf8(json.text()).unwrap_or(item.text),
@@ -473,6 +472,21 @@ struct Item<'de> {
 }
 
 impl<'de> Item<'de> {
+    /// The text to keep for this record, by the rule every source keeps raw
+    /// records by: one line (compacted when it has whitespace between its
+    /// tokens: pretty-printed pages, `\r` inside a line), and only if strict
+    /// parsers accept it; otherwise what they refuse in it.
+    fn kept(&self) -> Result<Cow<'de, str>, &'static str> {
+        if let Some(problem) = self.notes.not_strict {
+            return Err(problem);
+        }
+        Ok(if self.notes.spaced {
+            Cow::Owned(compact(self.text))
+        } else {
+            Cow::Borrowed(self.text)
+        })
+    }
+
     /// An item serde_json validated: the checked scan says what it is
     /// like; past the scan's nesting limit, serde_json's `Value` judges
     /// strictness and the text is compacted whatever it looks like.
@@ -682,64 +696,59 @@ fn member_value(text: &str) -> Result<Value, serde_json::Error> {
     serde_json::from_str(text)
 }
 
-/// One JSON object's text (an NDJSON line): checks that it is exactly one
-/// valid object and returns its top-level `fields` (an empty object when
-/// none are wanted), without building the rest. Errors are serde_json's.
-pub(crate) fn project_object(text: &str, fields: &[String]) -> Result<Value, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let wanted = de.deserialize_map(Projection { fields })?;
-    de.end()?;
-    Ok(wanted)
+/// Why a source's raw JSON text cannot be kept as a record.
+#[derive(Debug)]
+pub(crate) enum TextProblem {
+    /// Not one JSON value: serde_json's error.
+    Invalid(serde_json::Error),
+    /// Valid, but strict parsers refuse it: the message to report.
+    NotStrict(String),
 }
 
-struct Projection<'a> {
-    fields: &'a [String],
+fn not_strict_message(problem: &str) -> String {
+    format!("the record holds {problem}, which strict JSON parsers refuse")
 }
 
-impl<'de> Visitor<'de> for Projection<'_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        while let Some(wanted) = map.next_key_seed(FieldIndex(self.fields))? {
-            match wanted {
-                Some(i) => {
-                    out.insert(self.fields[i].clone(), map.next_value::<Value>()?);
-                }
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
+/// One JSON value's text from outside a page (an NDJSON line, a Kafka
+/// message), checked and kept by the same rule as a page's records
+/// ([`Item::kept`]): one line, and only what strict parsers accept.
+/// Whitespace around the value is dropped.
+pub(crate) fn record_text(text: &str) -> Result<Cow<'_, str>, TextProblem> {
+    let bytes = text.as_bytes();
+    let start = skip_whitespace(bytes, 0);
+    let mut notes = Notes::default();
+    let item = match checked_value_end(bytes, start, 0, &mut notes) {
+        Some(end) if skip_whitespace(bytes, end) == bytes.len() => Item {
+            text: &text[start..end],
+            notes,
+        },
+        // Not one the scan vouches for: serde_json's verdict stands.
+        _ => {
+            serde_json::from_str::<IgnoredAny>(text).map_err(TextProblem::Invalid)?;
+            Item::validated(text.trim_matches([' ', '\t', '\n', '\r']))
         }
-        Ok(Value::Object(out))
-    }
+    };
+    item.kept()
+        .map_err(|problem| TextProblem::NotStrict(not_strict_message(problem)))
 }
 
-/// A key's index in the wanted fields, read without allocating the key.
-struct FieldIndex<'a>(&'a [String]);
-
-impl<'de> DeserializeSeed<'de> for FieldIndex<'_> {
-    type Value = Option<usize>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_str(self)
-    }
+/// The top-level `fields` of a record text [`record_text`] kept, as an
+/// object (empty when none are wanted or it is no object).
+pub(crate) fn project_kept(
+    text: &str,
+    fields: &[&'static str],
+) -> Result<Value, serde_json::Error> {
+    Ok(Value::Object(
+        project(text, fields)?
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value))
+            .collect(),
+    ))
 }
 
-impl<'de> Visitor<'de> for FieldIndex<'_> {
-    type Value = Option<usize>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a field name")
-    }
-
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Option<usize>, E> {
-        Ok(self.0.iter().position(|f| f == key))
-    }
+/// Field names a stream projects raw records on, as [`project_kept`] takes them.
+pub(crate) fn field_names(names: &[String]) -> Vec<&'static str> {
+    names.iter().map(|n| intern(n)).collect()
 }
 
 #[cfg(test)]
@@ -916,6 +925,39 @@ mod tests {
             Err(RawPageError::Ambiguous { .. })
         ));
         assert!(read(r#"{"data": [{"id": 1, "id": 2}]}"#, &["data"], &[]).is_ok());
+    }
+
+    #[test]
+    fn record_texts_outside_pages_follow_the_same_rule() {
+        let kept = |t: &str| record_text(t).map(Cow::into_owned);
+        assert_eq!(kept(r#"{"a":1}"#).unwrap(), r#"{"a":1}"#);
+        assert!(matches!(record_text(r#"{"a":1}"#), Ok(Cow::Borrowed(_))));
+        assert_eq!(
+            kept(" {\"a\" :\r\n [1, \"x  y\"]}\n").unwrap(),
+            r#"{"a":[1,"x  y"]}"#
+        );
+        assert_eq!(kept("[1, 2]").unwrap(), "[1,2]");
+        for (text, what) in [
+            (r#"{"a": 1e999}"#, "a number beyond the range of a double"),
+            (r#"{"a": "\udc00"}"#, "a lone UTF-16 surrogate escape"),
+        ] {
+            match record_text(text) {
+                Err(TextProblem::NotStrict(m)) => assert!(m.contains(what), "{m}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        for text in ["{\"a\":", "{} {}", "", "nul"] {
+            assert!(
+                matches!(record_text(text), Err(TextProblem::Invalid(_))),
+                "{text}"
+            );
+        }
+        // Past the scan's nesting limit: serde_json's verdict, compacted.
+        let deep = format!("{}1{}", "[ ".repeat(125), "]".repeat(125));
+        assert_eq!(
+            kept(&deep).unwrap(),
+            format!("{}1{}", "[".repeat(125), "]".repeat(125))
+        );
     }
 
     #[test]

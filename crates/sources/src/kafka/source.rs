@@ -2,6 +2,7 @@
 //! is assigned every partition of the topic.
 
 use super::config::{self, KafkaSourceConfig, ValueFormat};
+use crate::http::raw_page::{record_text, TextProblem};
 use crate::SourceContext;
 use bytes::Bytes;
 use rdkafka::config::ClientConfig;
@@ -10,6 +11,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -330,15 +332,37 @@ impl KafkaReader {
         let (value, op) = match (m.value, self.format) {
             (None, _) => (Payload::Json(Value::Null), Op::Delete),
             (Some(v), ValueFormat::Json) => {
-                let bytes = Bytes::from(v);
-                match RawJson::parse(bytes.clone()) {
-                    Ok(raw) => (Payload::Raw(raw), Op::Upsert),
-                    Err(e) => {
+                // Kept by the rule of every raw record: one line (a
+                // pretty-printed message is compacted), and only what
+                // strict parsers accept.
+                let kept = match std::str::from_utf8(&v) {
+                    Ok(text) => record_text(text).map(|kept| match kept {
+                        Cow::Borrowed(t) if t.len() == v.len() => None,
+                        kept => Some(Bytes::from(kept.into_owned())),
+                    }),
+                    // serde_json words where the invalid UTF-8 is.
+                    Err(_) => Err(TextProblem::Invalid(
+                        match serde_json::from_slice::<serde::de::IgnoredAny>(&v) {
+                            Err(e) => e,
+                            Ok(_) => serde::de::Error::custom("invalid UTF-8"),
+                        },
+                    )),
+                };
+                match kept {
+                    Ok(text) => {
+                        let text = text.unwrap_or_else(|| Bytes::from(v));
+                        (Payload::Raw(RawJson::from_checked(text)), Op::Upsert)
+                    }
+                    Err(problem) => {
+                        let error = match problem {
+                            TextProblem::Invalid(e) => format!("value is not JSON: {e}"),
+                            TextProblem::NotStrict(message) => format!("value: {message}"),
+                        };
                         return Err(BadRecord {
                             location,
-                            error: format!("value is not JSON: {e}"),
-                            raw: String::from_utf8_lossy(&bytes).into_owned().into(),
-                        })
+                            error,
+                            raw: String::from_utf8_lossy(&v).into_owned().into(),
+                        });
                     }
                 }
             }
