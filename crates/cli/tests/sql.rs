@@ -678,3 +678,81 @@ fn postgres_to_postgres_columns_keep_the_source_types() {
     assert_eq!(dump(&format!("{dst}.db_items")), dump(t));
     e.pg(&format!("DROP TABLE {t}; DROP SCHEMA {dst} CASCADE;"));
 }
+
+/// A naive (`timestamp` / `DATETIME`) cursor in America/New_York across
+/// the 2024-11-03 fall-back: rows written in the repeated hour's second
+/// pass carry earlier wall-clock times than the first pass's last rows.
+/// The database's clock cannot be moved, so each run's bound (`now() -
+/// lag`) is put where wanted by its lag.
+fn naive_cursor_across_a_fall_back(name: &str, url: &str, exec: &dyn Fn(&str), column_type: &str) {
+    let e = env(name);
+    let t = &e.id;
+    exec(&format!("DROP TABLE IF EXISTS {t}"));
+    exec(&format!(
+        "CREATE TABLE {t} (id BIGINT PRIMARY KEY, ts {column_type} NOT NULL)"
+    ));
+    let insert = |rows: &[(i64, &str)]| {
+        for (id, wall) in rows {
+            exec(&format!(
+                "INSERT INTO {t} VALUES ({id}, '2024-11-03 {wall}')"
+            ));
+        }
+    };
+    // Each run's bound is this instant (plus the seconds the run takes).
+    let run_at = |bound_utc: &str| {
+        let bound: chrono::DateTime<chrono::Utc> = bound_utc.parse().unwrap();
+        let lag = (chrono::Utc::now() - bound).num_seconds();
+        let cfg = e.config(
+            url,
+            &format!(
+                "timezone = \"America/New_York\"\n[source.streams.s]\ntable = \"{t}\"\n\
+                 incremental = {{ column = \"ts\", kind = \"timestamp\", lag = \"{lag}s\" }}\n"
+            ),
+            "",
+        );
+        e.run_once(&cfg);
+        e.state(&cfg, "s")
+    };
+    // First pass (EDT): 00:30, 01:10, 01:40, 01:50.
+    insert(&[
+        (1, "00:30:00"),
+        (2, "01:10:00"),
+        (3, "01:40:00"),
+        (4, "01:50:00"),
+    ]);
+    // Bound 01:55 EDT.
+    let cp1 = run_at("2024-11-03T05:55:00Z");
+    assert_eq!(cp1["after"]["ts"], "2024-11-03T01:50:00", "{cp1}");
+    assert_eq!(cp1["reread_from"], "2024-11-03T01:00:00", "{cp1}");
+    // Second pass (EST): 01:05 and 01:20 sort before the position 01:50.
+    insert(&[(5, "01:05:00"), (6, "01:20:00")]);
+    let cp2 = run_at("2024-11-03T06:30:00Z"); // 01:30 EST
+    assert_eq!(cp2["after"], cp1["after"], "the position never moves back");
+    assert_eq!(cp2["reread_from"], "2024-11-03T01:00:00");
+    insert(&[(7, "01:45:00"), (8, "02:05:00")]);
+    let cp3 = run_at("2024-11-03T07:10:00Z"); // 02:10 EST: the hour is over
+    assert_eq!(cp3["after"]["ts"], "2024-11-03T02:05:00", "{cp3}");
+    assert_eq!(cp3.get("reread_from"), None, "{cp3}");
+    let seen = e.ids("s");
+    let lost: Vec<i64> = (1..=8).filter(|id| !seen.contains_key(id)).collect();
+    assert!(lost.is_empty(), "rows lost: {lost:?} (seen {seen:?})");
+    // Duplicates only from the re-read hour; nothing is read again after it.
+    let cp4 = run_at("2024-11-03T07:30:00Z");
+    assert_eq!(cp4, cp3);
+    assert_eq!(e.ids("s"), seen);
+    assert_eq!(seen[&1], 1);
+    assert_eq!(seen[&8], 1);
+    exec(&format!("DROP TABLE {t}"));
+}
+
+#[test]
+fn postgres_naive_timestamp_cursor_rereads_a_fall_back_hour() {
+    let e = env("pgdstx");
+    naive_cursor_across_a_fall_back("pgdst", PG_URL, &|sql| e.pg(sql), "timestamp");
+}
+
+#[test]
+fn mariadb_naive_datetime_cursor_rereads_a_fall_back_hour() {
+    let e = env("mydstx");
+    naive_cursor_across_a_fall_back("mydst", MY_URL, &|sql| e.my(sql), "DATETIME(6)");
+}

@@ -210,6 +210,23 @@ pub fn local_bounds(
     (lower, upper)
 }
 
+/// The wall-clock interval `[start, end)` a fall-back change repeats in
+/// `tz`, when the wall-clock time of `t` lies in it (in either pass). A
+/// reader of a column of naive local times whose bound is there must read
+/// that interval again once the clock has left it: a row written in the
+/// second pass carries an earlier wall-clock time than one written late in
+/// the first, so a position taken in between would pass it by.
+pub fn repeated_interval(tz: Tz, t: DateTime<Utc>) -> Option<(NaiveDateTime, NaiveDateTime)> {
+    let local = |t: DateTime<Utc>| t.with_timezone(&tz).naive_local();
+    let wall = local(t);
+    let reach = chrono::Duration::hours(WIDEST_SHIFT_HOURS);
+    let one = chrono::Duration::seconds(1);
+    transitions(tz, t - reach, t + reach)
+        .into_iter()
+        .map(|change| (local(change), local(change - one) + one))
+        .find(|(start, end)| start < end && *start <= wall && wall < *end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,6 +372,29 @@ mod tests {
         assert_eq!(
             (lo, hi),
             (naive("2024-03-10 01:59:50"), naive("2024-03-10 03:00:10"))
+        );
+    }
+
+    #[test]
+    fn the_repeated_interval_is_found_in_both_passes_and_not_outside() {
+        let ny = chrono_tz::America::New_York;
+        let hour = Some((naive("2024-11-03 01:00:00"), naive("2024-11-03 02:00:00")));
+        // 01:30 EDT (first pass), 01:30 EST (second pass).
+        assert_eq!(repeated_interval(ny, utc("2024-11-03T05:30:00Z")), hour);
+        assert_eq!(repeated_interval(ny, utc("2024-11-03T06:30:00Z")), hour);
+        assert_eq!(repeated_interval(ny, utc("2024-11-03T06:59:59Z")), hour);
+        assert_eq!(repeated_interval(ny, utc("2024-11-03T07:00:00Z")), None);
+        assert_eq!(repeated_interval(ny, utc("2024-11-03T04:59:59Z")), None);
+        // Spring forward repeats nothing.
+        assert_eq!(repeated_interval(ny, utc("2024-03-10T07:30:00Z")), None);
+        let london = chrono_tz::Europe::London;
+        assert_eq!(
+            repeated_interval(london, utc("2024-10-27T01:15:00Z")),
+            Some((naive("2024-10-27 01:00:00"), naive("2024-10-27 02:00:00")))
+        );
+        assert_eq!(
+            repeated_interval(chrono_tz::UTC, utc("2024-11-03T06:30:00Z")),
+            None
         );
     }
 }

@@ -410,11 +410,12 @@ impl Plan {
     }
 
     /// The statement of one page: rows after `after` (a keyset position),
-    /// with the cursor at most `bound` (a checkpoint-form value), in
-    /// keyset order, at most `limit` of them.
+    /// with the cursor at least `from` and at most `bound` (checkpoint-form
+    /// values), in keyset order, at most `limit` of them.
     pub fn page(
         &self,
         after: Option<&[Value]>,
+        from: Option<&Value>,
         bound: Option<&Value>,
         limit: Option<usize>,
     ) -> Result<Statement, ConnectorError> {
@@ -439,6 +440,13 @@ impl Plan {
         if self.cursor.is_some() {
             and(&mut st);
             st.push(&self.keyset_sql[0]).push(" IS NOT NULL");
+            if let Some(f) = from {
+                and(&mut st);
+                let (v, cast) = bind(&self.codecs[0], f, &self.keyset[0])?;
+                st.push(&self.keyset_sql[0])
+                    .push(" >= ")
+                    .param(v, cast.as_deref());
+            }
             if let Some(b) = bound {
                 and(&mut st);
                 let (v, cast) = bind(&self.codecs[0], b, &self.keyset[0])?;
@@ -481,6 +489,18 @@ impl Plan {
             st.push(&format!(" LIMIT {n}"));
         }
         Ok(st)
+    }
+
+    /// The start of the repeated wall-clock hour a naive timestamp cursor's
+    /// bound `at` lies in (see [`tributary_core::window::repeated_interval`]),
+    /// in checkpoint form; `None` for other cursors and outside such hours.
+    pub fn repeated_from(&self, at: chrono::DateTime<chrono::Utc>) -> Option<Value> {
+        let c = self.cursor.as_ref()?;
+        if c.kind != CursorKind::Timestamp || !c.naive || self.dialect == Dialect::Sqlite {
+            return None;
+        }
+        let (start, _) = tributary_core::window::repeated_interval(self.shape.zone.tz, at)?;
+        Some(Value::String(super::value::fmt_naive(start)))
     }
 
     /// The checkpoint-form lag bound for an instant, for SQL comparison.

@@ -45,6 +45,13 @@ pub struct SqlCheckpoint {
     /// false the next run reads the whole table again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub in_progress: bool,
+    /// A naive timestamp cursor whose last bound fell in a fall-back hour:
+    /// that hour's start (a wall-clock time). The next run first reads the
+    /// rows from there up to `after` again, since rows written in the
+    /// hour's second pass sort before those of its first; `after` itself
+    /// never moves back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reread_from: Option<Value>,
 }
 
 pub const INCREMENTAL: &str = "incremental";
@@ -101,6 +108,9 @@ pub struct Run {
     pub sql_bound: Option<Value>,
     /// SQLite: the lag bound, compared in Rust with each row's cursor.
     pub cutoff: Option<DateTime<Utc>>,
+    /// This run's bound lies in a fall-back hour starting there (see
+    /// [`SqlCheckpoint::reread_from`]): kept in each of its checkpoints.
+    pub repeated_from: Option<Value>,
     pub query_timeout: Duration,
 }
 
@@ -143,7 +153,22 @@ impl Run {
             after,
             initial_done: self.start.initial_done || finished,
             in_progress: full && !finished,
+            reread_from: self.repeated_from.clone(),
         }
+    }
+
+    /// The pass that reads a repeated hour again before the run goes on
+    /// from its position: from the hour's start (the previous run's bound
+    /// was in it) up to the position's cursor value, if the position is
+    /// past that start. Duplicates, never loss.
+    fn reread(&self) -> Option<(Value, Value)> {
+        let from = self.start.reread_from.clone()?;
+        let at = self.after.as_ref()?.first()?.clone();
+        let wall = |v: &Value| {
+            v.as_str()
+                .and_then(|s| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok())
+        };
+        (wall(&at)? >= wall(&from)?).then_some((from, at))
     }
 
     async fn read(&self, tx: &mpsc::Sender<Item>) -> Result<(), ConnectorError> {
@@ -158,10 +183,22 @@ impl Run {
         let mut after = self.after.clone();
         let mut records: Vec<Record> = Vec::with_capacity(batch_size);
         let mut bad: Vec<BadRecord> = Vec::new();
+        // First the repeated hour again (paged on its own position, the
+        // checkpoints keeping the run's start), then on from the start.
+        let mut reread = self.reread();
+        let mut page_after: Option<Vec<Value>> = match reread {
+            Some(_) => None,
+            None => after.clone(),
+        };
         loop {
+            let (from, bound) = match &reread {
+                Some((from, upto)) => (Some(from), Some(upto)),
+                None => (None, self.sql_bound.as_ref()),
+            };
             let st = plan.page(
-                after.as_deref(),
-                self.sql_bound.as_ref(),
+                page_after.as_deref(),
+                from,
+                bound,
                 plan.paged().then_some(plan.fetch_size),
             )?;
             let mut rows = self.db.rows(&st, &plan.columns, &plan.shape);
@@ -222,7 +259,10 @@ impl Run {
                     }),
                 }
                 if plan.paged() {
-                    after = Some(row.keyset);
+                    if reread.is_none() {
+                        after = Some(row.keyset.clone());
+                    }
+                    page_after = Some(row.keyset);
                 }
                 if records.len() + bad.len() >= batch_size {
                     let cp = self.checkpoint(&after, false);
@@ -241,6 +281,12 @@ impl Run {
                 }
             }
             drop(rows);
+            if reread.is_some() && n < plan.fetch_size {
+                // The hour is read again: on from the run's start.
+                reread = None;
+                page_after = after.clone();
+                continue;
+            }
             if cut || !plan.paged() || n < plan.fetch_size {
                 break;
             }

@@ -155,7 +155,7 @@ impl Source for SqlSource {
         } else {
             None
         };
-        let (mut sql_bound, mut cutoff) = (None, None);
+        let (mut sql_bound, mut cutoff, mut repeated_from) = (None, None, None);
         if let Some(c) = &plan.cursor {
             if c.kind == CursorKind::Timestamp {
                 let lag = chrono::Duration::from_std(c.lag).unwrap_or(chrono::Duration::MAX);
@@ -167,6 +167,15 @@ impl Source for SqlSource {
                     cutoff = Some(bound);
                 } else {
                     sql_bound = plan.bound_value(bound);
+                    repeated_from = plan.repeated_from(bound);
+                    if let Some(from) = &repeated_from {
+                        tracing::info!(
+                            stream = %stream.name,
+                            bound = %sql_bound.as_ref().and_then(serde_json::Value::as_str).unwrap_or_default(),
+                            repeated_from = %from.as_str().unwrap_or_default(),
+                            "the cursor's bound is in a repeated (fall-back) hour of `timezone`; the next run reads that hour again"
+                        );
+                    }
                 }
             }
         }
@@ -178,6 +187,7 @@ impl Source for SqlSource {
                 after,
                 sql_bound,
                 cutoff,
+                repeated_from,
                 query_timeout: self.settings.query_timeout,
             }
             .spawn(),
