@@ -1,9 +1,10 @@
 //! Exactly-once into Kafka (`[sink] exactly_once = true`) through the
 //! binary, against Apache Kafka: kill -9 at random moments, a zombie
-//! (SIGSTOP, a second instance, SIGCONT), a transaction that outlives its
-//! timeout, a broker restarted mid-transaction, Kafka -> Kafka with the
-//! consumer offsets in the transaction, file / generator / http sources,
-//! operators' writes, and the config errors. Outputs are read back with
+//! (SIGSTOP, a second instance, SIGCONT), a producer fenced by the broker,
+//! a transaction that outlives its timeout, a broker restarted
+//! mid-transaction, Kafka -> Kafka with the consumer offsets in the
+//! transaction, file / generator / http sources, operators' writes
+//! (`tributary state`, the offsets API) and the config errors. Outputs are read back with
 //! `read_committed` (what exactly-once promises) and, to show that aborted
 //! records really were written, with `read_uncommitted`.
 

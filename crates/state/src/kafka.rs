@@ -46,7 +46,10 @@
 //! transactional id ([`transactional_id`]): all of it or nothing, and the
 //! broker fences the running instance's producer, as a new instance would.
 //! During a run such a store writes nothing: the sink's transactions hold
-//! the checkpoints ([`KafkaStore::stage`], [`KafkaStore::applied`]).
+//! the checkpoints ([`KafkaStore::stage`], [`KafkaStore::applied`]). The
+//! sink is handed the connector's own store ([`StateStore::kafka`]), so the
+//! topic is read once at start (by the sink, after fencing) and the
+//! runtime's loads and the admin server's reads see the sink's commits.
 //!
 //! # Fencing
 //!

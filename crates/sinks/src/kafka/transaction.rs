@@ -7,7 +7,8 @@
 //!   broker aborts its open transaction and refuses its epoch), then a first
 //!   transaction commits an owner record (who holds the connector now). Only
 //!   then is the state topic read (`read_committed`, to its end), so the
-//!   checkpoints the runtime resumes from are the last committed ones.
+//!   checkpoints the runtime resumes from are the last committed ones. The
+//!   store is the connector's own (the runtime reads nothing itself).
 //! - **Flush**: wait until librdkafka delivered every record of the
 //!   transaction, produce the checkpoints to the state topic, send the
 //!   consumer offsets, commit. A retriable commit error is retried as is
