@@ -27,8 +27,14 @@
 # process's (the JVM's for the Java tools). At the end: medians and the
 # medians of per-round ratios.
 #
+# `ROWS=eos` runs only the two state-in-Kafka rows (what exactly-once
+# costs), their order swapped every round so that load from elsewhere on
+# the machine hits both alike; `BEFORE=path/to/tributary` adds the
+# exactly-once row run by another build (before/after a change).
+#
 #   bench/kafka.sh                  # 1M lines, 3 rounds, compression none
 #   LINES=200000 RUNS=5 bench/kafka.sh
+#   ROWS=eos RUNS=5 BEFORE=/tmp/tributary-old bench/kafka.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tributary/target}"
@@ -40,6 +46,8 @@ REL="$CARGO_TARGET_DIR/release"
 LINES="${LINES:-1000000}"
 COMPRESSION="${COMPRESSION:-none}"
 RUNS="${RUNS:-3}"
+ROWS="${ROWS:-all}"
+BEFORE="${BEFORE:-}"
 WORK="${BENCH_DIR:-$(mktemp -d /tmp/tributary-kafka-bench.XXXXXX)}"
 mkdir -p "$WORK"
 echo "work dir: $WORK" >&2
@@ -160,7 +168,7 @@ TOML
 }
 
 run_tributary() {
-  local name=$1 round=$2 config=$3
+  local name=$1 round=$2 config=$3 bin=${4:-$REL/tributary}
   local topic
   topic=$(next_topic)
   local prelude="[streams.events]
@@ -175,12 +183,30 @@ url = \"kafka://$BROKER/state-$topic\"" ;;
   [ "$config" = eos ] && sink_extra="exactly_once = true"
   write_config "$config" "$prelude" "$sink_extra"
   rm -rf "$WORK/.tributary"
-  measure "$name" "$round" "$REL/tributary" run --once --no-progress --log-level warn "$WORK/$config.toml"
+  measure "$name" "$round" "$bin" run --once --no-progress --log-level warn "$WORK/$config.toml"
 }
 
 echo "| workload                                       |   records |   secs |    records/s |     MB/s | peak RSS MiB |"
 echo "|------------------------------------------------|-----------|--------|--------------|----------|--------------|"
+eos_rows() {
+  local round=$1
+  if [ $((round % 2)) = 1 ]; then
+    run_tributary "tributary, defaults, state in Kafka" "$round" alo
+    run_tributary "tributary, defaults, exactly_once" "$round" eos
+  else
+    run_tributary "tributary, defaults, exactly_once" "$round" eos
+    run_tributary "tributary, defaults, state in Kafka" "$round" alo
+  fi
+  if [ -n "$BEFORE" ]; then
+    run_tributary "tributary, defaults, exactly_once, before" "$round" eos "$BEFORE"
+  fi
+}
+
 for round in $(seq 1 "$RUNS"); do
+  if [ "$ROWS" = eos ]; then
+    eos_rows "$round"
+    continue
+  fi
   measure "ProducerPerformance (Kafka's tool, JVM)" "$round" \
     env KAFKA_HEAP="-Xmx1g -Xms256m" scripts/kafka java org.apache.kafka.tools.ProducerPerformance \
     --topic "$(next_topic)" --num-records "$LINES" --payload-file "$input" --throughput -1 \
@@ -191,8 +217,7 @@ for round in $(seq 1 "$RUNS"); do
   run_tributary "tributary, values = lines (+ key + headers)" "$round" lines
   run_tributary "tributary, defaults (+ metadata fields)" "$round" defaults
   # Alternating, one after the other, on the same broker.
-  run_tributary "tributary, defaults, state in Kafka" "$round" alo
-  run_tributary "tributary, defaults, exactly_once" "$round" eos
+  eos_rows "$round"
 done
 
 echo
@@ -219,9 +244,12 @@ pk = "plain rdkafka producer, lines + key + headers"
 pp = "ProducerPerformance (Kafka's tool, JVM)"
 ta = "tributary, defaults, state in Kafka"
 te = "tributary, defaults, exactly_once"
+tb = "tributary, defaults, exactly_once, before"
 print()
 print("per-round ratios of records/s (median, min, max):")
-for a, b in [(tl, kc), (td, kc), (tl, pk), (td, pk), (tl, pp), (te, ta), (te, td)]:
+for a, b in [(tl, kc), (td, kc), (tl, pk), (td, pk), (tl, pp), (te, ta), (te, td), (tb, ta)]:
+    if a not in rows or b not in rows:
+        continue
     m, lo, hi = ratio(a, b)
     print(f"  {a} / {b}: {m:.2f} ({lo:.2f} - {hi:.2f})")
 PY

@@ -53,7 +53,13 @@ pub fn source_reporting(
         .map_err(|e| Failure::new(Code::Config, e))
 }
 
-pub fn sink(config: &ConnectorConfig) -> Result<Box<dyn Sink>, Failure> {
+/// The sink; `state` is the connector's store when it runs, which a Kafka
+/// sink with `exactly_once` commits through (one read of the state topic
+/// for both).
+pub fn sink(
+    config: &ConnectorConfig,
+    state: Option<&Arc<dyn StateStore>>,
+) -> Result<Box<dyn Sink>, Failure> {
     let ctx = tributary_sinks::SinkContext {
         connector: config.name.clone(),
         bad_records: config.bad_records.policy,
@@ -62,6 +68,7 @@ pub fn sink(config: &ConnectorConfig) -> Result<Box<dyn Sink>, Failure> {
             StateConfig::Embedded { .. } => None,
         },
         flush_interval: config.runtime.flush_interval,
+        kafka_state: state.and_then(|s| Arc::clone(s).kafka()),
     };
     tributary_sinks::build(&config.sink, &ctx).map_err(|e| Failure::new(Code::Config, e))
 }

@@ -1,9 +1,10 @@
 //! Exactly-once into Kafka (`[sink] exactly_once = true`) through the
 //! binary, against Apache Kafka: kill -9 at random moments, a zombie
-//! (SIGSTOP, a second instance, SIGCONT), a transaction that outlives its
-//! timeout, a broker restarted mid-transaction, Kafka -> Kafka with the
-//! consumer offsets in the transaction, file / generator / http sources,
-//! operators' writes, and the config errors. Outputs are read back with
+//! (SIGSTOP, a second instance, SIGCONT), a producer fenced by the broker,
+//! a transaction that outlives its timeout, a broker restarted
+//! mid-transaction, Kafka -> Kafka with the consumer offsets in the
+//! transaction, file / generator / http sources, operators' writes
+//! (`tributary state`, the offsets API) and the config errors. Outputs are read back with
 //! `read_committed` (what exactly-once promises) and, to show that aborted
 //! records really were written, with `read_uncommitted`.
 
@@ -379,6 +380,52 @@ fn a_broker_restarted_mid_transaction_ends_with_no_loss_and_no_duplicate() {
 }
 
 #[test]
+fn a_producer_fenced_by_the_broker_is_replaced_and_nothing_is_lost_or_doubled() {
+    let broker = Kafka::shared();
+    let n = unique("eosfenced");
+    let state_topic = unique("offsets");
+    let ws = workspace();
+    let total = 30_000u64;
+    let cfg = ws.write(
+        "gen.toml",
+        &eos_generator(
+            &broker,
+            &n,
+            Some(total),
+            3000,
+            &state_topic,
+            "flush_records = 2000\nflush_interval = \"500ms\"",
+            "",
+        ),
+    );
+    let cfg = cfg.to_str().unwrap();
+    let mut child = start_until_committed(&ws, &broker, cfg, &n, &state_topic, "run.log");
+    // Another producer takes the connector's transactional id, three
+    // times, at moments inside and between transactions: the broker fences
+    // the connector's producer each time.
+    let mut rng = Rng::new();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(rng.between(300, 1500)));
+        broker.fence(&format!("tributary-{n}"));
+    }
+    let code = wait_code(&mut child, Duration::from_secs(180));
+    let log = read_log(&ws, "run.log");
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("transaction aborted; reading again from the last committed checkpoints")
+            && log.to_lowercase().contains("fenced"),
+        "a log line says the producer was fenced and what follows:\n{log}"
+    );
+    assert_topic_exactly_once(
+        &broker,
+        &format!("{n}.users"),
+        total as i64,
+        "after the producer was fenced",
+    );
+    assert_eq!(state_get(&ws, cfg, "users"), json!({"next": total}));
+}
+
+#[test]
 fn kafka_to_kafka_with_kill_9_copies_each_message_once_and_commits_the_group_in_the_transaction() {
     let broker = Kafka::shared();
     let n = unique("eosk2k");
@@ -578,13 +625,10 @@ fn operators_writes_on_transactional_state_are_transactions_and_the_run_resumes_
     ]);
     assert_exit(&o, 0);
     assert_eq!(state_get(&ws, cfg, "users"), json!({"next": 2500}));
-    let key = format!(r#"["{n}","users"]"#);
-    let latest = broker
-        .read_all_as(&state_topic, Isolation::ReadCommitted)
-        .into_iter()
-        .rfind(|m| m.key.as_deref() == Some(key.as_str()))
-        .unwrap();
-    assert_eq!(latest.json()["checkpoint"], json!({"next": 2500}));
+    assert_eq!(
+        last_write_is_one_committed_transaction(&broker, &state_topic, &n, "users"),
+        Some(json!({"next": 2500}))
+    );
     // The run resumes from it: 2501..=3000 a second time, nothing else.
     assert_exit(&ws.run(&["run", "--no-progress", cfg]), 0);
     let seen = key_counts(&broker.read_all(&topic));
@@ -596,7 +640,167 @@ fn operators_writes_on_transactional_state_are_transactions_and_the_run_resumes_
     assert_eq!(twice, (2501..=3000).collect::<Vec<_>>());
     // Reset: a tombstone in a transaction; the stream has no checkpoint.
     assert_exit(&ws.run(&["state", "reset", cfg, "--stream", "users"]), 0);
+    assert_eq!(
+        last_write_is_one_committed_transaction(&broker, &state_topic, &n, "users"),
+        None,
+        "a tombstone"
+    );
     assert_exit(&ws.run(&["state", "get", cfg, "--stream", "users"]), 1);
+}
+
+/// The latest message of `connector`/`stream` in the state topic for
+/// `read_committed`, after asserting it was written in a transaction that
+/// committed: the next offset is its transaction's commit marker, so the
+/// topic ends one past it (a plain write would end right after it).
+fn last_write_is_one_committed_transaction(
+    broker: &Kafka,
+    state_topic: &str,
+    connector: &str,
+    stream: &str,
+) -> Option<Value> {
+    let key = format!(r#"["{connector}","{stream}"]"#);
+    let committed = broker.read_all_as(state_topic, Isolation::ReadCommitted);
+    let latest = committed
+        .iter()
+        .rfind(|m| m.key.as_deref() == Some(key.as_str()))
+        .expect("a checkpoint message");
+    assert_eq!(
+        Some(broker.ends(state_topic)[&0]),
+        committed.last().map(|m| m.offset + 2),
+        "a commit marker follows the last write: it was one transaction"
+    );
+    latest
+        .value
+        .as_ref()
+        .map(|_| latest.json()["checkpoint"].clone())
+}
+
+#[test]
+fn the_offsets_api_on_transactional_state_writes_transactions_and_the_resumed_run_starts_there() {
+    const TOKEN: &str = "eos-offsets-token-5c2e";
+    let broker = Kafka::shared();
+    let n = unique("eosapi");
+    let state_topic = unique("offsets");
+    let ws = workspace();
+    // users: 3000 records; readings: 5, then it waits for a nightly cron,
+    // so the process keeps serving its admin API.
+    let generator = eos_generator(&broker, &n, Some(3000), 100_000, &state_topic, "", "").replace(
+        "[runtime]",
+        "[source.streams.readings]\nrecord_type = \"sensor\"\ntotal = 5\n[runtime]",
+    );
+    let cfg = ws.write(
+        "gen.toml",
+        &format!(
+            "{generator}\n[streams.readings]\nschedule = {{ cron = \"0 0 2 * * ?\", timezone = \"UTC\" }}\n"
+        ),
+    );
+    let token = ws.write("token", TOKEN);
+    let admin = AdminProcess::spawn(ws.cmd(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--no-progress",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--admin-token-file",
+        token.to_str().unwrap(),
+    ]));
+    let call = |method: &str, path: &str, body: Option<Value>| -> (u16, Value) {
+        let body = body.map(|b| b.to_string());
+        let (status, text) = http_request(
+            method,
+            &format!("{}/connectors/{n}{path}", admin.url),
+            Some(TOKEN),
+            body.as_deref(),
+        );
+        let value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (status, value)
+    };
+    let offsets = || {
+        let (status, body) = call("GET", "/offsets", None);
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let at = |next: i64| {
+        json!({"offsets": [
+            {"partition": {"stream": "readings"}, "offset": {"next": 5}},
+            {"partition": {"stream": "users"}, "offset": {"next": next}},
+        ]})
+    };
+    let stop = || {
+        assert_eq!(call("PUT", "/stop", None).0, 202);
+        wait_until(Duration::from_secs(60), "the connector stopped", || {
+            call("GET", "/status", None).1["phase"] == "stopped"
+        });
+    };
+    wait_until(Duration::from_secs(60), "the first 3000 committed", || {
+        offsets() == at(3000)
+    });
+    let topic = format!("{n}.users");
+    assert_exactly_once(&key_counts(&broker.read_all(&topic)), 3000, "first run");
+
+    // Stopped: rewind to 2500, one transaction visible to read_committed.
+    stop();
+    assert_eq!(
+        call(
+            "PATCH",
+            "/offsets",
+            Some(
+                json!({"offsets": [{"partition": {"stream": "users"}, "offset": {"next": 2500}}]})
+            )
+        ),
+        (
+            200,
+            json!({"message": "The offsets for this connector have been altered successfully"})
+        )
+    );
+    assert_eq!(
+        last_write_is_one_committed_transaction(&broker, &state_topic, &n, "users"),
+        Some(json!({"next": 2500}))
+    );
+    assert_eq!(offsets(), at(2500));
+    assert_eq!(
+        state_get(&ws, cfg.to_str().unwrap(), "users"),
+        json!({"next": 2500})
+    );
+
+    // Resumed: 2501..=3000 a second time (the operator asked), nothing else.
+    assert_eq!(call("PUT", "/resume", None).0, 202);
+    wait_until(Duration::from_secs(60), "caught up after resume", || {
+        offsets() == at(3000)
+    });
+    let seen = key_counts(&broker.read_all(&topic));
+    let expected: BTreeMap<i64, usize> = (1..=3000)
+        .map(|i| (i, if i > 2500 { 2 } else { 1 }))
+        .collect();
+    assert_eq!(seen, expected);
+
+    // DELETE while stopped: a tombstone, in one transaction; the resumed
+    // run starts over from the first record.
+    stop();
+    assert_eq!(
+        call("DELETE", "/offsets", None),
+        (
+            200,
+            json!({"message": "The offsets for this connector have been reset successfully"})
+        )
+    );
+    assert_eq!(
+        last_write_is_one_committed_transaction(&broker, &state_topic, &n, "users"),
+        None,
+        "a tombstone"
+    );
+    assert_eq!(offsets(), json!({"offsets": []}));
+    assert_eq!(call("PUT", "/resume", None).0, 202);
+    wait_until(Duration::from_secs(60), "caught up after the reset", || {
+        offsets() == at(3000)
+    });
+    let seen = key_counts(&broker.read_all(&topic));
+    let expected: BTreeMap<i64, usize> = (1..=3000)
+        .map(|i| (i, if i > 2500 { 3 } else { 2 }))
+        .collect();
+    assert_eq!(seen, expected);
+    let log = admin.log();
+    assert_eq!(admin.stop(), Some(0), "{log}");
 }
 
 #[test]

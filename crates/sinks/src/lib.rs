@@ -46,6 +46,11 @@ pub struct SinkContext {
     /// The connector's `[state] url`, if one is set: the Kafka sink with
     /// `exactly_once` writes checkpoints into that topic itself.
     pub state_url: Option<String>,
+    /// The connector's state store when it is a transactional Kafka store:
+    /// the Kafka sink with `exactly_once` commits through it, so the
+    /// runtime and the sink share one read of the state topic. Without it
+    /// (`tributary check`) the sink opens its own from `state_url`.
+    pub kafka_state: Option<std::sync::Arc<tributary_state::KafkaStore>>,
     /// `[runtime] flush_interval`: how long a Kafka transaction stays open
     /// at most while records arrive (checked against `transaction_timeout`).
     pub flush_interval: std::time::Duration,

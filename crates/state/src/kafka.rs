@@ -46,7 +46,10 @@
 //! transactional id ([`transactional_id`]): all of it or nothing, and the
 //! broker fences the running instance's producer, as a new instance would.
 //! During a run such a store writes nothing: the sink's transactions hold
-//! the checkpoints ([`KafkaStore::stage`], [`KafkaStore::applied`]).
+//! the checkpoints ([`KafkaStore::stage`], [`KafkaStore::applied`]). The
+//! sink is handed the connector's own store ([`StateStore::kafka`]), so the
+//! topic is read once at start (by the sink, after fencing) and the
+//! runtime's loads and the admin server's reads see the sink's commits.
 //!
 //! # Fencing
 //!
@@ -310,7 +313,12 @@ impl KafkaStore {
             let consumer = self.consumer("read_committed")?;
             let probe = self.consumer("read_uncommitted")?;
             let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&self.topic, 0, Offset::Beginning)
+            // Offset 0, not `Beginning`: a logical offset is first looked
+            // up, and librdkafka retries that lookup 500 ms later when the
+            // partition's leader is learnt meanwhile (as at every start),
+            // half a second of each start measured. A log that no longer
+            // starts at 0 is out of range: `auto.offset.reset` = earliest.
+            tpl.add_partition_offset(&self.topic, 0, Offset::Offset(0))
                 .map_err(|e| self.storage(e))?;
             consumer.assign(&tpl).map_err(|e| self.storage(e))?;
             let producer = match self.transactional_id {
@@ -981,6 +989,10 @@ impl StateStore for KafkaStore {
 
     fn describe(&self) -> String {
         format!("kafka://{}/{}", self.brokers, self.topic)
+    }
+
+    fn kafka(self: Arc<Self>) -> Option<Arc<KafkaStore>> {
+        Some(self)
     }
 }
 

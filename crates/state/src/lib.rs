@@ -14,6 +14,7 @@ pub use kafka::KafkaStore;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use tributary_core::Checkpoint;
 
 /// A checkpoint as stored, with the times operators ask about.
@@ -104,4 +105,12 @@ pub trait StateStore: Send + Sync {
 
     /// A human-readable location for messages (`/path/to/state/billing.redb`).
     fn describe(&self) -> String;
+
+    /// The Kafka store behind this one, if it is one: the Kafka sink with
+    /// `exactly_once` writes the checkpoints through the connector's own
+    /// store, so that the topic is read once and both see the same
+    /// commits.
+    fn kafka(self: Arc<Self>) -> Option<Arc<KafkaStore>> {
+        None
+    }
 }

@@ -311,6 +311,21 @@ impl Kafka {
         }
     }
 
+    /// Initializes transactions of `transactional_id` with a producer of
+    /// its own, then drops it: the broker fences every older producer of
+    /// that id (their next transactional request fails), as another
+    /// application claiming the id would.
+    pub fn fence(&self, transactional_id: &str) {
+        let producer: BaseProducer = self
+            .config()
+            .set("transactional.id", transactional_id)
+            .create()
+            .expect("transactional producer");
+        producer
+            .init_transactions(TIMEOUT)
+            .unwrap_or_else(|e| panic!("init_transactions of {transactional_id}: {e}"));
+    }
+
     /// Topic names on the broker.
     pub fn topics(&self) -> Vec<String> {
         let m = self

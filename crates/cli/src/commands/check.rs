@@ -12,7 +12,7 @@ pub async fn check(path: &Path) -> CmdResult {
         path.display()
     );
     let source = build::source(&config, build::clock()?)?;
-    let mut sink = build::sink(&config)?;
+    let mut sink = build::sink(&config, None)?;
     let check_failed = |what: &str, e: tributary_core::ConnectorError| {
         Failure::new(Code::CheckFailed, anyhow::anyhow!("{what}: {e}"))
     };

@@ -182,11 +182,11 @@ fn build_parts(
             o.schedule = None;
         }
     }
-    let sink = build::sink(&config)?;
     let state = match state {
         Some(state) => state,
         None => build::state(&config)?,
     };
+    let sink = build::sink(&config, Some(&state))?;
     Ok(ConnectorParts {
         config,
         source,

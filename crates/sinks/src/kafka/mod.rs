@@ -297,8 +297,12 @@ impl KafkaSink {
                 ),
             ));
         }
-        let store = transaction::open_store(url, &ctx.connector)
-            .map_err(|e| section.document.error("state.url", e))?;
+        let store = match &ctx.kafka_state {
+            Some(shared) if shared.is_transactional() => Arc::clone(shared),
+            _ => transaction::open_store(url, &ctx.connector)
+                .map(Arc::new)
+                .map_err(|e| section.document.error("state.url", e))?,
+        };
         Ok(transaction::Eos::new(
             store,
             tributary_state::kafka::transactional_id(&ctx.connector),

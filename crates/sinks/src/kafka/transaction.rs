@@ -7,7 +7,8 @@
 //!   broker aborts its open transaction and refuses its epoch), then a first
 //!   transaction commits an owner record (who holds the connector now). Only
 //!   then is the state topic read (`read_committed`, to its end), so the
-//!   checkpoints the runtime resumes from are the last committed ones.
+//!   checkpoints the runtime resumes from are the last committed ones. The
+//!   store is the connector's own (the runtime reads nothing itself).
 //! - **Flush**: wait until librdkafka delivered every record of the
 //!   transaction, produce the checkpoints to the state topic, send the
 //!   consumer offsets, commit. A retriable commit error is retried as is
@@ -48,9 +49,10 @@ const ABORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The transactional side of the sink.
 pub(super) struct Eos {
-    /// This sink's own reader of the state topic: the checkpoints at start,
-    /// the messages of each commit, and who owns the connector.
-    store: KafkaStore,
+    /// The connector's state store (shared with the runtime, which then
+    /// reads nothing itself): the checkpoints at start, the messages of
+    /// each commit, and who owns the connector.
+    store: Arc<KafkaStore>,
     transactional_id: String,
     transaction_timeout: Duration,
     /// `init_transactions` done and the owner record committed.
@@ -67,7 +69,7 @@ pub(super) struct Eos {
 }
 
 impl Eos {
-    pub(super) fn new(store: KafkaStore, transactional_id: String, timeout: Duration) -> Eos {
+    pub(super) fn new(store: Arc<KafkaStore>, transactional_id: String, timeout: Duration) -> Eos {
         Eos {
             store,
             transactional_id,
@@ -153,6 +155,7 @@ impl KafkaSink {
             )));
         }
         tracing::info!(connector = %self.connector, transactional_id = %id, took_ms = started.elapsed().as_millis() as u64, "kafka sink: transactions initialized; any older instance of the connector is fenced");
+        let reading = Instant::now();
         let store_cluster = self.eos()?.store.cluster_id().await.map_err(state_error)?;
         let p = Arc::clone(&producer);
         let sink_cluster = blocking(move || p.client().fetch_cluster_id(INIT_TIMEOUT)).await?;
@@ -171,11 +174,18 @@ impl KafkaSink {
             }
         }
         let owner = Owner::new();
+        let claiming = Instant::now();
         // Nothing to read again yet: a lost first transaction is retried.
         self.claim(&owner).await.map_err(|e| match e {
             ConnectorError::Aborted { message } => ConnectorError::retryable(message),
             other => other,
         })?;
+        tracing::debug!(
+            connector = %self.connector,
+            read_ms = (claiming - reading).as_secs_f64() * 1e3,
+            owner_ms = claiming.elapsed().as_secs_f64() * 1e3,
+            "kafka sink: state topic read and owner record committed"
+        );
         let eos = self.eos()?;
         eos.owner = Some(owner);
         eos.ready = true;
@@ -269,10 +279,23 @@ impl KafkaSink {
             )
             .await?;
         }
+        let flushing = Instant::now();
         self.deliver_transaction().await?;
         self.send_offsets(group_offsets).await?;
         self.eos()?.committing = Some(staged);
-        self.finish_commit().await
+        let committing = Instant::now();
+        let opened = self.eos()?.open_since;
+        self.finish_commit().await?;
+        // Where a flush's time goes, for tuning flush_interval and
+        // flush_records against the cost of a commit.
+        tracing::debug!(
+            connector = %self.connector,
+            deliver_ms = (committing - flushing).as_secs_f64() * 1e3,
+            commit_ms = committing.elapsed().as_secs_f64() * 1e3,
+            open_ms = opened.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3),
+            "kafka sink: transaction committed"
+        );
+        Ok(())
     }
 
     /// `commit_transaction`, then the store learns the new checkpoints.
