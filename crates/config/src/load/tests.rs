@@ -360,12 +360,12 @@ fn env_values_are_never_echoed_and_are_registered() {
     // serde quotes the bad value; it came from the environment, so it is masked.
     assert_eq!(
         err_env(&with("[runtime]\nbatch_size = \"${T5_BATCH}\"\n"), &[("T5_BATCH", "s3cr3t-t5")]),
-        "/etc/tributary/billing.toml:7: runtime.batch_size: invalid type: string \"***\", expected usize"
+        "/etc/tributary/billing.toml:7: runtime.batch_size: invalid type: string \"***\", expected a whole number (0 or more)"
     );
     // Even a value too short for the global redactor, when it is the culprit.
     assert_eq!(
         err_env(&with("[runtime]\nbatch_size = \"${T5_T}\"\n"), &[("T5_T", "t")]),
-        "/etc/tributary/billing.toml:7: runtime.batch_size: invalid type: string \"***\", expected usize"
+        "/etc/tributary/billing.toml:7: runtime.batch_size: invalid type: string \"***\", expected a whole number (0 or more)"
     );
     assert_eq!(
         err_env(&with("[runtime]\nflush_interval = \"${T5_IV}\"\n"), &[("T5_IV", "zz")]),
@@ -511,7 +511,7 @@ fn unknown_keys_inside_source_sections() {
 fn wrong_types_at_the_value_line() {
     assert_eq!(
         err(&with("[runtime]\nbatch_size = \"ten\"\n")),
-        "/etc/tributary/billing.toml:7: runtime.batch_size: invalid type: string \"ten\", expected usize"
+        "/etc/tributary/billing.toml:7: runtime.batch_size: invalid type: string \"ten\", expected a whole number (0 or more)"
     );
     assert_eq!(
         err(&with("[runtime]\nmax_retries = -1\n")),

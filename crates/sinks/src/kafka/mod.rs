@@ -225,6 +225,9 @@ impl KafkaSink {
                 ));
             }
         }
+        if let Some((key, message)) = config.properties.sasl_problem() {
+            return Err(section.error(&format!("properties.\"{key}\""), message));
+        }
         if config.partitions < 1 {
             return Err(section.error("partitions", "must be at least 1"));
         }
