@@ -60,7 +60,7 @@ pub async fn check(path: &Path) -> CmdResult {
             let found = store
                 .check(STATE_CHECK_WAIT)
                 .await
-                .map_err(|e| Failure::new(Code::CheckFailed, anyhow::anyhow!("state: {e}")))?;
+                .map_err(|e| Failure::new(Code::CheckFailed, e))?;
             out!("state    ok: kafka store, {found}");
         }
     }
