@@ -378,3 +378,39 @@ fn a_cron_out_of_range_names_the_field() {
         stderr(&o)
     );
 }
+
+#[test]
+fn the_kafka_client_library_logs_each_cause_once_while_a_broker_is_down() {
+    let ws = workspace();
+    let cfg = ws.write(
+        "k.toml",
+        &format!("{GEN}[sink]\ntype = \"kafka\"\nbrokers = \"127.0.0.1:1\"\n"),
+    );
+    let cmd = ws.cmd(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--no-progress",
+        "--admin-addr",
+        "0",
+    ]);
+    let p = AdminProcess::spawn(cmd);
+    // The sink's first metadata request gives up after 30 s; librdkafka
+    // retried the broker hundreds of times meanwhile.
+    wait_until(Duration::from_secs(90), "the sink's first retry", || {
+        p.log().contains("sink error; retrying")
+    });
+    let log = p.log();
+    let client: Vec<&str> = log.lines().filter(|l| l.contains("librdkafka:")).collect();
+    assert!(!client.is_empty(), "{log}");
+    let refused = client
+        .iter()
+        .filter(|l| l.contains("Connect to ipv4#127.0.0.1:1 failed: Connection refused"))
+        .count();
+    let all_down = client
+        .iter()
+        .filter(|l| l.contains("AllBrokersDown"))
+        .count();
+    // FAIL and its BrokerTransportFailure global error: one line each.
+    assert_eq!(refused, 2, "{log}");
+    assert_eq!(all_down, 1, "{log}");
+}

@@ -1040,7 +1040,7 @@ mod tests {
     #[test]
     fn urls_name_brokers_topic_and_properties() {
         let s = KafkaStore::open(
-            "kafka://a:9092,b:9092/offsets?security.protocol=SASL_SSL&sasl.password=pw-71ab2c3d&replication_factor=3",
+            "kafka://a:9092,b:9092/offsets?security.protocol=SASL_SSL&sasl.mechanism=PLAIN&sasl.password=pw-71ab2c3d&replication_factor=3",
             "billing",
         )
         .unwrap();
@@ -1054,5 +1054,9 @@ mod tests {
         assert!(e.to_string().contains("unknown parameter `linger`"), "{e}");
         let e = KafkaStore::open("kafka://u:p@k:9092/t", "c").unwrap_err();
         assert!(!e.to_string().contains("u:p"), "{e}");
+        // SASL without a mechanism is named before librdkafka falls back
+        // to Kerberos.
+        let e = KafkaStore::open("kafka://k:9092/t?security.protocol=SASL_SSL", "c").unwrap_err();
+        assert!(e.to_string().contains("needs `sasl.mechanism`"), "{e}");
     }
 }
