@@ -17,6 +17,9 @@ pub enum Code {
     /// `state stuck` found stuck streams, or `status` found failed, stuck or
     /// stale ones (listed on stdout).
     Stuck = 5,
+    /// The reader of stdout went away (`| head`): 128 + SIGPIPE, the status
+    /// a shell reports for a program SIGPIPE ended.
+    BrokenPipe = 141,
     /// A second interrupt forced an immediate stop; uncommitted work is re-read next run.
     Forced = 130,
 }
@@ -32,6 +35,9 @@ impl From<Code> for ExitCode {
 pub struct Failure {
     pub code: Code,
     pub error: anyhow::Error,
+    /// Further errors of the same kind, reported after `error` (`check`
+    /// lists every config error of a file at once).
+    pub more: Vec<anyhow::Error>,
 }
 
 impl Failure {
@@ -39,8 +45,21 @@ impl Failure {
         Failure {
             code,
             error: error.into(),
+            more: Vec::new(),
         }
     }
 }
 
 pub type CmdResult = Result<Code, Failure>;
+
+/// A source's error in a command that only uses the source (`read`,
+/// `state reset --to`), by docs/cli.md: what the config or command line
+/// asks cannot work (an unsupported reset) is 2; the source could not be
+/// used (refused, 401, timeout) is 3.
+pub fn source_failure(e: tributary_core::ConnectorError) -> Failure {
+    let code = match e.class() {
+        tributary_core::ErrorClass::Config => Code::Config,
+        _ => Code::CheckFailed,
+    };
+    Failure::new(code, e)
+}

@@ -15,6 +15,15 @@ macro_rules! out {
     }};
 }
 
+/// `eprintln!` that does not panic when stderr is a closed pipe
+/// (`tributary read x.toml 2>&1 | head -1`).
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod admin;
 mod build;
 mod cli;
@@ -48,7 +57,7 @@ fn main() -> std::process::ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            err!("error: cannot start the async runtime: {e}");
             return exit::Code::Failure.into();
         }
     };

@@ -267,7 +267,7 @@ fn state_set_with_dry_run_diff_and_export_import_round_trip() {
 
     // Positions in time need a source that has them.
     let o = ws.run(&["state", "reset", cfg, "--stream", "users", "--to-now"]);
-    assert_exit(&o, 1);
+    assert_exit(&o, 2);
     assert!(
         stderr(&o).contains("this source cannot build a checkpoint for --to-now"),
         "{}",

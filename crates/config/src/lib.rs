@@ -15,7 +15,7 @@ pub mod units;
 
 pub use error::ConfigError;
 pub use load::{
-    did_you_mean, load_file, load_file_with_env, load_str, load_str_with_env, EnvLookup,
+    blank_key, did_you_mean, load_file, load_file_with_env, load_str, load_str_with_env, EnvLookup,
 };
 pub use model::*;
 pub use properties::{Brokers, ClientProperties};

@@ -420,8 +420,9 @@ fn substitute_value(
                 subs.push(Substitution {
                     key: shown.clone(),
                     variable,
-                    // Registers the value with the process-wide redactor.
-                    value: Secret::new(v),
+                    // Registers the value (a URL's password only) with
+                    // the process-wide redactor.
+                    value: Secret::credentials_of(v),
                 });
             }
             *s = expanded;
@@ -538,7 +539,48 @@ fn serde_error(doc: &ConfigDocument, at: &[Seg], message: &str) -> ConfigError {
     if let Some(rest) = message.strip_prefix("missing field ") {
         return located(doc, at, format!("missing key {rest}"), None);
     }
-    located(doc, at, message.to_string(), None)
+    located(doc, at, plain_words(message), None)
+}
+
+/// serde names Rust types (`expected usize`); a config's reader knows TOML
+/// values, so those words are replaced by the value's kind.
+fn plain_words(message: &str) -> String {
+    const WORDS: &[(&str, &str)] = &[
+        ("usize", "a whole number (0 or more)"),
+        ("u64", "a whole number (0 or more)"),
+        ("u32", "a whole number (0 or more)"),
+        ("u16", "a whole number (0 or more)"),
+        ("u8", "a whole number (0 or more)"),
+        ("isize", "a whole number"),
+        ("i64", "a whole number"),
+        ("i32", "a whole number"),
+        ("i16", "a whole number"),
+        ("i8", "a whole number"),
+        ("f64", "a number"),
+        ("f32", "a number"),
+        ("a sequence", "an array"),
+        ("a map", "a table"),
+        ("a boolean", "`true` or `false`"),
+        ("a character", "a single character"),
+    ];
+    let Some(pos) = message.rfind("expected ") else {
+        return message.to_string();
+    };
+    let (head, tail) = message.split_at(pos + "expected ".len());
+    for (word, plain) in WORDS {
+        if tail == *word
+            || tail
+                .strip_prefix(word)
+                .is_some_and(|r| r.starts_with([' ', ',']))
+        {
+            return format!("{head}{plain}{}", &tail[word.len()..]);
+        }
+    }
+    if let Some(rest) = tail.strip_prefix("struct ") {
+        let end = rest.find([' ', ',']).unwrap_or(rest.len());
+        return format!("{head}a table{}", &rest[end..]);
+    }
+    message.to_string()
 }
 
 /// The `quoted` parts of serde's messages, in order.
@@ -614,18 +656,19 @@ fn located(
 
 /// Masks `${ENV}` values in a message about `key_path`.
 ///
-/// Values of 4 bytes or more are masked wherever they appear, as the
-/// process-wide redactor does. Shorter ones would mangle ordinary words
-/// (masking every `t` in "invalid type"), so they are masked only where
-/// serde and our messages quote the offending value of that very key:
-/// `"v"` (Debug-escaped) and `` `v` ``.
+/// Distinctive values are masked wherever they appear, as the process-wide
+/// redactor does. Short or word-like ones would mangle ordinary words
+/// (masking every `t` in "invalid type", every `postgres`), so they are
+/// masked only where serde and our messages quote the offending value of
+/// that very key: `"v"` (Debug-escaped) and `` `v` ``. A whole URL is not
+/// masked as such: the redactor masks its password.
 fn mask(doc: &ConfigDocument, key_path: &str, mut message: String) -> String {
     for sub in &doc.substitutions {
         let v = sub.value.expose();
         if v.is_empty() {
             continue;
         }
-        if v.len() >= 4 {
+        if tributary_core::secret::is_distinctive(v) {
             message = message.replace(v, "***");
             let escaped = format!("{v:?}");
             let escaped = &escaped[1..escaped.len() - 1];
@@ -680,6 +723,56 @@ pub(crate) fn masked_table(s: &SectionConfig) -> toml::Table {
         toml::Value::Table(t) => t,
         _ => toml::Table::new(),
     }
+}
+
+/// One key as [`display_path`] writes it (quoted unless bare).
+pub(crate) fn quoted_key(k: &str) -> String {
+    display_path(&[key(k)])
+}
+
+/// The text with the `key = value` at `key_path` replaced by spaces (and a
+/// comma that separated it from an inline-table neighbour), so the rest of
+/// the file parses again with every line where it was: how `check` goes on
+/// after an error to report the next one. `None` when the key is not a
+/// plain `key = value` of the text (a table, a missing key, a value inside
+/// an array), where going on could only report follow-on errors.
+pub fn blank_key(text: &str, key_path: &str) -> Option<String> {
+    let segs = parse_path(key_path);
+    let (last, parents) = segs.split_last()?;
+    let Seg::Key(last) = last else { return None };
+    let doc = toml_edit::Document::parse(text).ok()?;
+    let mut node = Node::Table(doc.as_table());
+    for seg in parents {
+        node = match seg {
+            Seg::Key(k) => Node::Item(node.table_like()?.get(k)?),
+            Seg::Index(i) => node.index(*i)?.0,
+        };
+    }
+    let (k, item) = node.table_like()?.get_key_value(last)?;
+    let value = item.as_value()?;
+    let mut start = k.span()?.start;
+    let mut end = value.span()?.end;
+    let bytes = text.as_bytes();
+    // A dotted key (`a.b = 1`) starts before the span of its last part.
+    while start > 0 && !matches!(bytes[start - 1], b'\n' | b'{' | b',' | b' ' | b'\t') {
+        start -= 1;
+    }
+    // An inline table's separator: the comma after the pair, else before it.
+    let mut start_blank = start;
+    let after = text[end..].trim_start_matches([' ', '\t']);
+    if after.starts_with(',') {
+        end = text.len() - after.len() + 1;
+    } else {
+        let before = text[..start].trim_end_matches([' ', '\t']);
+        if before.ends_with(',') {
+            start_blank = before.len() - 1;
+        }
+    }
+    let blanked: String = text[start_blank..end]
+        .chars()
+        .map(|c| if c == '\n' { '\n' } else { ' ' })
+        .collect();
+    Some(format!("{}{blanked}{}", &text[..start_blank], &text[end..]))
 }
 
 /// `a.b[0]."odd key"`: keys that are not bare TOML keys are quoted, so the

@@ -92,6 +92,40 @@ impl ConnectorConfig {
         resolve(&self.base_dir, path)
     }
 
+    /// What the sink is told of the streams: each with its target.
+    pub fn sink_streams(
+        &self,
+        streams: &[tributary_core::StreamSpec],
+    ) -> Vec<tributary_core::SinkStream> {
+        streams
+            .iter()
+            .map(|spec| tributary_core::SinkStream {
+                spec: spec.clone(),
+                target: self.target_for(&spec.name),
+            })
+            .collect()
+    }
+
+    /// A `[streams.NAME]` override that names no stream the source offers
+    /// is a typo that would silently do nothing: `check` and `run` both
+    /// refuse it, at its line, with the closest stream name.
+    pub fn check_stream_overrides(&self, offered: &[&str]) -> Result<(), ConfigError> {
+        for configured in self.streams.keys() {
+            if !offered.contains(&configured.as_str()) {
+                let mut e = self.document.error(
+                    &format!("streams.{}", crate::load::quoted_key(configured)),
+                    format!(
+                        "[streams.{configured}] names no stream of this source; it offers: {}",
+                        offered.join(", ")
+                    ),
+                );
+                e.suggestion = crate::did_you_mean(configured, offered);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// `[sink] type = "kafka"` with `exactly_once = true`: the sink's Kafka
     /// transactions hold the checkpoints (in the state topic) and a Kafka
     /// source's consumer offsets, so the state store and the source join

@@ -36,6 +36,14 @@ impl ClientProperties {
             || k.ends_with(".key")
     }
 
+    /// A SASL protocol without a mechanism, as `(key, message)`; see
+    /// [`tributary_core::kafka_client::sasl_problem`].
+    pub fn sasl_problem(&self) -> Option<(&'static str, String)> {
+        let mechanism = self.get("sasl.mechanism").or(self.get("sasl.mechanisms"));
+        tributary_core::kafka_client::sasl_problem(self.get("security.protocol"), mechanism)
+            .map(|m| ("security.protocol", m))
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }

@@ -94,3 +94,60 @@ impl ConnectorError {
         }
     }
 }
+
+/// Why a connection failed, in the words a person acts on (refused, DNS,
+/// unreachable, timed out, TLS), found in an error's source chain; `None`
+/// when nothing there is more specific than the error's own text.
+pub fn connect_cause(err: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string().to_ascii_lowercase();
+        if text.contains("lookup address")
+            || text.contains("name or service not known")
+            || text.contains("nodename nor servname")
+            || text.contains("no such host")
+        {
+            return Some("the host name does not resolve (DNS)");
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            let cause = match io.kind() {
+                ConnectionRefused => "connection refused: nothing listens on that host and port",
+                TimedOut => "timed out: no answer from that host and port",
+                HostUnreachable | NetworkUnreachable => "host unreachable: no route to it",
+                ConnectionReset | ConnectionAborted => "the server closed the connection",
+                _ => "",
+            };
+            if !cause.is_empty() {
+                return Some(cause);
+            }
+        }
+        if text.contains("certificate") || text.contains("handshake") || text.contains("tls") {
+            return Some("TLS failed (certificate or protocol)");
+        }
+        next = e.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod connect_cause_tests {
+    use super::connect_cause;
+
+    #[test]
+    fn causes_are_named_in_plain_words() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            connect_cause(&refused),
+            Some("connection refused: nothing listens on that host and port")
+        );
+        let dns = std::io::Error::other(
+            "failed to lookup address information: Name or service not known",
+        );
+        assert_eq!(
+            connect_cause(&dns),
+            Some("the host name does not resolve (DNS)")
+        );
+        assert_eq!(connect_cause(&std::io::Error::other("odd")), None);
+    }
+}

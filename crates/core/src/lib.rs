@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod checkpoint;
 pub mod clock;
 pub mod error;
+pub mod kafka_client;
 pub mod payload;
 pub mod record;
 pub mod schedule;

@@ -47,6 +47,47 @@ impl CronSchedule {
     }
 }
 
+/// The fields of a Quartz expression, their names and numeric ranges.
+const CRON_FIELDS: [(&str, u32, u32); 7] = [
+    ("SEC (1st field)", 0, 59),
+    ("MIN (2nd field)", 0, 59),
+    ("HOUR (3rd field)", 0, 23),
+    ("DAY-OF-MONTH (4th field)", 1, 31),
+    ("MONTH (5th field)", 1, 12),
+    ("DAY-OF-WEEK (6th field)", 1, 7),
+    ("YEAR (7th field)", 1970, 2099),
+];
+
+/// Which field of a rejected expression is wrong, in the user's terms
+/// (croner's own message does not say): the field count, or the first
+/// number outside its field's range.
+fn cron_field_problem(expression: &str) -> Option<String> {
+    let fields: Vec<&str> = expression.split_whitespace().collect();
+    if !(6..=7).contains(&fields.len()) {
+        return Some(format!(
+            "expected 6 or 7 fields (seconds first), found {}",
+            fields.len()
+        ));
+    }
+    for (field, (name, min, max)) in fields.iter().zip(CRON_FIELDS) {
+        for part in field.split(',') {
+            // The range before a step (`0/15`) or an nth weekday (`6#3`).
+            let range = part.split(['/', '#']).next().unwrap_or(part);
+            for bound in range.split('-') {
+                let digits = bound.trim_end_matches(['L', 'W', 'l', 'w']);
+                if let Ok(n) = digits.parse::<u32>() {
+                    if n < min || n > max {
+                        return Some(format!(
+                            "{name} is `{field}`, but {n} is outside {min}-{max}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
 impl Schedule {
     /// Parses a Quartz-style expression: seconds required, optional year,
     /// `?`, `L`, `W`, `#`, Quartz day-of-week numbering (1 = Sunday) and
@@ -63,7 +104,8 @@ impl Schedule {
             .parse(expression.trim())
             .map_err(|e| ScheduleError::Cron {
                 expression: expression.to_string(),
-                reason: e.to_string().trim_end_matches('.').to_string(),
+                reason: cron_field_problem(expression)
+                    .unwrap_or_else(|| e.to_string().trim_end_matches('.').to_string()),
             })?;
         Ok(Schedule::Cron(Box::new(CronSchedule {
             expression: expression.to_string(),
@@ -257,7 +299,12 @@ mod tests {
         let err = Schedule::cron("0 0 25 * * ?", "UTC").unwrap_err();
         assert!(err
             .to_string()
-            .contains("invalid cron expression `0 0 25 * * ?`"));
+            .starts_with("invalid cron expression `0 0 25 * * ?`: HOUR (3rd field) is `25`, but 25 is outside 0-23."));
+        let err = Schedule::cron("0 0 2 * 13 ?", "UTC").unwrap_err();
+        assert!(
+            err.to_string().contains("MONTH (5th field) is `13`"),
+            "{err}"
+        );
         // Five fields: Quartz requires seconds.
         assert!(Schedule::cron("0 2 * * *", "UTC").is_err());
         let err = Schedule::cron("0 0 2 * * ?", "America/New_Yrok").unwrap_err();

@@ -33,7 +33,7 @@ use tributary_config::{BadRecordPolicy, ConnectorConfig};
 use tributary_core::backoff;
 use tributary_core::{
     BadRecord, BatchInfo, Checkpoint, CheckpointSummary, ConnectorError, GroupOffsets, LoadMode,
-    Poll, Record, RunProgress, Schedule, Sink, SinkStream, Source, StreamReader, StreamSpec,
+    Poll, Record, RunProgress, Schedule, Sink, Source, StreamReader, StreamSpec,
 };
 use tributary_metrics::{
     ConnectorEvent, ConnectorStats, Registry, RetryReason, StreamEvent, StreamStats, StreamStatus,
@@ -264,26 +264,15 @@ async fn run_attempt(
     let Some(streams) = streams else {
         return Attempt::Done(Ok(RunSummary::interrupted(name)));
     };
-    for configured in config.streams.keys() {
-        if !streams.iter().any(|s| &s.name == configured) {
-            let offered: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
-            return Attempt::Done(Err(RuntimeError::Config {
-                connector: name,
-                message: format!(
-                    "[streams.{configured}] names no stream of this source; it offers: {}",
-                    offered.join(", ")
-                ),
-            }));
-        }
+    let offered: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
+    if let Err(e) = config.check_stream_overrides(&offered) {
+        return Attempt::Done(Err(RuntimeError::Config {
+            connector: name,
+            message: e.to_string(),
+        }));
     }
 
-    let sink_streams: Vec<SinkStream> = streams
-        .iter()
-        .map(|spec| SinkStream {
-            spec: spec.clone(),
-            target: config.target_for(&spec.name),
-        })
-        .collect();
+    let sink_streams = config.sink_streams(&streams);
     sink.set_streams(&sink_streams);
     let targets = sink_streams.into_iter().map(|s| s.target).collect();
     let Some(mut in_sink) =

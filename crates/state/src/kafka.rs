@@ -271,6 +271,14 @@ impl KafkaStore {
                 )));
             }
         }
+        let mechanism = config
+            .get("sasl.mechanism")
+            .or(config.get("sasl.mechanisms"));
+        if let Some(message) =
+            tributary_core::kafka_client::sasl_problem(config.get("security.protocol"), mechanism)
+        {
+            return Err(bad(message));
+        }
         Ok(KafkaStore {
             connector: connector.to_string(),
             topic,
@@ -373,10 +381,15 @@ impl KafkaStore {
             .map_err(|e| self.storage(format!("cannot create a producer: {e}")))
     }
 
-    async fn ensure_topic(&self) -> Result<(), StateError> {
-        // A metadata request for a missing topic must not make the broker
-        // create it (`auto.create.topics.enable`) with the default
-        // `cleanup.policy=delete`: the store creates it compacted below.
+    /// The partitions of the state topic (`None`: it does not exist),
+    /// asking the brokers for at most `wait`. A metadata request for a
+    /// missing topic must not make the broker create it
+    /// (`auto.create.topics.enable`) with the default
+    /// `cleanup.policy=delete`: the store creates it compacted.
+    async fn topic_partitions(
+        &self,
+        wait: Duration,
+    ) -> Result<(AdminClient<DefaultClientContext>, Option<usize>), StateError> {
         let admin: AdminClient<DefaultClientContext> = self
             .config
             .clone()
@@ -384,27 +397,63 @@ impl KafkaStore {
             .create()
             .map_err(|e| self.storage(format!("cannot create an admin client: {e}")))?;
         let topic = self.topic.clone();
-        let (admin, partitions) = tokio::task::spawn_blocking(move || {
-            let partitions = admin
-                .inner()
-                .fetch_metadata(Some(&topic), TIMEOUT)
-                .map(|m| {
-                    m.topics()
-                        .iter()
-                        .find(|t| t.name() == topic && t.error().is_none())
-                        .map(|t| t.partitions().len())
-                });
-            (admin, partitions)
+        let (admin, metadata) = tokio::task::spawn_blocking(move || {
+            let metadata = admin.inner().fetch_metadata(Some(&topic), wait).map(|m| {
+                m.topics()
+                    .iter()
+                    .find(|t| t.name() == topic)
+                    .map(|t| (t.error(), t.partitions().len()))
+            });
+            (admin, metadata)
         })
         .await
         .map_err(|e| self.storage(e))?;
-        match partitions.map_err(|e| self.storage(format!("cannot reach the brokers: {e}")))? {
-            Some(1) => return Ok(()),
-            Some(n) => {
-                return Err(self.storage(format!(
-                    "the topic has {n} partitions; the state store needs exactly one, so that every commit is read back in order"
-                )))
+        let found = metadata.map_err(|e| {
+            self.storage(format!(
+                "cannot reach the brokers at {} within {}s: {e}",
+                self.brokers,
+                wait.as_secs()
+            ))
+        })?;
+        match found {
+            Some((None, n)) => Ok((admin, Some(n))),
+            Some((Some(e), _))
+                if RDKafkaErrorCode::from(e) == RDKafkaErrorCode::TopicAuthorizationFailed =>
+            {
+                Err(self.storage(
+                    "not authorized to describe the topic (grant DESCRIBE, READ and WRITE on it)",
+                ))
             }
+            _ => Ok((admin, None)),
+        }
+    }
+
+    /// Proves the brokers answer and the topic can hold the checkpoints,
+    /// waiting at most `wait` (for `check`, which must not hang on an
+    /// unreachable cluster). Changes nothing: a missing topic is created by
+    /// the first run. Returns what was found, for the report.
+    pub async fn check(&self, wait: Duration) -> Result<String, StateError> {
+        match self.topic_partitions(wait).await?.1 {
+            Some(1) => Ok(format!("topic `{}` on {}", self.topic, self.brokers)),
+            Some(n) => Err(self.partitions_error(n)),
+            None => Ok(format!(
+                "{} reachable; topic `{}` is created (compacted) by the first run",
+                self.brokers, self.topic
+            )),
+        }
+    }
+
+    fn partitions_error(&self, n: usize) -> StateError {
+        self.storage(format!(
+            "the topic has {n} partitions; the state store needs exactly one, so that every commit is read back in order"
+        ))
+    }
+
+    async fn ensure_topic(&self) -> Result<(), StateError> {
+        let (admin, partitions) = self.topic_partitions(TIMEOUT).await?;
+        match partitions {
+            Some(1) => return Ok(()),
+            Some(n) => return Err(self.partitions_error(n)),
             None => {}
         }
         let new = NewTopic::new(
@@ -1003,7 +1052,7 @@ mod tests {
     #[test]
     fn urls_name_brokers_topic_and_properties() {
         let s = KafkaStore::open(
-            "kafka://a:9092,b:9092/offsets?security.protocol=SASL_SSL&sasl.password=pw-71ab2c3d&replication_factor=3",
+            "kafka://a:9092,b:9092/offsets?security.protocol=SASL_SSL&sasl.mechanism=PLAIN&sasl.password=pw-71ab2c3d&replication_factor=3",
             "billing",
         )
         .unwrap();
@@ -1017,5 +1066,9 @@ mod tests {
         assert!(e.to_string().contains("unknown parameter `linger`"), "{e}");
         let e = KafkaStore::open("kafka://u:p@k:9092/t", "c").unwrap_err();
         assert!(!e.to_string().contains("u:p"), "{e}");
+        // SASL without a mechanism is named before librdkafka falls back
+        // to Kerberos.
+        let e = KafkaStore::open("kafka://k:9092/t?security.protocol=SASL_SSL", "c").unwrap_err();
+        assert!(e.to_string().contains("needs `sasl.mechanism`"), "{e}");
     }
 }

@@ -226,9 +226,15 @@ impl AdminProcess {
     /// Spawns `cmd` (which must include `--admin-addr ...`), drains its
     /// stderr on a thread (so the process never blocks on a full pipe) and
     /// waits for the admin server to listen.
-    pub fn spawn(mut cmd: Command) -> AdminProcess {
+    pub fn spawn(cmd: Command) -> AdminProcess {
+        Self::spawn_with_stdout(cmd, Stdio::null())
+    }
+
+    /// [`AdminProcess::spawn`] with stdout sent to `stdout` (a pipe the
+    /// test reads, or leaves unread to make the process block on it).
+    pub fn spawn_with_stdout(mut cmd: Command, stdout: Stdio) -> AdminProcess {
         use std::io::BufRead;
-        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.stdout(stdout).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn tributary");
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("stderr");

@@ -21,7 +21,7 @@ pub fn convert(args: ConvertArgs) -> CmdResult {
     let converted =
         crate::convert::convert(&args.file, &bytes).map_err(|e| Failure::new(Code::Config, e))?;
     for note in &converted.notes {
-        eprintln!("{}", tributary_core::secret::redact(note));
+        err!("{}", tributary_core::secret::redact(note));
     }
     let write_failed =
         |what: String, e: std::io::Error| Failure::new(Code::Failure, anyhow!("{what}: {e}"));
@@ -49,7 +49,7 @@ pub fn convert(args: ConvertArgs) -> CmdResult {
             file.write_all(converted.toml.as_bytes())
                 .and_then(|()| file.sync_all())
                 .map_err(|e| write_failed(out.display().to_string(), e))?;
-            eprintln!("wrote {}", out.display());
+            err!("wrote {}", out.display());
         }
     }
     Ok(Code::Success)

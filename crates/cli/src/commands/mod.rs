@@ -6,7 +6,7 @@ mod run;
 mod state;
 mod status;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, LogFormat};
 use crate::exit::Code;
 
 /// Runs the command and reports its error, if any, as `error: ...` on stderr
@@ -17,7 +17,15 @@ pub async fn dispatch(cli: Cli) -> Code {
         _ => false,
     };
     let multi = progress.then(indicatif::MultiProgress::new);
-    crate::logging::init(cli.log_format, &cli.log_level, multi.clone());
+    // `check` reports an unreachable broker in its own one line; the
+    // client library's retries would only repeat it.
+    let quiet_kafka_client = matches!(cli.command, Command::Check { .. });
+    crate::logging::init(
+        cli.log_format,
+        &cli.log_level,
+        multi.clone(),
+        quiet_kafka_client,
+    );
     let result = match cli.command {
         Command::Run(args) => run::run(args, multi).await,
         Command::Check { config } => check::check(&config).await,
@@ -30,12 +38,42 @@ pub async fn dispatch(cli: Cli) -> Code {
     match result {
         Ok(code) => code,
         Err(f) => {
-            let mut text = format!("error: {}", f.error);
-            for cause in f.error.chain().skip(1) {
-                text.push_str(&format!("\n  caused by: {cause}"));
+            for error in std::iter::once(&f.error).chain(&f.more) {
+                report(cli.log_format, error, f.code);
             }
-            eprintln!("{}", tributary_core::secret::redact(&text));
             f.code
         }
     }
+}
+
+/// One error on stderr, redacted: `error: ...` with its cause chain, or,
+/// with `--log-format json`, one JSON line as the logs are.
+fn report(format: LogFormat, error: &anyhow::Error, code: Code) {
+    use std::io::Write as _;
+    let redact = tributary_core::secret::redact;
+    let line = match format {
+        LogFormat::Text => {
+            let mut text = format!("error: {error}");
+            for cause in error.chain().skip(1) {
+                text.push_str(&format!("\n  caused by: {cause}"));
+            }
+            redact(&text)
+        }
+        LogFormat::Json => {
+            let causes: Vec<String> = error
+                .chain()
+                .skip(1)
+                .map(|c| redact(&c.to_string()))
+                .collect();
+            serde_json::json!({
+                "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "level": "ERROR",
+                "message": redact(&error.to_string()),
+                "causes": causes,
+                "exit_code": code as u8,
+            })
+            .to_string()
+        }
+    };
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

@@ -40,26 +40,21 @@ pub async fn read(args: ReadArgs) -> CmdResult {
             .map(|c| c.checkpoint)
     };
     let transform = Transform::new(&spec.name, &config.metadata);
-    let mut reader = source.open(spec, checkpoint).await.map_err(|e| {
-        Failure::new(
-            Code::Failure,
-            anyhow::anyhow!("stream `{}`: {e}", spec.name),
-        )
-    })?;
+    let in_stream = |e: tributary_core::ConnectorError| {
+        let mut f = crate::exit::source_failure(e);
+        f.error = anyhow::anyhow!("stream `{}`: {}", spec.name, f.error);
+        f
+    };
+    let mut reader = source.open(spec, checkpoint).await.map_err(in_stream)?;
     let mut printed = 0usize;
     let mut out = std::io::stdout().lock();
     while printed < args.limit {
-        let polled = reader.poll().await.map_err(|e| {
-            Failure::new(
-                Code::Failure,
-                anyhow::anyhow!("stream `{}`: {e}", spec.name),
-            )
-        })?;
+        let polled = reader.poll().await.map_err(in_stream)?;
         let Poll::Batch(mut batch) = polled else {
             break;
         };
         for bad in &batch.bad_records {
-            eprintln!("bad record at {}: {}", bad.location, bad.error);
+            err!("bad record at {}: {}", bad.location, bad.error);
         }
         transform.apply(&mut batch.records, batch.load_mode, chrono::Utc::now());
         for r in batch.records.iter().take(args.limit - printed) {
@@ -68,12 +63,28 @@ pub async fn read(args: ReadArgs) -> CmdResult {
                 .write_json(&mut line)
                 .map_err(|e| Failure::new(Code::Failure, e))?;
             line.push(b'\n');
-            out.write_all(&line)
-                .map_err(|e| Failure::new(Code::Failure, e))?;
+            if let Err(e) = out.write_all(&line) {
+                return stdout_failed(e);
+            }
             printed += 1;
         }
     }
-    out.flush().map_err(|e| Failure::new(Code::Failure, e))?;
+    if let Err(e) = out.flush() {
+        return stdout_failed(e);
+    }
     let _ = reader.close().await;
     Ok(Code::Success)
+}
+
+/// The reader of stdout went away (`| head -1`): stop quietly with the
+/// status a shell reports for a program ended by SIGPIPE, as `cat` would
+/// end. Any other write error is one.
+fn stdout_failed(e: std::io::Error) -> CmdResult {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return Ok(Code::BrokenPipe);
+    }
+    Err(Failure::new(
+        Code::Failure,
+        anyhow::anyhow!("cannot write to stdout: {e}"),
+    ))
 }

@@ -90,6 +90,9 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
         tasks.spawn(supervise(parts, env.clone(), handle, rebuild));
     }
     let mut failed = 0usize;
+    // Connectors stopped by their config (checked against the source once
+    // it answered): exit 2 when that is all that failed.
+    let mut config_failed = 0usize;
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok(Ok(summary)) => {
@@ -109,6 +112,12 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
             }
             Ok(Err(e)) => {
                 failed += 1;
+                if matches!(
+                    e.downcast_ref::<tributary_runtime::RuntimeError>(),
+                    Some(tributary_runtime::RuntimeError::Config { .. })
+                ) {
+                    config_failed += 1;
+                }
                 tracing::error!("{e}");
             }
             Err(e) => {
@@ -124,8 +133,13 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
     }
     final_summary(&metrics);
     if failed > 0 {
+        let code = if config_failed == failed {
+            Code::Config
+        } else {
+            Code::Failure
+        };
         return Err(Failure::new(
-            Code::Failure,
+            code,
             anyhow::anyhow!("{failed} connector(s) stopped with an error (see the log above)"),
         ));
     }
@@ -252,7 +266,7 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
                 tracing::info!("shutting down: draining in-flight batches and committing (interrupt again to stop immediately)");
                 shutdown.cancel();
             } else {
-                eprintln!("forced stop: uncommitted records will be read again on the next run");
+                err!("forced stop: uncommitted records will be read again on the next run");
                 std::process::exit(Code::Forced as i32);
             }
         }

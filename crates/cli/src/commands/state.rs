@@ -131,7 +131,7 @@ pub async fn state(cmd: StateCommand) -> CmdResult {
                     let checkpoint = source
                         .checkpoint_at(&spec, current.as_ref().map(|c| &c.checkpoint), position)
                         .await
-                        .map_err(|e| Failure::new(Code::Failure, e))?;
+                        .map_err(crate::exit::source_failure)?;
                     let _ = source.close().await;
                     let what = format!("moved stream `{s}` of connector `{}` ({position})", config.name);
                     write_one(&config, store, running, &s, current, checkpoint, dry_run, &what).await

@@ -67,7 +67,7 @@ fn exit_for(view: &StatusView) -> CmdResult {
     if troubled.is_empty() {
         return Ok(Code::Success);
     }
-    eprintln!(
+    err!(
         "{} stream(s) failed, stuck or stale: {}",
         troubled.len(),
         troubled.join(", ")

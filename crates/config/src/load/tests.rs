@@ -360,12 +360,12 @@ fn env_values_are_never_echoed_and_are_registered() {
     // serde quotes the bad value; it came from the environment, so it is masked.
     assert_eq!(
         err_env(&with("[runtime]\nbatch_size = \"${T5_BATCH}\"\n"), &[("T5_BATCH", "s3cr3t-t5")]),
-        "/etc/tributary/billing.toml:7: runtime.batch_size: invalid type: string \"***\", expected usize"
+        "/etc/tributary/billing.toml:7: runtime.batch_size: invalid type: string \"***\", expected a whole number (0 or more)"
     );
     // Even a value too short for the global redactor, when it is the culprit.
     assert_eq!(
         err_env(&with("[runtime]\nbatch_size = \"${T5_T}\"\n"), &[("T5_T", "t")]),
-        "/etc/tributary/billing.toml:7: runtime.batch_size: invalid type: string \"***\", expected usize"
+        "/etc/tributary/billing.toml:7: runtime.batch_size: invalid type: string \"***\", expected a whole number (0 or more)"
     );
     assert_eq!(
         err_env(&with("[runtime]\nflush_interval = \"${T5_IV}\"\n"), &[("T5_IV", "zz")]),
@@ -511,11 +511,11 @@ fn unknown_keys_inside_source_sections() {
 fn wrong_types_at_the_value_line() {
     assert_eq!(
         err(&with("[runtime]\nbatch_size = \"ten\"\n")),
-        "/etc/tributary/billing.toml:7: runtime.batch_size: invalid type: string \"ten\", expected usize"
+        "/etc/tributary/billing.toml:7: runtime.batch_size: invalid type: string \"ten\", expected a whole number (0 or more)"
     );
     assert_eq!(
         err(&with("[runtime]\nmax_retries = -1\n")),
-        "/etc/tributary/billing.toml:7: runtime.max_retries: invalid value: integer `-1`, expected u32"
+        "/etc/tributary/billing.toml:7: runtime.max_retries: invalid value: integer `-1`, expected a whole number (0 or more)"
     );
     assert_eq!(
         err("name = 5\n[source]\ntype = \"file\"\n[sink]\ntype = \"stdout\"\n"),
@@ -859,4 +859,45 @@ fn odd_inputs_never_panic() {
     ] {
         let _ = load(text);
     }
+}
+
+#[test]
+fn blank_key_keeps_every_line_and_the_rest_parsing() {
+    let text = "name = \"g\"\n[source]\ntype = \"x\"\nrecod = 1\nincremental = { column = \"id\", knd = \"id\" }\nother = { knd = 2, b = 3 }\na.b = 4\n";
+    let out = crate::blank_key(text, "source.recod").unwrap();
+    assert_eq!(out.lines().count(), text.lines().count());
+    assert!(!out.contains("recod"));
+    let out = crate::blank_key(&out, "source.incremental.knd").unwrap();
+    let out = crate::blank_key(&out, "source.other.knd").unwrap();
+    let out = crate::blank_key(&out, "source.a.b").unwrap();
+    let parsed: toml::Table = toml::from_str(&out).unwrap();
+    let source = parsed["source"].as_table().unwrap();
+    assert_eq!(source["incremental"].as_table().unwrap().len(), 1);
+    assert_eq!(source["other"].as_table().unwrap().len(), 1);
+    assert!(source
+        .get("a")
+        .is_none_or(|a| a.as_table().unwrap().is_empty()));
+    // Tables and missing keys cannot be blanked.
+    assert_eq!(crate::blank_key(text, "source"), None);
+    assert_eq!(crate::blank_key(text, "source.nosuch"), None);
+}
+
+#[test]
+fn serde_type_names_become_toml_words() {
+    assert_eq!(
+        super::plain_words("invalid type: string \"x\", expected usize"),
+        "invalid type: string \"x\", expected a whole number (0 or more)"
+    );
+    assert_eq!(
+        super::plain_words("invalid type: integer `1`, expected a boolean"),
+        "invalid type: integer `1`, expected `true` or `false`"
+    );
+    assert_eq!(
+        super::plain_words("invalid type: string \"x\", expected struct StreamToml"),
+        "invalid type: string \"x\", expected a table"
+    );
+    assert_eq!(
+        super::plain_words("expected nothing else"),
+        "expected nothing else"
+    );
 }

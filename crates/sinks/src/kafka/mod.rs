@@ -86,6 +86,9 @@ const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
 const DEAD_LETTER_OVERHEAD: usize = 4096;
 /// How long admin and metadata requests may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `check` waits for the brokers: a wrong address is reported
+/// while the user still waits.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Headers shared by every record of one batch, built once per batch.
 struct BatchHeaders {
@@ -224,6 +227,9 @@ impl KafkaSink {
                     format!("`{key}` cannot be set here: {why}"),
                 ));
             }
+        }
+        if let Some((key, message)) = config.properties.sasl_problem() {
+            return Err(section.error(&format!("properties.\"{key}\""), message));
         }
         if config.partitions < 1 {
             return Err(section.error("partitions", "must be at least 1"));
@@ -451,10 +457,7 @@ impl KafkaSink {
             return Ok(());
         }
         if !self.config.create_topics {
-            return Err(ConnectorError::config(format!(
-                "kafka sink: topic `{}` does not exist and [sink] create_topics = false; create it, or set create_topics = true",
-                missing.join("`, `")
-            )));
+            return Err(missing_topics(&missing));
         }
         create_topics(
             &config,
@@ -721,6 +724,14 @@ async fn fetch_metadata(
         .unwrap_or(Err(KafkaError::Canceled))
 }
 
+fn missing_topics(missing: &[impl AsRef<str>]) -> ConnectorError {
+    let names: Vec<&str> = missing.iter().map(AsRef::as_ref).collect();
+    ConnectorError::config(format!(
+        "kafka sink: topic `{}` does not exist and [sink] create_topics = false; create it, or set create_topics = true",
+        names.join("`, `")
+    ))
+}
+
 /// Creates `topics`; one that appeared meanwhile (another writer) is fine.
 pub(crate) async fn create_topics(
     config: &ClientConfig,
@@ -774,16 +785,43 @@ pub(crate) async fn create_topics(
 
 #[async_trait::async_trait]
 impl Sink for KafkaSink {
+    /// Asks the brokers for the targets' metadata, waiting at most
+    /// [`CHECK_TIMEOUT`]: the brokers answer, every target topic may be
+    /// described, and one that is missing can be created (or
+    /// `create_topics = false` is reported, as the first write would).
     async fn check(&mut self) -> Result<(), ConnectorError> {
-        fetch_metadata(Arc::clone(self.producer()?))
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                ConnectorError::retryable(format!(
-                    "kafka sink: cannot reach {}: {e}",
-                    self.config.brokers.joined()
-                ))
-            })
+        let producer = Arc::clone(self.producer()?);
+        let metadata = tokio::task::spawn_blocking(move || {
+            producer.client().fetch_metadata(None, CHECK_TIMEOUT)
+        })
+        .await
+        .unwrap_or(Err(KafkaError::Canceled))
+        .map_err(|e| {
+            ConnectorError::retryable(format!(
+                "kafka sink: cannot reach {} within {}s: {e}",
+                self.config.brokers.joined(),
+                CHECK_TIMEOUT.as_secs()
+            ))
+        })?;
+        let mut missing = Vec::new();
+        let mut targets: Vec<&String> = self.stream_targets.iter().collect();
+        targets.sort();
+        for target in targets {
+            let found = metadata.topics().iter().find(|t| t.name() == target);
+            match found.and_then(|t| t.error()).map(RDKafkaErrorCode::from) {
+                None if found.is_some() => {}
+                Some(RDKafkaErrorCode::TopicAuthorizationFailed) => {
+                    return Err(ConnectorError::config(format!(
+                        "kafka sink: not authorized to describe topic `{target}` (grant DESCRIBE and WRITE on it)"
+                    )))
+                }
+                _ => missing.push(target.as_str()),
+            }
+        }
+        if !missing.is_empty() && !self.config.create_topics {
+            return Err(missing_topics(&missing));
+        }
+        Ok(())
     }
 
     fn set_streams(&mut self, streams: &[SinkStream]) {

@@ -34,9 +34,14 @@ pub fn classify(context: &str, err: &sqlx::Error) -> ConnectorError {
                 Class::Fatal => ConnectorError::fatal(message),
             }
         }
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            let detail = match tributary_core::error::connect_cause(err) {
+                Some(cause) => format!("{cause} ({err})"),
+                None => err.to_string(),
+            };
+            ConnectorError::retryable(text(&detail))
+        }
+        sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => ConnectorError::retryable(text(&err.to_string())),

@@ -59,7 +59,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use tributary_config::{ConfigError, SectionConfig};
-use tributary_core::{BatchInfo, Checkpoint, ConnectorError, Record, Secret, Sink, SinkStream};
+use tributary_core::{BatchInfo, Checkpoint, ConnectorError, Record, Sink, SinkStream};
 
 /// The record's value as a tree: tables need its fields, so a record kept
 /// as JSON text is parsed here.
@@ -206,20 +206,16 @@ impl PostgresSink {
     pub fn new(config: PostgresSinkConfig, connector: &str) -> Result<Self, (String, String)> {
         let err = |key: &str, message: &str| (key.to_string(), message.to_string());
         let url = config.url.as_str();
-        let parsed = url::Url::parse(url)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "postgres" | "postgresql"));
-        let Some(parsed) = parsed else {
+        let is_postgres =
+            url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "postgres" | "postgresql"));
+        if !is_postgres {
             return Err(err(
                 "url",
                 "not a PostgreSQL URL; expected postgres://user[:password]@host[:port]/database",
             ));
-        };
-        if let Some(pw) = parsed.password() {
-            // The redactor then masks it wherever it might surface.
-            let _ = Secret::new(pw);
-            let _ = Secret::new(percent_decode(pw));
         }
+        // The redactor then masks the password wherever it might surface.
+        tributary_core::secret::register_credentials(url);
         let mut options: PgConnectOptions = url.parse().map_err(|_| {
             err(
                 "url",
@@ -569,6 +565,34 @@ impl PostgresSink {
         }
     }
 
+    /// In one transaction that is rolled back, whatever happens: creates
+    /// every missing target schema and a table in every target schema, and
+    /// asks whether the user may write the target tables that exist. A
+    /// user without CREATE (or INSERT, UPDATE) fails here, in `check`,
+    /// naming the schema or table, rather than at the first write of `run`.
+    async fn check_privileges(&mut self) -> Result<(), ConnectorError> {
+        let targets: Vec<String> = self.streams.keys().cloned().collect();
+        let mut tables: Vec<(String, String)> = targets
+            .iter()
+            .map(|t| {
+                let i = self.route(t);
+                (self.tables[i].schema.clone(), self.tables[i].name.clone())
+            })
+            .collect();
+        if self.settings.exactly_once {
+            tables.push(self.settings.checkpoint_table.clone());
+        }
+        let update = self.settings.mode == WriteMode::Upsert;
+        let conn = self.connection().await?;
+        db::simple(conn, "BEGIN")
+            .await
+            .map_err(|e| classify("postgres sink: checking privileges", &e))?;
+        let result = dry_run(conn, &tables, update).await;
+        let rolled_back = db::simple(conn, "ROLLBACK").await;
+        result?;
+        rolled_back.map_err(|e| classify("postgres sink: checking privileges", &e))
+    }
+
     // ---- routing ----------------------------------------------------------
 
     /// The table of `target`, registered on first sight (no I/O).
@@ -619,6 +643,61 @@ impl PostgresSink {
     }
 }
 
+/// The statements of [`PostgresSink::check_privileges`], inside its open
+/// transaction.
+async fn dry_run(
+    conn: &mut PgConnection,
+    tables: &[(String, String)],
+    update: bool,
+) -> Result<(), ConnectorError> {
+    let mut schemas: Vec<&str> = tables.iter().map(|(s, _)| s.as_str()).collect();
+    schemas.sort_unstable();
+    schemas.dedup();
+    for schema in schemas {
+        let sql = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)";
+        let exists = db::boolean(conn, sql, schema)
+            .await
+            .map_err(|e| classify("postgres sink: looking up a schema", &e))?;
+        if !exists {
+            let create = format!("CREATE SCHEMA {}", quote(schema));
+            db::simple(conn, &create).await.map_err(|e| {
+                classify(
+                    &format!("postgres sink: cannot create the missing schema `{schema}`"),
+                    &e,
+                )
+            })?;
+        }
+        let probe = format!(
+            "CREATE TABLE {} (x int)",
+            qualified(schema, "_tributary_check")
+        );
+        db::simple(conn, &probe).await.map_err(|e| {
+            classify(
+                &format!("postgres sink: cannot create tables in schema `{schema}`"),
+                &e,
+            )
+        })?;
+    }
+    for (schema, name) in tables {
+        let table = qualified(schema, name);
+        let rights = if update { "INSERT, UPDATE" } else { "INSERT" };
+        let sql = if update {
+            "SELECT to_regclass($1) IS NULL OR (has_table_privilege($1, 'INSERT') AND has_table_privilege($1, 'UPDATE'))"
+        } else {
+            "SELECT to_regclass($1) IS NULL OR has_table_privilege($1, 'INSERT')"
+        };
+        let allowed = db::boolean(conn, sql, &table)
+            .await
+            .map_err(|e| classify("postgres sink: looking up table privileges", &e))?;
+        if !allowed {
+            return Err(ConnectorError::config(format!(
+                "postgres sink: the user may not write table {table} (it needs {rights})"
+            )));
+        }
+    }
+    Ok(())
+}
+
 async fn execute(conn: &mut PgConnection, stmt: &Stmt) -> Result<(), sqlx::Error> {
     if stmt.binds.is_empty() {
         db::simple(conn, &stmt.sql).await
@@ -660,35 +739,17 @@ fn toml_key(key: &str) -> String {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[async_trait::async_trait]
 impl Sink for PostgresSink {
-    /// Connects and runs `SELECT 1`: proves the URL, credentials and network.
+    /// Connects and runs `SELECT 1` (the URL, credentials and network),
+    /// then a dry run of what writing needs, rolled back.
     async fn check(&mut self) -> Result<(), ConnectorError> {
         let context = format!("postgres sink: checking {}", self.display_url);
         let conn = self.connection().await?;
         db::simple(conn, "SELECT 1")
             .await
             .map_err(|e| classify(&context, &e))?;
-        Ok(())
+        self.check_privileges().await
     }
 
     fn set_streams(&mut self, streams: &[SinkStream]) {
@@ -804,7 +865,6 @@ mod tests {
             "postgres://postgres@127.0.0.1/test"
         );
         assert_eq!(redact_url("not a url"), "(invalid URL)");
-        assert_eq!(percent_decode("a%40b%"), "a@b%");
     }
 
     #[test]

@@ -75,6 +75,9 @@ impl KafkaSource {
                 ));
             }
         }
+        if let Some((key, message)) = config.properties.sasl_problem() {
+            return Err(section.error(&format!("properties.\"{key}\""), message));
+        }
         if ctx.offsets_in_sink_transaction {
             if let Some(level) = config
                 .properties

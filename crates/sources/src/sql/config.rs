@@ -317,13 +317,9 @@ fn parse_url(section: &SectionConfig, url: &str) -> Result<(Dialect, Target, Str
     if parsed.host_str().is_none_or(str::is_empty) && !socket {
         return Err(section.error("url", "the database URL has no host"));
     }
-    if let Some(p) = parsed.password() {
-        // Both spellings of the password are masked wherever text is redacted.
-        tributary_core::secret::register(p);
-        if let Ok(decoded) = urlencoding_decode(p) {
-            tributary_core::secret::register(&decoded);
-        }
-    }
+    // Both spellings of the password are masked wherever text is redacted;
+    // the rest of the URL stays readable in messages.
+    tributary_core::secret::register_credentials(url);
     let shown = tributary_core::secret::mask_url(&parsed);
     // sqlx's own parsing of the URL's options (sslmode, ...), without connecting.
     let checked = match dialect {
@@ -337,15 +333,7 @@ fn parse_url(section: &SectionConfig, url: &str) -> Result<(Dialect, Target, Str
             tributary_core::secret::redact(&format!("invalid database URL: {e}")),
         ));
     }
-    Ok((dialect, Target::Url(Secret::new(url)), shown))
-}
-
-fn urlencoding_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
-    let bytes: Vec<u8> = url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned().into_bytes())
-        .unwrap_or_default();
-    String::from_utf8(bytes)
+    Ok((dialect, Target::Url(Secret::credentials_of(url)), shown))
 }
 
 fn stream(

@@ -15,6 +15,7 @@ use futures::stream::{BoxStream, StreamExt};
 use sqlx::mysql::{MySqlArguments, MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::Connection as _;
 use sqlx::{Arguments, Column, ConnectOptions, Executor, Row, Statement as _, TypeInfo};
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -68,6 +69,7 @@ pub struct Db {
     pub shown: String,
     /// MySQL: the database named in the URL (the default schema).
     url_database: Option<String>,
+    connect_timeout: std::time::Duration,
 }
 
 impl Db {
@@ -144,6 +146,7 @@ impl Db {
             dialect: s.dialect,
             shown: s.shown_url.clone(),
             url_database,
+            connect_timeout: s.connect_timeout,
         })
     }
 
@@ -160,8 +163,39 @@ impl Db {
         }
     }
 
-    /// Connects (or reuses a connection) and runs a trivial query.
+    /// Connects (or reuses a connection) and runs a trivial query. The
+    /// pool retries a failing connect until its acquire timeout and then
+    /// says only "pool timed out": one direct connection first reports the
+    /// cause (refused, DNS, authentication) at once.
     pub async fn ping(&self) -> Result<(), ConnectorError> {
+        let context = "cannot connect to the database";
+        let probe = async {
+            match &self.pool {
+                Pool::Pg(p) => {
+                    sqlx::PgConnection::connect_with(&p.connect_options())
+                        .await?
+                        .close()
+                        .await
+                }
+                Pool::My(p) => {
+                    sqlx::MySqlConnection::connect_with(&p.connect_options())
+                        .await?
+                        .close()
+                        .await
+                }
+                Pool::Lite(_) => Ok(()),
+            }
+        };
+        match tokio::time::timeout(self.connect_timeout, probe).await {
+            Ok(r) => r.map_err(|e| self.error(context, e))?,
+            Err(_) => {
+                return Err(ConnectorError::retryable(format!(
+                    "{context} ({}): timed out: no answer within {}s",
+                    self.shown,
+                    self.connect_timeout.as_secs()
+                )))
+            }
+        }
         let r = match &self.pool {
             Pool::Pg(p) => p.execute("SELECT 1").await.map(|_| ()),
             Pool::My(p) => p.execute("SELECT 1").await.map(|_| ()),
@@ -592,7 +626,16 @@ fn bind_lite(args: &mut SqliteArguments<'_>, v: &BindValue) -> Result<(), Connec
 ///   the configuration must change;
 /// - anything else: fatal.
 pub fn classify(dialect: Dialect, context: &str, e: sqlx::Error) -> ConnectorError {
-    let message = tributary_core::secret::redact(&format!("{context}: {e}"));
+    let message = match &e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            match tributary_core::error::connect_cause(&e) {
+                Some(cause) => format!("{context}: {cause} ({e})"),
+                None => format!("{context}: {e}"),
+            }
+        }
+        _ => format!("{context}: {e}"),
+    };
+    let message = tributary_core::secret::redact(&message);
     match &e {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
