@@ -320,6 +320,28 @@ pub fn http_request(
     token: Option<&str>,
     json_body: Option<&str>,
 ) -> (u16, String) {
+    let r = http_call(method, url, token, &[], json_body);
+    (r.status, r.body)
+}
+
+/// What [`http_call`] got back.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// The `Content-Type` header, empty when there was none.
+    pub content_type: String,
+    pub body: String,
+}
+
+/// Any method with extra request headers (`Accept`, ...), an optional
+/// bearer token and JSON body.
+pub fn http_call(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    json_body: Option<&str>,
+) -> HttpResponse {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -332,6 +354,9 @@ pub fn http_request(
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         if let Some(body) = json_body {
             req = req
                 .header("content-type", "application/json")
@@ -342,8 +367,18 @@ pub fn http_request(
             .await
             .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
         let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
         let body = resp.text().await.unwrap_or_default();
-        (status, body)
+        HttpResponse {
+            status,
+            content_type,
+            body,
+        }
     })
 }
 
