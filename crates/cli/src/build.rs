@@ -9,8 +9,23 @@ use tributary_core::{Clock, ShiftedClock, Sink, Source, SystemClock};
 use tributary_state::{EmbeddedStore, KafkaStore, StateError, StateStore, StoreAccess};
 
 pub fn load(path: &Path) -> Result<ConnectorConfig, Failure> {
-    let mut config =
-        tributary_config::load_file(path).map_err(|e| Failure::new(Code::Config, e))?;
+    with_defaults(tributary_config::load_file(path))
+}
+
+/// [`load`] for a config that is not in a file (the admin server's
+/// validation), with `${NAME}` looked up in `env`; `path` names it in errors.
+pub fn load_text(
+    path: &Path,
+    text: &str,
+    env: tributary_config::EnvLookup<'_>,
+) -> Result<ConnectorConfig, Failure> {
+    with_defaults(tributary_config::load_str_with_env(path, text, env))
+}
+
+fn with_defaults(
+    loaded: Result<ConnectorConfig, tributary_config::ConfigError>,
+) -> Result<ConnectorConfig, Failure> {
+    let mut config = loaded.map_err(|e| Failure::new(Code::Config, e))?;
     tributary_sources::apply_defaults(&mut config).map_err(|e| Failure::new(Code::Config, e))?;
     Ok(config)
 }

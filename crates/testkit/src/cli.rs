@@ -263,6 +263,26 @@ impl AdminProcess {
         AdminProcess { child, url, log }
     }
 
+    /// `METHOD path` against the admin server with a bearer token and an
+    /// optional JSON body: the status and the JSON answer (`null` when empty).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        let body = body.map(|b| b.to_string());
+        let (status, text) = http_request(method, &url, token, body.as_deref());
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"))
+        };
+        (status, value)
+    }
+
     /// Everything the process logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
