@@ -9,11 +9,24 @@ use tributary_core::{Clock, ShiftedClock, Sink, Source, SystemClock};
 use tributary_state::{EmbeddedStore, KafkaStore, StateError, StateStore, StoreAccess};
 
 pub fn load(path: &Path) -> Result<ConnectorConfig, Failure> {
-    load_text(path, None).map_err(|e| Failure::new(Code::Config, e))
+    config_text(path, None).map_err(|e| Failure::new(Code::Config, e))
+}
+
+/// [`load`] for a config that is not in a file (the admin server's
+/// validation), with `${NAME}` looked up in `env`; `path` names it in errors.
+pub fn load_text(
+    path: &Path,
+    text: &str,
+    env: tributary_config::EnvLookup<'_>,
+) -> Result<ConnectorConfig, Failure> {
+    let mut config = tributary_config::load_str_with_env(path, text, env)
+        .map_err(|e| Failure::new(Code::Config, e))?;
+    tributary_sources::apply_defaults(&mut config).map_err(|e| Failure::new(Code::Config, e))?;
+    Ok(config)
 }
 
 /// The file (or `text` given for it) loaded, with the sources' defaults.
-fn load_text(path: &Path, text: Option<&str>) -> Result<ConnectorConfig, ConfigError> {
+fn config_text(path: &Path, text: Option<&str>) -> Result<ConnectorConfig, ConfigError> {
     let mut config = match text {
         None => tributary_config::load_file(path)?,
         Some(text) => tributary_config::load_str(path, text)?,
@@ -105,7 +118,7 @@ fn build_all(
     text: Option<&str>,
     clock: &Arc<dyn Clock>,
 ) -> Result<Built, Vec<ConfigError>> {
-    let config = load_text(path, text).map_err(|e| vec![e])?;
+    let config = config_text(path, text).map_err(|e| vec![e])?;
     let source = try_source(&config, clock.clone(), Arc::default());
     let sink = try_sink(&config, None);
     let state = match &config.state {

@@ -32,6 +32,7 @@ mod convert;
 mod exit;
 mod logging;
 mod progress;
+mod validate;
 
 use clap::Parser;
 

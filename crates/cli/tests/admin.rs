@@ -89,7 +89,7 @@ backoff_max = "100ms"
 
     // The initial load ends and is committed; the stream waits for the next midnight.
     let view = wait_json(
-        &url("/connectors"),
+        &url("/status"),
         Some(TOKEN),
         "the initial load to be committed",
         |v| {
@@ -138,11 +138,11 @@ backoff_max = "100ms"
     assert!(s["last_success_at"].is_string(), "{s}");
     assert_eq!(s["stuck_reason"], Value::Null);
     // One connector alone, and an unknown one.
-    let one = http_json(&url("/connectors/billing/status"), Some(TOKEN));
+    let one = http_json(&url("/status/billing"), Some(TOKEN));
     assert_eq!(one["streams"][0]["records_committed"], 1_200);
-    let (status, body) = http_get(&url("/connectors/nope/status"), Some(TOKEN));
+    let (status, body) = http_get(&url("/status/nope"), Some(TOKEN));
     assert_eq!(status, 404);
-    assert!(body.contains("no connector `nope`"), "{body}");
+    assert!(body.contains("Connector nope not found"), "{body}");
 
     // Prometheus: exact counters after this known run.
     let (status, text) = http_get(&url("/metrics"), Some(TOKEN));
@@ -205,7 +205,13 @@ backoff_max = "100ms"
     assert!(!text.contains("tributary_rate_limit_waits_total"), "{text}");
 
     // The token guards the data, not the probes or the (data-free) page.
-    for path in ["/metrics", "/connectors", "/connectors/billing/status"] {
+    for path in [
+        "/metrics",
+        "/status",
+        "/status/billing",
+        "/connectors",
+        "/connectors/billing/config",
+    ] {
         assert_eq!(http_get(&url(path), None).0, 401, "{path} without a token");
         assert_eq!(
             http_get(&url(path), Some("wrong-token")).0,
@@ -260,7 +266,11 @@ backoff_max = "100ms"
         "/health",
         "/ready",
         "/metrics",
-        "/connectors",
+        "/status",
+        "/status/billing",
+        "/connectors?expand=info&expand=status",
+        "/connectors/billing",
+        "/connectors/billing/config",
         "/connectors/billing/status",
     ] {
         let (_, body) = http_get(&url(path), Some(TOKEN));
@@ -301,7 +311,7 @@ flush_interval = "200ms"
     args.extend_from_slice(extra_args);
     let first = AdminProcess::spawn(ws.cmd(&args));
     wait_json(
-        &format!("{}/connectors", first.url),
+        &format!("{}/status", first.url),
         Some(TOKEN),
         "orders to commit its five records",
         |v| {
@@ -371,7 +381,7 @@ fn health_turns_unhealthy_naming_a_stream_older_than_max_staleness() {
     assert_eq!(health["failed"], serde_json::json!([]));
 
     // The status JSON, the metrics and the terminal table agree.
-    let view = http_json(&format!("{}/connectors", proc.url), Some(TOKEN));
+    let view = http_json(&format!("{}/status", proc.url), Some(TOKEN));
     let streams = view["connectors"][0]["streams"].as_array().unwrap();
     let orders = streams.iter().find(|s| s["name"] == "orders").unwrap();
     assert_eq!(orders["state"], "stale");

@@ -13,15 +13,7 @@ const TOKEN: &str = "offsets-token-7d41";
 const CFG: &str = include_str!("fixtures/demo.toml");
 
 fn call(admin: &AdminProcess, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let url = format!("{}{path}", admin.url);
-    let body = body.map(|b| b.to_string());
-    let (status, text) = http_request(method, &url, Some(TOKEN), body.as_deref());
-    let value = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"))
-    };
-    (status, value)
+    admin.call(method, path, Some(TOKEN), body)
 }
 
 fn offsets(admin: &AdminProcess) -> Value {
@@ -31,7 +23,7 @@ fn offsets(admin: &AdminProcess) -> Value {
 }
 
 fn phase(admin: &AdminProcess) -> String {
-    let (status, body) = call(admin, "GET", "/connectors/demo/status", None);
+    let (status, body) = call(admin, "GET", "/status/demo", None);
     assert_eq!(status, 200, "{body}");
     body["phase"].as_str().unwrap_or_default().to_string()
 }

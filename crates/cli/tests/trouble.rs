@@ -37,7 +37,7 @@ fn stream<'a>(view: &'a Value, connector: &str, name: &str) -> &'a Value {
 fn wait_view(proc: &AdminProcess, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
     let start = Instant::now();
     loop {
-        let (status, body) = http_get(&format!("{}/connectors", proc.url), None);
+        let (status, body) = http_get(&format!("{}/status", proc.url), None);
         if status == 200 {
             let v: Value = serde_json::from_str(&body).unwrap();
             if cond(&v) {
@@ -141,7 +141,7 @@ fn a_permanently_failing_stream_stays_failed_everywhere_while_its_siblings_commi
         hour += 1;
         sim.set_data_available_end(t("2024-01-01T00:00:00Z") + chrono::Duration::hours(hour));
 
-        let view = http_json(&format!("{}/connectors", proc.url), None);
+        let view = http_json(&format!("{}/status", proc.url), None);
         let broken = stream(&view, "stripe", BROKEN);
         assert_eq!(
             broken["state"], "failed",
@@ -371,7 +371,7 @@ fn an_api_answering_503_turns_the_stream_stale_and_it_stays_stale_while_retrying
                 .unwrap()
                 >= 3
         );
-        let view = http_json(&format!("{}/connectors", proc.url), None);
+        let view = http_json(&format!("{}/status", proc.url), None);
         let s = stream(&view, "api", "items");
         assert_eq!(s["state"], "stale", "{s:#}");
         assert!(s["last_error"].as_str().unwrap().contains("503"), "{s:#}");

@@ -17,7 +17,7 @@ pub use histogram::{Histogram, HistogramSnapshot, LATENCY_BUCKETS};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -186,6 +186,9 @@ pub struct ConnectorStats {
     rate_limit_wait_nanos: AtomicU64,
     sink_flush: Histogram,
     max_staleness: Mutex<Option<Duration>>,
+    /// Every target (topic, table, file) the sink accepted records for,
+    /// as Kafka Connect tracks a connector's active topics.
+    targets: Mutex<BTreeSet<String>>,
 }
 
 /// A point-in-time copy of a connector's stats.
@@ -233,6 +236,26 @@ impl ConnectorStats {
 
     pub fn max_staleness(&self) -> Option<Duration> {
         *lock(&self.max_staleness)
+    }
+
+    /// Notes that the sink accepted records for `target`.
+    pub fn wrote_to(&self, target: &str) {
+        let mut targets = lock(&self.targets);
+        if !targets.contains(target) {
+            targets.insert(target.to_string());
+        }
+    }
+
+    /// The targets written to since the start or the last
+    /// [`ConnectorStats::reset_targets`], sorted.
+    pub fn targets(&self) -> Vec<String> {
+        lock(&self.targets).iter().cloned().collect()
+    }
+
+    /// Forgets the targets written so far (Kafka Connect's
+    /// `PUT /connectors/{name}/topics/reset`).
+    pub fn reset_targets(&self) {
+        lock(&self.targets).clear();
     }
 
     /// A copy of the counters, labelled with the connector's name.

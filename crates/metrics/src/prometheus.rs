@@ -1,5 +1,6 @@
 //! The Prometheus exporter: renders the [`Registry`] in the OpenMetrics text
-//! format (which Prometheus scrapes natively) with `prometheus-client`.
+//! format with `prometheus-client`, or in Prometheus' classic text format
+//! (0.0.4) for scrapers and parsers that ask for it.
 //!
 //! The counters live in the registry, not in `prometheus-client` metric
 //! objects: a collector reads a snapshot at scrape time. So the runtime's
@@ -13,23 +14,206 @@ use chrono::{DateTime, Utc};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
 use prometheus_client::metrics::MetricType;
+use std::collections::HashSet;
 use std::fmt::Error;
 
-/// The `Content-Type` of [`render`]'s output.
+/// The two text formats a scraper can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0.0: what Prometheus asks for first.
+    OpenMetrics,
+    /// Prometheus' classic text format 0.0.4: what older scrapers, parsers
+    /// and `curl` without an `Accept` header get.
+    Text,
+}
+
+impl Format {
+    /// The format an `Accept` header prefers, by its quality values.
+    /// OpenMetrics only when asked for, as the reference client libraries
+    /// answer: a request without a preference gets the classic format every
+    /// Prometheus parser reads.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let mut openmetrics = 0.0_f32;
+        let mut text = 0.0_f32;
+        for range in accept.unwrap_or("").split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let mut q = 1.0_f32;
+            for param in parts {
+                if let Some((k, v)) = param.split_once('=') {
+                    if k.trim().eq_ignore_ascii_case("q") {
+                        q = v.trim().parse().unwrap_or(0.0);
+                    }
+                }
+            }
+            match media.as_str() {
+                "application/openmetrics-text" => openmetrics = openmetrics.max(q),
+                "text/plain" | "text/*" | "*/*" => text = text.max(q),
+                _ => {}
+            }
+        }
+        if openmetrics > 0.0 && openmetrics >= text {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
+    }
+
+    /// The `Content-Type` of [`render`]'s output in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => CONTENT_TYPE,
+            Format::Text => TEXT_CONTENT_TYPE,
+        }
+    }
+}
+
+/// The `Content-Type` of OpenMetrics output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Every metric of every connector in this process, as of `now`.
-pub fn render(registry: &Registry, now: DateTime<Utc>) -> String {
+/// The `Content-Type` of the classic text format.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Every metric of every connector in this process, as of `now`, plus the
+/// process' own (`process_*`) and the build's (`tributary_build_info`).
+pub fn render(registry: &Registry, now: DateTime<Utc>, format: Format) -> String {
     let mut reg = prometheus_client::registry::Registry::default();
     reg.register_collector(Box::new(Snapshot {
         streams: registry.snapshot(),
         connectors: registry.connectors(),
         now,
     }));
+    reg.register_collector(Box::new(Process));
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, &reg);
+    match format {
+        Format::OpenMetrics => out,
+        Format::Text => to_text_format(&out),
+    }
+}
+
+/// OpenMetrics as the classic format: a counter's family is named after its
+/// samples (`x_total`), there is no `# UNIT` or `# EOF`, and `HELP` does not
+/// escape quotes. Nothing else differs for the metric types rendered here
+/// (no exemplars, no `_created` samples, no info or state-set types).
+fn to_text_format(openmetrics: &str) -> String {
+    let counters: HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            let name = if counters.contains(name) {
+                format!("{name}_total")
+            } else {
+                name.to_string()
+            };
+            let tail = if *prefix == "# HELP " {
+                tail.replace("\\\"", "\"")
+            } else {
+                tail.to_string()
+            };
+            Some(format!("{prefix}{name} {tail}"))
+        });
+        match rewritten {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
     out
+}
+
+/// The process' CPU, memory, threads and file descriptors, under the names
+/// every Prometheus client library uses, read from /proc at scrape time.
+#[derive(Debug)]
+struct Process;
+
+impl Collector for Process {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), Error> {
+        let none = || Vec::<(Labels<'static>, f64)>::new();
+        let one = |v: f64| vec![(Labels::new(), v)];
+        gauge(
+            &mut e,
+            "tributary_build_info",
+            "Always 1; the labels say which tributary build is running.",
+            [(
+                vec![
+                    ("version", env!("CARGO_PKG_VERSION")),
+                    ("arch", std::env::consts::ARCH),
+                    ("os", std::env::consts::OS),
+                ],
+                1.0,
+            )],
+        )?;
+        // Another OS or a /proc we may not read: no process metrics, not an error.
+        let Ok(me) = procfs::process::Process::myself() else {
+            return Ok(());
+        };
+        if let Ok(stat) = me.stat() {
+            let ticks = procfs::ticks_per_second() as f64;
+            counter_f64(
+                &mut e,
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds.",
+                one((stat.utime + stat.stime) as f64 / ticks),
+            )?;
+            gauge(
+                &mut e,
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+                one(stat.vsize as f64),
+            )?;
+            gauge(
+                &mut e,
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                one((stat.rss * procfs::page_size()) as f64),
+            )?;
+            gauge(
+                &mut e,
+                "process_threads",
+                "Number of OS threads in the process.",
+                one(stat.num_threads as f64),
+            )?;
+            if let Ok(boot) = procfs::boot_time_secs() {
+                gauge(
+                    &mut e,
+                    "process_start_time_seconds",
+                    "Start time of the process since unix epoch in seconds.",
+                    one(boot as f64 + stat.starttime as f64 / ticks),
+                )?;
+            }
+        }
+        gauge(
+            &mut e,
+            "process_open_fds",
+            "Number of open file descriptors.",
+            me.fd_count().map_or_else(|_| none(), |n| one(n as f64)),
+        )?;
+        let max_fds = me
+            .limits()
+            .ok()
+            .and_then(|l| match l.max_open_files.soft_limit {
+                procfs::process::LimitValue::Value(n) => Some(n as f64),
+                procfs::process::LimitValue::Unlimited => None,
+            });
+        gauge(
+            &mut e,
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            max_fds.map_or_else(none, one),
+        )?;
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
@@ -338,7 +522,7 @@ mod tests {
         });
         reg.connector("shop")
             .record(ConnectorEvent::HttpResponse { status: 503 });
-        let text = render(&reg, now);
+        let text = render(&reg, now, Format::OpenMetrics);
         for line in [
             "# TYPE tributary_records_read counter",
             "tributary_records_read_total{connector=\"shop\",stream=\"orders\"} 3",
@@ -355,5 +539,39 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    #[test]
+    fn accept_picks_the_format_by_quality() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(
+            Format::negotiate(Some("text/plain;version=0.0.4")),
+            Format::Text
+        );
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;q=0.2, text/plain")),
+            Format::Text
+        );
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Text);
+        assert_eq!(Format::negotiate(None), Format::Text);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;q=0")),
+            Format::Text
+        );
+    }
+
+    #[test]
+    fn the_classic_format_names_counter_families_after_their_samples() {
+        let om = "# HELP x_read Records \\\"read\\\".\n# TYPE x_read counter\nx_read_total{a=\"1\"} 3\n# HELP g A gauge.\n# TYPE g gauge\n# UNIT g seconds\ng 1.0\n# EOF\n";
+        assert_eq!(
+            to_text_format(om),
+            "# HELP x_read_total Records \"read\".\n# TYPE x_read_total counter\nx_read_total{a=\"1\"} 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1.0\n"
+        );
     }
 }

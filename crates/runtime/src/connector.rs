@@ -107,6 +107,7 @@ pub async fn run_connector_with(
     handle: Arc<ConnectorHandle>,
 ) -> Result<RunSummary, RuntimeError> {
     handle.set_phase(ConnectorPhase::Starting);
+    handle.set_config_document(parts.config.document.clone());
     let result = run(parts, env, &handle).await;
     handle.set_phase(match &result {
         Ok(_) => ConnectorPhase::Stopped,
@@ -1154,6 +1155,15 @@ impl SinkTask {
                     self.retry_or_fail(e, &mut attempt, Some(envelope.stream))
                         .await?
                 }
+            }
+        }
+        // A record that names its own target goes there; the rest to the stream's.
+        let mut last: Option<&str> = None;
+        for r in &envelope.records {
+            let t = r.target.as_deref().unwrap_or(&target);
+            if last != Some(t) {
+                self.connector_stats.wrote_to(t);
+                last = Some(t);
             }
         }
         self.streams[envelope.stream]

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tributary_config::ConfigDocument;
 use tributary_core::Clock;
 use tributary_metrics::{ConnectorStats, Registry, StreamSnapshot};
 use tributary_state::StateStore;
@@ -27,6 +28,10 @@ pub enum ConnectorPhase {
     Running,
     /// Ended without error: every stream finished, or it was stopped.
     Stopped,
+    /// Stopped by an operator's pause (Kafka Connect's PAUSED): it drained
+    /// and committed and waits for a resume; unlike a stop, its offsets
+    /// stay locked.
+    Paused,
     /// Ended by an error; the message is free of secrets.
     Failed { reason: String },
 }
@@ -45,16 +50,30 @@ pub struct ConnectorHandle {
     control: Mutex<Control>,
     resumed: Notify,
     phase: Mutex<ConnectorPhase>,
+    /// The config file the current run was built from, as written (its
+    /// `${VAR}` references unresolved), for the config the admin server shows.
+    document: Mutex<Arc<ConfigDocument>>,
 }
 
-/// The operator's switch (`PUT /connectors/{name}/stop|resume`).
+/// The operator's switch (`PUT /connectors/{name}/stop|pause|resume`,
+/// `POST /connectors/{name}/restart`).
 struct Control {
-    /// Stops the current run; replaced by a fresh one on resume, since a
-    /// cancelled token stays cancelled.
+    /// Stops the current run; replaced by a fresh one on resume or restart,
+    /// since a cancelled token stays cancelled.
     stop: CancellationToken,
-    /// The current run was, or is being, stopped by an operator: when it
-    /// ends the connector waits for a resume instead of ending.
-    stopped_by_operator: bool,
+    /// What an operator asked the current run's end to lead to; `None`
+    /// when it ends for its own reasons.
+    request: Option<Request>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Request {
+    /// Wait, STOPPED, for a resume; offsets may change meanwhile.
+    Stop,
+    /// Wait, PAUSED, for a resume.
+    Pause,
+    /// Run again at once from the committed checkpoints.
+    Restart,
 }
 
 impl std::fmt::Debug for ConnectorHandle {
@@ -83,10 +102,11 @@ impl ConnectorHandle {
             shutdown: env.shutdown.clone(),
             control: Mutex::new(Control {
                 stop: env.shutdown.child_token(),
-                stopped_by_operator: false,
+                request: None,
             }),
             resumed: Notify::new(),
             phase: Mutex::new(ConnectorPhase::Starting),
+            document: Mutex::new(config.document.clone()),
         })
     }
 
@@ -109,11 +129,29 @@ impl ConnectorHandle {
     }
 
     pub fn phase(&self) -> ConnectorPhase {
-        self.phase.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let phase = self.phase.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match phase {
+            ConnectorPhase::Stopped if self.control().request == Some(Request::Pause) => {
+                ConnectorPhase::Paused
+            }
+            other => other,
+        }
     }
 
     pub(crate) fn set_phase(&self, phase: ConnectorPhase) {
         *self.phase.lock().unwrap_or_else(|e| e.into_inner()) = phase;
+    }
+
+    /// The config file of the current run, as written.
+    pub fn config_document(&self) -> Arc<ConfigDocument> {
+        self.document
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_config_document(&self, document: Arc<ConfigDocument>) {
+        *self.document.lock().unwrap_or_else(|e| e.into_inner()) = document;
     }
 
     /// Its streams' stats, ordered by stream name.
@@ -157,24 +195,50 @@ impl ConnectorHandle {
     /// with nothing writing them. Returns false when the process is
     /// shutting down anyway.
     pub fn request_stop(&self) -> bool {
+        self.request(Request::Stop)
+    }
+
+    /// An operator's pause (`PUT /connectors/{name}/pause`): as a stop, but
+    /// the connector is PAUSED and its offsets may not be changed.
+    pub fn request_pause(&self) -> bool {
+        self.request(Request::Pause)
+    }
+
+    /// An operator's restart (`POST /connectors/{name}/restart`): the run
+    /// drains and commits, and the connector runs again at once from its
+    /// committed checkpoints (re-reading its config file), which retries
+    /// failed streams now rather than at their next schedule. A stopped or
+    /// paused connector stays so, as in Kafka Connect. Returns false when
+    /// nothing was restarted.
+    pub fn request_restart(&self) -> bool {
+        if matches!(self.control().request, Some(Request::Stop | Request::Pause)) {
+            return false;
+        }
+        self.request(Request::Restart)
+    }
+
+    fn request(&self, request: Request) -> bool {
         if self.shutdown.is_cancelled() {
             return false;
         }
         let mut control = self.control();
-        control.stopped_by_operator = true;
+        control.request = Some(request);
         control.stop.cancel();
         true
     }
 
-    /// Undoes [`ConnectorHandle::request_stop`]: the connector runs again
-    /// from its committed checkpoints (including any the operator wrote).
-    /// Returns false when it was not stopped by an operator.
+    /// Undoes [`ConnectorHandle::request_stop`] or
+    /// [`ConnectorHandle::request_pause`]: the connector runs again from its
+    /// committed checkpoints (including any the operator wrote). Returns
+    /// false when it was not stopped or paused by an operator.
     pub fn request_resume(&self) -> bool {
         let mut control = self.control();
-        if !control.stopped_by_operator || self.shutdown.is_cancelled() {
+        if !matches!(control.request, Some(Request::Stop | Request::Pause))
+            || self.shutdown.is_cancelled()
+        {
             return false;
         }
-        control.stopped_by_operator = false;
+        control.request = None;
         control.stop = self.shutdown.child_token();
         drop(control);
         // A stored permit: a resume that lands before the waiter waits is not lost.
@@ -182,10 +246,27 @@ impl ConnectorHandle {
         true
     }
 
+    /// Whether the run that just ended was ended by a restart request;
+    /// if so, the next run gets a fresh stop token.
+    pub fn take_restart(&self) -> bool {
+        let mut control = self.control();
+        if control.request != Some(Request::Restart) || self.shutdown.is_cancelled() {
+            return false;
+        }
+        control.request = None;
+        control.stop = self.shutdown.child_token();
+        true
+    }
+
+    /// Whether an operator paused it (it may still be draining).
+    pub fn is_paused(&self) -> bool {
+        self.control().request == Some(Request::Pause)
+    }
+
     /// Returns once an operator resumed the connector (at once when it is
-    /// not stopped by one, or was resumed already).
+    /// not stopped or paused by one, or was resumed already).
     pub async fn resumed(&self) {
-        while self.control().stopped_by_operator {
+        while matches!(self.control().request, Some(Request::Stop | Request::Pause)) {
             self.resumed.notified().await;
         }
     }

@@ -269,6 +269,26 @@ impl AdminProcess {
         AdminProcess { child, url, log }
     }
 
+    /// `METHOD path` against the admin server with a bearer token and an
+    /// optional JSON body: the status and the JSON answer (`null` when empty).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        let body = body.map(|b| b.to_string());
+        let (status, text) = http_request(method, &url, token, body.as_deref());
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"))
+        };
+        (status, value)
+    }
+
     /// Everything the process logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -326,6 +346,28 @@ pub fn http_request(
     token: Option<&str>,
     json_body: Option<&str>,
 ) -> (u16, String) {
+    let r = http_call(method, url, token, &[], json_body);
+    (r.status, r.body)
+}
+
+/// What [`http_call`] got back.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// The `Content-Type` header, empty when there was none.
+    pub content_type: String,
+    pub body: String,
+}
+
+/// Any method with extra request headers (`Accept`, ...), an optional
+/// bearer token and JSON body.
+pub fn http_call(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    json_body: Option<&str>,
+) -> HttpResponse {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -338,6 +380,9 @@ pub fn http_request(
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         if let Some(body) = json_body {
             req = req
                 .header("content-type", "application/json")
@@ -348,8 +393,18 @@ pub fn http_request(
             .await
             .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
         let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
         let body = resp.text().await.unwrap_or_default();
-        (status, body)
+        HttpResponse {
+            status,
+            content_type,
+            body,
+        }
     })
 }
 

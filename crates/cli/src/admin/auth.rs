@@ -28,7 +28,8 @@ pub async fn require_token(
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
             Json(serde_json::json!({
-                "error": "this admin server requires `Authorization: Bearer <token>` (the token of --admin-token-file or TRIBUTARY_ADMIN_TOKEN)"
+                "error_code": 401,
+                "message": "this admin server requires `Authorization: Bearer <token>` (the token of --admin-token-file or TRIBUTARY_ADMIN_TOKEN)"
             })),
         )
             .into_response(),

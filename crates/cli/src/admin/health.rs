@@ -104,10 +104,12 @@ async fn ready(State(state): State<Arc<AdminState>>) -> (StatusCode, Json<Value>
             (c.name().to_string(), phase["phase"].clone())
         })
         .collect();
-    let ready = state
-        .connectors
-        .iter()
-        .all(|c| matches!(c.phase(), ConnectorPhase::Running | ConnectorPhase::Stopped));
+    let ready = state.connectors.iter().all(|c| {
+        matches!(
+            c.phase(),
+            ConnectorPhase::Running | ConnectorPhase::Stopped | ConnectorPhase::Paused
+        )
+    });
     let code = if ready {
         StatusCode::OK
     } else {

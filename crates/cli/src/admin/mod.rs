@@ -3,18 +3,23 @@
 //! page for people. docs/monitoring.md documents every endpoint.
 //!
 //! One module per concern, each contributing its routes: `health` (`/live`,
-//! `/ready`, `/health`), `metrics` (`/metrics`), `connectors` (`/connectors...`),
-//! `offsets` (Kafka Connect's offsets API and stop/resume), `page` (`/`).
+//! `/ready`, `/health`), `metrics` (`/metrics`), `status` (`/status...`,
+//! tributary's own view), `connect` (Kafka Connect's `/connectors...` and
+//! `/connector-plugins...`), `offsets` (Connect's offsets API and
+//! stop/resume), `page` (`/`). Unknown paths and methods are answered with
+//! Connect's error body.
 //! Everything a route needs is in [`AdminState`]: one [`ConnectorHandle`]
 //! per connector, through which routes reach that connector's stats, state
 //! store and stop switch.
 
 mod auth;
-mod connectors;
+mod connect;
+mod error;
 mod health;
 mod metrics;
 mod offsets;
 mod page;
+mod status;
 pub mod view;
 
 use crate::exit::{Code, Failure};
@@ -35,6 +40,9 @@ pub struct AdminState {
     pub rates: view::Rates,
     /// When this process started serving, for the uptime the views show.
     pub started: std::time::Instant,
+    /// `HOST:PORT` of the admin server, Kafka Connect's `worker_id`; set
+    /// once it listens.
+    pub worker_id: String,
 }
 
 impl AdminState {
@@ -96,13 +104,17 @@ fn router(state: Arc<AdminState>, token: Option<Secret>) -> Router {
     let open = Router::new().merge(health::routes()).merge(page::routes());
     let protected = Router::new()
         .merge(metrics::routes())
-        .merge(connectors::routes())
+        .merge(status::routes())
+        .merge(connect::routes())
         .merge(offsets::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::new(token),
             auth::require_token,
         ));
-    open.merge(protected).with_state(state)
+    open.merge(protected)
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(state)
 }
 
 /// Binds `addr` and serves until `shutdown`. Returns the bound address (the
@@ -110,7 +122,7 @@ fn router(state: Arc<AdminState>, token: Option<Secret>) -> Router {
 pub async fn serve(
     addr: SocketAddr,
     token: Option<Secret>,
-    state: AdminState,
+    mut state: AdminState,
     shutdown: CancellationToken,
 ) -> Result<SocketAddr, Failure> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
@@ -123,6 +135,7 @@ pub async fn serve(
     if !bound.ip().is_loopback() && token.is_none() {
         tracing::warn!(%bound, "the admin server is reachable from other machines without a token; set --admin-token-file or TRIBUTARY_ADMIN_TOKEN");
     }
+    state.worker_id = bound.to_string();
     let state = Arc::new(state);
     view::spawn_rate_sampler(state.clone(), shutdown.clone());
     let app = router(state, token);

@@ -7,6 +7,7 @@
 //! so nothing commits over them; they take effect when it resumes. Request
 //! and error bodies have Kafka Connect's shapes (`{"error_code", "message"}`).
 
+use super::error::{api_error, error, ApiError};
 use super::AdminState;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -52,35 +53,14 @@ struct ConnectOffsets {
     offsets: Vec<ConnectOffset>,
 }
 
-/// A refusal, answered with Kafka Connect's error body.
-struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = json!({ "error_code": self.status.as_u16(), "message": self.message });
-        (self.status, Json(body)).into_response()
-    }
-}
-
-fn api_error(status: StatusCode, message: impl Into<String>) -> ApiError {
-    ApiError {
-        status,
-        message: message.into(),
-    }
-}
-
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    api_error(status, message).into_response()
-}
-
 fn message(text: &str) -> Response {
     (StatusCode::OK, Json(json!({ "message": text }))).into_response()
 }
 
-fn find<'a>(state: &'a AdminState, name: &str) -> Result<&'a Arc<ConnectorHandle>, ApiError> {
+pub(super) fn find<'a>(
+    state: &'a AdminState,
+    name: &str,
+) -> Result<&'a Arc<ConnectorHandle>, ApiError> {
     state
         .connector(name)
         .ok_or_else(|| api_error(StatusCode::NOT_FOUND, format!("Connector {name} not found")))
@@ -227,19 +207,29 @@ async fn reset(State(state): State<Arc<AdminState>>, Path(name): Path<String>) -
 }
 
 /// 202 at once, as Kafka Connect answers: the connector drains and commits
-/// in the background; its status says `stopped` when offsets may change.
+/// in the background; its status says `STOPPED` when offsets may change.
 async fn stop(State(state): State<Arc<AdminState>>, Path(name): Path<String>) -> Response {
-    let handle = match find(&state, &name) {
+    halt(&state, &name, "stop", ConnectorHandle::request_stop)
+}
+
+/// An operator's stop or pause (`request`), answered 202 at once.
+pub(super) fn halt(
+    state: &AdminState,
+    name: &str,
+    what: &str,
+    request: fn(&ConnectorHandle) -> bool,
+) -> Response {
+    let handle = match find(state, name) {
         Ok(h) => h,
         Err(r) => return r.into_response(),
     };
-    if !handle.request_stop() {
+    if !request(handle) {
         return error(
             StatusCode::CONFLICT,
             "the process is shutting down; the connector is stopping anyway",
         );
     }
-    tracing::info!(connector = %name, "stop requested through the admin server");
+    tracing::info!(connector = %name, "{what} requested through the admin server");
     StatusCode::ACCEPTED.into_response()
 }
 

@@ -1,6 +1,6 @@
 //! `/`: the status page, one self-contained HTML file compiled into the
 //! binary (no build step, no external assets). It holds no data: it fetches
-//! `connectors` every two seconds, sending the bearer token a person typed
+//! `status` every two seconds, sending the bearer token a person typed
 //! in (or put after `#token=` in the URL), so the page itself needs none.
 
 use super::AdminState;

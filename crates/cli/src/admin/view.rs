@@ -1,5 +1,5 @@
 //! The status of every connector and stream as one JSON document
-//! (`GET /connectors`), read by the status page and by `tributary status`,
+//! (`GET /status`), read by the status page and by `tributary status`,
 //! which prints it with [`table`]: one shape, three views.
 //!
 //! Everything here comes from counters, times and source summaries; no

@@ -73,6 +73,7 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
             clock: env.clock.clone(),
             rates: Default::default(),
             started: std::time::Instant::now(),
+            worker_id: String::new(),
         };
         if let Err(e) = crate::admin::serve(addr, token, state, admin_done.clone()).await {
             progress_done.cancel();
@@ -216,9 +217,9 @@ struct Rebuild {
     once: bool,
 }
 
-/// Runs a connector until it ends; when an operator stopped it through the
-/// admin server, waits for their resume (or a shutdown) and runs it again
-/// from its committed checkpoints.
+/// Runs a connector until it ends; when an operator stopped or paused it
+/// through the admin server, waits for their resume (or a shutdown) and runs
+/// it again from its committed checkpoints; after a restart, at once.
 async fn supervise(
     mut parts: ConnectorParts,
     env: RuntimeEnv,
@@ -233,12 +234,20 @@ async fn supervise(
         if !stop.is_cancelled() || env.shutdown.is_cancelled() {
             return Ok(summary);
         }
-        tracing::info!(connector = %summary.connector, "stopped through the admin server; offsets can be changed until it is resumed");
-        tokio::select! {
-            _ = env.shutdown.cancelled() => return Ok(summary),
-            _ = handle.resumed() => {}
+        if handle.take_restart() {
+            tracing::info!(connector = %summary.connector, "restarting from the committed checkpoints (asked through the admin server)");
+        } else {
+            if handle.is_paused() {
+                tracing::info!(connector = %summary.connector, "paused through the admin server until it is resumed");
+            } else {
+                tracing::info!(connector = %summary.connector, "stopped through the admin server; offsets can be changed until it is resumed");
+            }
+            tokio::select! {
+                _ = env.shutdown.cancelled() => return Ok(summary),
+                _ = handle.resumed() => {}
+            }
+            tracing::info!(connector = %summary.connector, "resuming from the committed checkpoints");
         }
-        tracing::info!(connector = %summary.connector, "resuming from the committed checkpoints");
         let state = Some(handle.state_store().clone());
         parts = build::load(&rebuild.path)
             .and_then(|config| build_parts(config, &env.clock, &env.metrics, rebuild.once, state))

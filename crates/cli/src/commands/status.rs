@@ -8,7 +8,7 @@ use crate::exit::{CmdResult, Code, Failure};
 pub async fn status(args: StatusArgs) -> CmdResult {
     let addr = crate::admin::parse_addr(&args.admin_addr)?;
     let token = crate::admin::load_token(args.admin_token_file.as_deref())?;
-    let url = format!("http://{addr}/connectors");
+    let url = format!("http://{addr}/status");
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()

@@ -1,5 +1,5 @@
 //! `tributary convert`: turns a Kafka Connect ChargeOver source connector
-//! config (seed 000) into a tributary connector file.
+//! config into a tributary connector file.
 //!
 //! The input is Connect REST JSON (`{"name": ..., "config": {...}}`, or the
 //! bare config map) or a Java `.properties` file, told apart by content: JSON

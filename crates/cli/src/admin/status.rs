@@ -1,19 +1,20 @@
-//! `/connectors` (every connector and stream) and
-//! `/connectors/{name}/status` (one), as JSON ([`super::view`]).
+//! `/status` (every connector and stream) and `/status/{name}` (one), as
+//! JSON ([`super::view`]): tributary's own view, richer than Kafka
+//! Connect's `/connectors/{name}/status` ([`super::connect`]).
 
+use super::error::{api_error, ApiError};
 use super::view::{connector_view, status_view, ConnectorView, StatusView};
 use super::AdminState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
 use std::sync::Arc;
 
 pub fn routes() -> Router<Arc<AdminState>> {
     Router::new()
-        .route("/connectors", get(all))
-        .route("/connectors/{name}/status", get(one))
+        .route("/status", get(all))
+        .route("/status/{name}", get(one))
 }
 
 async fn all(State(state): State<Arc<AdminState>>) -> Json<StatusView> {
@@ -23,14 +24,12 @@ async fn all(State(state): State<Arc<AdminState>>) -> Json<StatusView> {
 async fn one(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
-) -> Result<Json<ConnectorView>, (StatusCode, Json<Value>)> {
+) -> Result<Json<ConnectorView>, ApiError> {
     let Some(c) = state.connector(&name) else {
         let known: Vec<&str> = state.connectors.iter().map(|c| c.name()).collect();
-        return Err((
+        return Err(api_error(
             StatusCode::NOT_FOUND,
-            Json(json!({
-                "error": format!("no connector `{name}` in this process; running: {}", known.join(", "))
-            })),
+            format!("Connector {name} not found; running: {}", known.join(", ")),
         ));
     };
     Ok(Json(connector_view(c, state.clock.now(), &state.rates)))
