@@ -69,6 +69,9 @@ pub struct ConnectorConfig {
     /// The directory of the config file: relative paths resolve against it.
     pub base_dir: PathBuf,
     pub document: Arc<ConfigDocument>,
+    /// Problems that do not stop the connector but likely are mistakes (a
+    /// bare `$VAR`), located like errors; commands print them once.
+    pub warnings: Vec<ConfigError>,
 }
 
 impl ConnectorConfig {
@@ -219,6 +222,10 @@ pub struct RuntimeConfig {
     pub backoff_initial: Duration,
     #[serde(deserialize_with = "de_duration")]
     pub backoff_max: Duration,
+    /// The longest a server's `Retry-After` is honoured; a longer request
+    /// waits this long, then the next attempt asks again.
+    #[serde(deserialize_with = "de_duration")]
+    pub max_retry_after: Duration,
     /// A stream whose checkpoint has not advanced for this long is stale:
     /// reported by `/health`, `tributary state stuck` and the status page
     /// (the alarm seed 004 lacked). Unset: no freshness check.
@@ -237,6 +244,7 @@ impl Default for RuntimeConfig {
             max_retries: 10,
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
+            max_retry_after: Duration::from_secs(3600),
             max_staleness: None,
         }
     }
