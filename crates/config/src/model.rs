@@ -216,8 +216,14 @@ pub struct RuntimeConfig {
     /// How long an idle stream (tailed file, quiet socket) waits before polling again.
     #[serde(deserialize_with = "de_duration")]
     pub poll_interval: Duration,
-    /// Consecutive retryable errors tolerated before the connector stops.
+    /// Consecutive retryable errors of the sink or the state store
+    /// tolerated before the connector stops.
     pub max_retries: u32,
+    /// Consecutive failed attempts at one source request (a page, a report
+    /// run) before the stream gives up until its next scheduled run, where
+    /// it resumes from its checkpoint: Kafka Connect's `max.retries`. The
+    /// other streams go on. Unset: `max_retries`.
+    pub request_retries: Option<u32>,
     #[serde(deserialize_with = "de_duration")]
     pub backoff_initial: Duration,
     #[serde(deserialize_with = "de_duration")]
@@ -233,6 +239,13 @@ pub struct RuntimeConfig {
     pub max_staleness: Option<Duration>,
 }
 
+impl RuntimeConfig {
+    /// The retry budget of one source request (see `request_retries`).
+    pub fn source_retries(&self) -> u32 {
+        self.request_retries.unwrap_or(self.max_retries)
+    }
+}
+
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
@@ -242,6 +255,7 @@ impl Default for RuntimeConfig {
             flush_interval: Duration::from_secs(1),
             poll_interval: Duration::from_millis(500),
             max_retries: 10,
+            request_retries: None,
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
             max_retry_after: Duration::from_secs(3600),

@@ -744,7 +744,9 @@ impl StreamTask {
                 Err(e) => e,
             };
             match error {
-                ConnectorError::Retryable { .. } if attempt < self.config.runtime.max_retries => {
+                ConnectorError::Retryable { .. }
+                    if attempt < self.config.runtime.source_retries() =>
+                {
                     attempt += 1;
                     let wait = retry_wait(&error, attempt, &self.config);
                     warn!(connector = %self.config.name, stream = %self.spec.name, attempt, error = %error, ?wait, "retryable error; reopening from the last position");
