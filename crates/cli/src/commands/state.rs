@@ -359,12 +359,9 @@ async fn known_stream(
 /// `--older-than`, else the config's `runtime.max_staleness`.
 fn staleness(config: &ConnectorConfig, flag: Option<&str>) -> Result<Option<Duration>, Failure> {
     match flag {
-        Some(text) => humantime::parse_duration(text).map(Some).map_err(|e| {
-            Failure::new(
-                Code::Config,
-                anyhow!("--older-than `{text}`: {e}; use e.g. `7d`, `36h`, `90m`"),
-            )
-        }),
+        Some(text) => tributary_config::units::parse_duration(text)
+            .map(Some)
+            .map_err(|e| Failure::new(Code::Config, anyhow!("--older-than: {e}"))),
         None => Ok(config.runtime.max_staleness),
     }
 }
