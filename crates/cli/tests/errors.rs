@@ -42,7 +42,7 @@ fn unknown_source_type_suggests_the_closest() {
 fn wrong_type_names_the_key() {
     check_config_error(
         &format!("{GEN}[runtime]\nbatch_size = \"ten\"\n"),
-        "10: runtime.batch_size: invalid type: string \"ten\", expected usize",
+        "10: runtime.batch_size: invalid type: string \"ten\", expected a whole number (0 or more)",
     );
 }
 
