@@ -4,12 +4,28 @@
 use crate::exit::{Code, Failure};
 use std::path::Path;
 use std::sync::Arc;
-use tributary_config::{ConfigError, ConnectorConfig, StateConfig};
+use tributary_config::{ConfigError, ConnectorConfig, Needs, StateConfig};
 use tributary_core::{Clock, ShiftedClock, Sink, Source, SystemClock};
 use tributary_state::{EmbeddedStore, KafkaStore, StateError, StateStore, StoreAccess};
 
 pub fn load(path: &Path) -> Result<ConnectorConfig, Failure> {
-    config_text(path, None).map_err(|e| Failure::new(Code::Config, e))
+    load_for(path, Needs::All)
+}
+
+/// [`load`] resolving only what the command needs (`tributary state`
+/// commands need the state store, not the source's credentials). Prints the
+/// config's warnings.
+pub fn load_for(path: &Path, needs: Needs) -> Result<ConnectorConfig, Failure> {
+    let mut config =
+        tributary_config::load_file_for(path, needs).map_err(|e| Failure::new(Code::Config, e))?;
+    if needs == Needs::All {
+        tributary_sources::apply_defaults(&mut config)
+            .map_err(|e| Failure::new(Code::Config, e))?;
+    }
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(config)
 }
 
 /// [`load`] for a config that is not in a file (the admin server's

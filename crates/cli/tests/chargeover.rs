@@ -538,3 +538,50 @@ fn the_chargeover_example_names_its_four_entities() {
     );
     assert_eq!(streams[0]["target"], "chargeover.customer");
 }
+
+/// Seed 000's default start is "now": without `initial_datetime` the older
+/// records are skipped. That is kept, but said once, with how to load them.
+#[test]
+fn no_initial_datetime_warns_once_that_older_data_is_skipped() {
+    let env = setup();
+    env.sim.generate(
+        "customer",
+        20,
+        dt("2024-01-01 00:00:00"),
+        ChronoDuration::hours(1),
+    );
+    let text = format!(
+        "name = \"billing\"\n[source]\ntype = \"chargeover\"\nbase_url = \"{}\"\nusername = \"{USER}\"\npassword = \"${{CHARGEOVER_PASSWORD}}\"\nentities = [\"customer\", \"invoice\"]\n[sink]\ntype = \"file\"\ndir = \"out\"\nformat = \"envelope\"\n",
+        env.sim.base_url()
+    );
+    env.ws.write("billing.toml", &text);
+    let cfg = env.ws.path("billing.toml").to_string_lossy().into_owned();
+    let expected = format!(
+        "{cfg}:2: source.initial_datetime: no start for customer, invoice: records modified before the first run are skipped (only changes from then on are loaded); to load older data set e.g. `[source.initial_datetime]` `customer = \"2020-01-01 00:00:00\"` (in `timezone`) before the first run, or `tributary state reset --to` later"
+    );
+    for args in [vec!["check", cfg.as_str()], vec!["run", "--once", &cfg]] {
+        let o = env.run_at("2024-11-01T14:30:00Z", &args);
+        assert_exit(&o, 0);
+        let err = stderr(&o);
+        assert_eq!(err.matches(&expected).count(), 1, "{args:?}: {err}");
+        assert!(
+            err.lines()
+                .any(|l| l.contains("WARN") && l.contains(&expected)),
+            "{err}"
+        );
+    }
+    // The behaviour itself is unchanged: nothing before the first run arrived.
+    assert_eq!(env.written().len(), 0);
+
+    // With a start for every entity, no warning.
+    env.ws.write(
+        "billing.toml",
+        &text.replace(
+            "[sink]",
+            "[source.initial_datetime]\ncustomer = \"2024-01-01 00:00:00\"\ninvoice = \"2024-01-01 00:00:00\"\n[sink]",
+        ),
+    );
+    let o = env.run_at("2024-11-01T14:30:00Z", &["check", &cfg]);
+    assert_exit(&o, 0);
+    assert!(!stderr(&o).contains("no start for"), "{}", stderr(&o));
+}

@@ -53,7 +53,12 @@ type = "stdout"
 
 [runtime]
 poll_interval = "60s"
-max_retries = 3
+# max.retries = 3: a failing ChargeOver request is retried 3 time(s)
+# with backoff; then the entity waits for its next scheduled run and resumes
+# where it stopped, as Kafka Connect does (the other entities go on). This is
+# not `max_retries`, which bounds sink and state store retries and then stops
+# the connector.
+request_retries = 3
 "#;
 
 const SEED_NOTES: &str = "note: dropped `tasks.max`: tributary runs one task per stream
@@ -124,7 +129,7 @@ fn the_password_appears_nowhere() {
     // Not from a misspelt key, nor when pasted into a value an error quotes.
     ws.write("typo.properties", "chargeover.passwrd=your-password\n");
     let o = ws.run(&["convert", "typo.properties"]);
-    assert_exit(&o, 0);
+    assert_exit(&o, 2);
     assert!(!stdout(&o).contains(SEED_PASSWORD) && !stderr(&o).contains(SEED_PASSWORD));
     ws.write(
         "pasted.properties",
@@ -200,17 +205,17 @@ fn unknown_properties_are_warned_about_and_skipped() {
     let ws = workspace();
     ws.write(
         "c.properties",
-        "chargeover.subdomain=acme\nchargeover.usrname=u\nvalue.converter=org.apache.kafka.connect.json.JsonConverter\n",
+        "chargeover.subdomain=acme\nchargeover.timezon=UTC\nvalue.converter=org.apache.kafka.connect.json.JsonConverter\n",
     );
     let o = ws.run(&["convert", "c.properties"]);
     assert_exit(&o, 0);
     assert_eq!(
         stderr(&o),
-        "warning: c.properties:2: ignoring unknown property `chargeover.usrname` (did you mean `chargeover.username`?)\n\
+        "warning: c.properties:2: ignoring unknown property `chargeover.timezon` (did you mean `chargeover.timezone`?)\n\
          warning: c.properties:3: ignoring unknown property `value.converter`\n\
          note: a Kafka Connect config names no sink; wrote `[sink] type = \"stdout\"`: change it to where the records should go\n"
     );
-    assert!(!stdout(&o).contains("username"));
+    assert!(!stdout(&o).contains("timezone"));
 }
 
 #[test]
@@ -304,5 +309,25 @@ fn a_missing_input_is_a_config_error() {
         stderr(&o).starts_with("error: nope.json: cannot read: "),
         "{}",
         stderr(&o)
+    );
+}
+
+#[test]
+fn a_misspelled_required_property_is_refused_with_exit_2() {
+    let ws = workspace();
+    let typo = SEED_PROPERTIES.replace("chargeover.username=", "chargeover.usrname=");
+    assert_ne!(typo, SEED_PROPERTIES);
+    ws.write("typo.properties", &typo);
+    let line = typo
+        .lines()
+        .position(|l| l.starts_with("chargeover.usrname="))
+        .unwrap()
+        + 1;
+    let o = ws.run(&["convert", "typo.properties"]);
+    assert_exit(&o, 2);
+    assert_eq!(stdout(&o), "");
+    assert_eq!(
+        stderr(&o),
+        format!("error: typo.properties:{line}: chargeover.usrname: unknown property; the required property `chargeover.username` is missing (did you mean `chargeover.username`?)\n")
     );
 }

@@ -31,14 +31,36 @@ pub fn load_file(path: &Path) -> Result<ConnectorConfig, ConfigError> {
 
 /// [`load_file`] with an explicit environment.
 pub fn load_file_with_env(path: &Path, env: EnvLookup<'_>) -> Result<ConnectorConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let text = read_text(path)?;
+    load_str_with_env(path, &text, env)
+}
+
+/// The file as UTF-8; a byte that is not is located by line, and by the key
+/// being written there.
+fn read_text(path: &Path) -> Result<String, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|e| ConfigError {
         file: path.to_path_buf(),
         line: None,
         key: None,
         message: format!("cannot read config file: {e}"),
         suggestion: None,
     })?;
-    load_str_with_env(path, &text, env)
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        // Valid by construction: the prefix `from_utf8` accepted.
+        let before = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+        ConfigError {
+            file: path.to_path_buf(),
+            line: Some(line_at(before, valid)),
+            key: Some(key_at(before, valid)),
+            message: format!(
+                "the file is not valid UTF-8 (byte 0x{:02X}); save it as UTF-8",
+                bytes[valid]
+            ),
+            suggestion: None,
+        }
+    })
 }
 
 /// Loads a connector from text; `path` names the file in errors and its
@@ -51,35 +73,84 @@ fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// What a command needs resolved from the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Needs {
+    /// Everything: the connector will run.
+    #[default]
+    All,
+    /// Only what reaches the state store (`name`, `[state]`, `[runtime]`):
+    /// `tributary state` commands work while an unrelated `${API_TOKEN}` is
+    /// unset. References elsewhere that cannot be resolved are left as
+    /// written, so the source and sink of such a config must not be built.
+    State,
+}
+
+/// The top-level keys [`Needs::State`] resolves.
+const STATE_KEYS: &[&str] = &["name", "topic_prefix", "state", "runtime"];
+
+/// [`load_file`] resolving only what `needs` says.
+pub fn load_file_for(path: &Path, needs: Needs) -> Result<ConnectorConfig, ConfigError> {
+    let text = read_text(path)?;
+    load_str_for(path, &text, &process_env, needs)
+}
+
 /// [`load_str`] with an explicit environment.
 pub fn load_str_with_env(
     path: &Path,
     text: &str,
     env: EnvLookup<'_>,
 ) -> Result<ConnectorConfig, ConfigError> {
+    load_str_for(path, text, env, Needs::All)
+}
+
+/// [`load_str_with_env`] resolving only what `needs` says.
+pub fn load_str_for(
+    path: &Path,
+    text: &str,
+    env: EnvLookup<'_>,
+    needs: Needs,
+) -> Result<ConnectorConfig, ConfigError> {
     let mut doc = ConfigDocument {
         path: path.to_path_buf(),
         text: text.to_string(),
         substitutions: Vec::new(),
     };
-    let mut root: toml::Table = toml::from_str(text).map_err(|e| ConfigError {
-        file: path.to_path_buf(),
-        line: e.span().map(|s| line_at(text, s.start)),
-        key: None,
-        message: e.message().trim_end().to_string(),
-        suggestion: None,
+    let mut root: toml::Table = toml::from_str(text).map_err(|e| {
+        let at = e.span().map_or(0, |s| s.start);
+        ConfigError {
+            file: path.to_path_buf(),
+            line: Some(line_at(text, at)),
+            key: Some(key_at(text, at)),
+            message: toml_message(e.message()),
+            suggestion: None,
+        }
     })?;
 
-    let mut subs = Vec::new();
-    let mut segs = Vec::new();
-    if let Err((at, message)) = substitute_table(&mut root, &mut segs, env, &mut subs) {
+    let base_dir = base_dir_of(path);
+    let mut subst = Substituter {
+        env,
+        base_dir: &base_dir,
+        needs,
+        subs: Vec::new(),
+        notes: Vec::new(),
+        path: Vec::new(),
+    };
+    if let Err((at, message)) = subst.table(&mut root) {
         return Err(located(&doc, &at, message, None));
     }
-    doc.substitutions = subs;
+    let notes = std::mem::take(&mut subst.notes);
+    doc.substitutions = subst.subs;
     let doc = Arc::new(doc);
 
     let envelope: EnvelopeToml = deserialize_at(&doc, &[], toml::Value::Table(root))?;
-    build(&doc, envelope, base_dir_of(path))
+    let mut config = build(&doc, envelope, base_dir)?;
+    config.warnings = notes
+        .into_iter()
+        .map(|(at, message)| located(&doc, &at, message, None))
+        .collect();
+    config.warnings.sort_by_key(|w| w.line);
+    Ok(config)
 }
 
 // ---------------------------------------------------------------------------
@@ -186,6 +257,7 @@ fn build(
         streams,
         base_dir,
         document: Arc::clone(doc),
+        warnings: Vec::new(),
     })
 }
 
@@ -295,20 +367,44 @@ fn state(doc: &ConfigDocument, s: StateToml, base_dir: &Path) -> Result<StateCon
     }
 }
 
-/// Zero sizes would make a bounded channel panic or a poll loop spin, so
-/// they are refused here, where the error can still name the line.
+/// The documented range of each runtime count and wait. Zero sizes would make
+/// a bounded channel panic or a poll loop spin, huge ones allocate or wait
+/// for ever, so they are refused here, where the error can still name the
+/// line.
+pub const RUNTIME_COUNT_RANGES: &[(&str, usize, usize)] = &[
+    ("batch_size", 1, 1_000_000),
+    ("channel_capacity", 1, 10_000),
+    ("flush_records", 1, 100_000_000),
+];
+
+/// The longest retry wait a config may ask for: a stream that should wait
+/// longer than a day between attempts is down, and a wait that long only
+/// hides it.
+pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(86_400);
+
 fn check_runtime(doc: &ConfigDocument, r: &RuntimeConfig) -> Result<(), ConfigError> {
-    let at_least_one = [
-        ("batch_size", r.batch_size),
-        ("channel_capacity", r.channel_capacity),
-        ("flush_records", r.flush_records),
-    ];
-    for (field, value) in at_least_one {
-        if value == 0 {
+    let counts = [r.batch_size, r.channel_capacity, r.flush_records];
+    for (&(field, min, max), value) in RUNTIME_COUNT_RANGES.iter().zip(counts) {
+        if !(min..=max).contains(&value) {
             return Err(located(
                 doc,
                 &[key("runtime"), key(field)],
-                "must be at least 1".into(),
+                format!("{value} is out of range: use {min} to {max}"),
+                None,
+            ));
+        }
+    }
+    let waits = [
+        ("backoff_initial", r.backoff_initial),
+        ("backoff_max", r.backoff_max),
+        ("max_retry_after", r.max_retry_after),
+    ];
+    for (field, value) in waits {
+        if value > MAX_RETRY_WAIT {
+            return Err(located(
+                doc,
+                &[key("runtime"), key(field)],
+                "too long for a retry wait: at most 1 day (`24h`, `P1D`)".into(),
                 None,
             ));
         }
@@ -392,94 +488,176 @@ fn base_dir_of(path: &Path) -> PathBuf {
 
 type SubstError = (Vec<Seg>, String);
 
-fn substitute_table(
-    table: &mut toml::Table,
-    path: &mut Vec<Seg>,
-    env: EnvLookup<'_>,
-    subs: &mut Vec<Substitution>,
-) -> Result<(), SubstError> {
-    for (k, v) in table.iter_mut() {
-        path.push(key(k));
-        substitute_value(v, path, env, subs)?;
-        path.pop();
-    }
-    Ok(())
+/// Walks the parsed document replacing references in strings:
+///
+/// - `${NAME}`: the environment variable; an error when unset.
+/// - `${NAME:-default}`: the variable, or `default` when it is unset or
+///   empty (as in a shell).
+/// - `${file:PATH}`: the content of a file (Docker and Kubernetes secrets),
+///   one trailing newline trimmed; relative paths start at the config's
+///   directory.
+/// - `$${` is a literal `${`; any other `$` is kept as is, with a warning
+///   when it looks like a forgotten `${NAME}`.
+///
+/// Values from the environment and from files are registered as secrets
+/// (redacted everywhere); defaults are written in the file and are not.
+struct Substituter<'a> {
+    env: EnvLookup<'a>,
+    base_dir: &'a Path,
+    needs: Needs,
+    subs: Vec<Substitution>,
+    /// Warnings: (key path, message).
+    notes: Vec<(Vec<Seg>, String)>,
+    path: Vec<Seg>,
 }
 
-fn substitute_value(
-    value: &mut toml::Value,
-    path: &mut Vec<Seg>,
-    env: EnvLookup<'_>,
-    subs: &mut Vec<Substitution>,
-) -> Result<(), SubstError> {
-    match value {
-        toml::Value::String(s) if s.contains('$') => {
-            let (expanded, found) = expand(s, env).map_err(|m| (path.clone(), m))?;
-            let shown = display_path(path);
-            for (variable, v) in found {
-                subs.push(Substitution {
-                    key: shown.clone(),
-                    variable,
-                    // Registers the value (a URL's password only) with
-                    // the process-wide redactor.
-                    value: Secret::credentials_of(v),
-                });
-            }
-            *s = expanded;
+impl Substituter<'_> {
+    fn table(&mut self, table: &mut toml::Table) -> Result<(), SubstError> {
+        for (k, v) in table.iter_mut() {
+            self.path.push(key(k));
+            let r = self.value(v);
+            self.path.pop();
+            r?;
         }
-        toml::Value::Array(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                path.push(Seg::Index(i));
-                substitute_value(item, path, env, subs)?;
-                path.pop();
-            }
-        }
-        toml::Value::Table(t) => substitute_table(t, path, env, subs)?,
-        _ => {}
+        Ok(())
     }
-    Ok(())
-}
 
-/// Expands `${NAME}`; `$${` is a literal `${`, any other `$` is kept as is.
-/// Returns the expanded text and each (name, value) substituted.
-fn expand(s: &str, env: EnvLookup<'_>) -> Result<(String, Vec<(String, String)>), String> {
-    let mut out = String::with_capacity(s.len());
-    let mut found = Vec::new();
-    let mut rest = s;
-    while let Some(pos) = rest.find('$') {
-        out.push_str(&rest[..pos]);
-        let tail = &rest[pos..];
-        if let Some(after) = tail.strip_prefix("$${") {
-            out.push_str("${");
-            rest = after;
-        } else if let Some(after) = tail.strip_prefix("${") {
-            let Some(end) = after.find('}') else {
-                return Err("unterminated `${` (write `$${` for a literal `${`)".into());
-            };
-            let name = &after[..end];
-            let valid = name
+    fn value(&mut self, value: &mut toml::Value) -> Result<(), SubstError> {
+        match value {
+            toml::Value::String(s) if s.contains('$') => match self.expand(s) {
+                Ok(expanded) => *s = expanded,
+                Err(_) if !self.needed() => {}
+                Err(m) => return Err((self.path.clone(), m)),
+            },
+            toml::Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    self.path.push(Seg::Index(i));
+                    let r = self.value(item);
+                    self.path.pop();
+                    r?;
+                }
+            }
+            toml::Value::Table(t) => self.table(t)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Whether the key being walked must resolve for this command.
+    fn needed(&self) -> bool {
+        match (self.needs, self.path.first()) {
+            (Needs::All, _) => true,
+            (Needs::State, Some(Seg::Key(k))) => STATE_KEYS.contains(&k.as_str()),
+            (Needs::State, _) => true,
+        }
+    }
+
+    fn expand(&mut self, s: &str) -> Result<String, String> {
+        let mut out = String::with_capacity(s.len());
+        let mut found = Vec::new();
+        let mut rest = s;
+        while let Some(pos) = rest.find('$') {
+            out.push_str(&rest[..pos]);
+            let tail = &rest[pos..];
+            if let Some(after) = tail.strip_prefix("$${") {
+                out.push_str("${");
+                rest = after;
+            } else if let Some(after) = tail.strip_prefix("${") {
+                let Some(end) = after.find('}') else {
+                    return Err("unterminated `${` (write `$${` for a literal `${`)".into());
+                };
+                let (value, secret) = self.reference(&after[..end])?;
+                out.push_str(&value);
+                if let Some(name) = secret {
+                    found.push((name, value));
+                }
+                rest = &after[end + 1..];
+            } else {
+                let name_len = tail[1..]
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(tail.len() - 1);
+                let name = &tail[1..1 + name_len];
+                if self.looks_like_reference(s, name) {
+                    self.notes.push((
+                        self.path.clone(),
+                        format!(
+                            "`${name}` is taken literally; write `${{{name}}}` to use the environment variable {name}"
+                        ),
+                    ));
+                }
+                out.push('$');
+                rest = &tail[1..];
+            }
+        }
+        out.push_str(rest);
+        let shown = display_path(&self.path);
+        for (variable, v) in found {
+            self.subs.push(Substitution {
+                key: shown.clone(),
+                variable,
+                // Registers the value (a URL's password only) with
+                // the process-wide redactor.
+                value: Secret::credentials_of(v),
+            });
+        }
+        Ok(out)
+    }
+
+    /// A bare `$NAME` is most likely a forgotten `${NAME}` when it is the
+    /// whole value or the variable exists; a `$` inside a literal password
+    /// usually is neither, and the warning must not quote such a value.
+    fn looks_like_reference(&self, whole: &str, name: &str) -> bool {
+        let shaped = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+            && name
                 .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid {
-                return Err(format!(
-                    "invalid environment variable name `{name}` in `${{...}}`: use letters, digits and `_` (write `$${{` for a literal `${{`)"
-                ));
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        shaped && (whole.trim() == format!("${name}") || (self.env)(name).is_some())
+    }
+
+    /// The value of the reference inside `${...}`, and the name to record
+    /// it under when it is secret (from the environment or a file).
+    fn reference(&self, inner: &str) -> Result<(String, Option<String>), String> {
+        if let Some(file) = inner.strip_prefix("file:") {
+            let file = file.trim();
+            if file.is_empty() {
+                return Err(
+                    "`${file:}` needs a path, e.g. `${file:/run/secrets/api_token}`".into(),
+                );
             }
-            let Some(v) = env(name) else {
-                return Err(format!("environment variable {name} is not set"));
-            };
-            out.push_str(&v);
-            found.push((name.to_string(), v));
-            rest = &after[end + 1..];
-        } else {
-            out.push('$');
-            rest = &tail[1..];
+            let path = crate::model::resolve(self.base_dir, Path::new(file));
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+            let text = text
+                .strip_suffix("\r\n")
+                .or_else(|| text.strip_suffix('\n'))
+                .unwrap_or(&text)
+                .to_string();
+            return Ok((text, Some(format!("file:{file}"))));
+        }
+        let (name, default) = match inner.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (inner, None),
+        };
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!(
+                "invalid environment variable name `{name}` in `${{...}}`: use letters, digits and `_`, `${{NAME:-default}}` or `${{file:PATH}}` (write `$${{` for a literal `${{`)"
+            ));
+        }
+        match ((self.env)(name), default) {
+            (Some(v), Some(d)) if v.is_empty() => Ok((d.to_string(), None)),
+            (Some(v), _) => Ok((v, Some(name.to_string()))),
+            (None, Some(d)) => Ok((d.to_string(), None)),
+            (None, None) => Err(format!("environment variable {name} is not set")),
         }
     }
-    out.push_str(rest);
-    Ok((out, found))
 }
 
 // ---------------------------------------------------------------------------
@@ -543,19 +721,19 @@ fn serde_error(doc: &ConfigDocument, at: &[Seg], message: &str) -> ConfigError {
 }
 
 /// serde names Rust types (`expected usize`); a config's reader knows TOML
-/// values, so those words are replaced by the value's kind.
+/// values, so those words are replaced by the value's kind (and range).
 fn plain_words(message: &str) -> String {
     const WORDS: &[(&str, &str)] = &[
         ("usize", "a whole number (0 or more)"),
         ("u64", "a whole number (0 or more)"),
-        ("u32", "a whole number (0 or more)"),
-        ("u16", "a whole number (0 or more)"),
-        ("u8", "a whole number (0 or more)"),
+        ("u32", "a whole number from 0 to 4294967295"),
+        ("u16", "a whole number from 0 to 65535"),
+        ("u8", "a whole number from 0 to 255"),
         ("isize", "a whole number"),
         ("i64", "a whole number"),
-        ("i32", "a whole number"),
-        ("i16", "a whole number"),
-        ("i8", "a whole number"),
+        ("i32", "a whole number from -2147483648 to 2147483647"),
+        ("i16", "a whole number from -32768 to 32767"),
+        ("i8", "a whole number from -128 to 127"),
         ("f64", "a number"),
         ("f32", "a number"),
         ("a sequence", "an array"),
@@ -581,6 +759,53 @@ fn plain_words(message: &str) -> String {
         return format!("{head}a table{}", &rest[end..]);
     }
     message.to_string()
+}
+
+/// The TOML parser's message, in the words of the file's author.
+fn toml_message(message: &str) -> String {
+    let m = message.trim_end();
+    if m.contains("recursion") || m.contains("recurse") {
+        return "tables or arrays nested too deeply; flatten the structure".into();
+    }
+    if m.contains("value was too large") || m.contains("number too large") {
+        return "number too large: integers are at most 9223372036854775807".into();
+    }
+    m.to_string()
+}
+
+/// The dotted key being written at `offset`, read from the text as far as a
+/// line-oriented reading allows: the last `[table]` header before it, and
+/// the `key =` on its own line. Used where the document does not parse, so
+/// there is no tree to ask; empty at the top level.
+fn key_at(text: &str, offset: usize) -> String {
+    let end = offset.min(text.len());
+    let line_start = text[..end].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
+    let header = |line: &str| -> Option<String> {
+        let t = line.trim();
+        let inner = t.strip_prefix("[[").or_else(|| t.strip_prefix('['))?;
+        let close = inner.find(']').unwrap_or(inner.len());
+        Some(inner[..close].trim().to_string())
+    };
+    let current = &text[line_start..line_end];
+    if let Some(h) = header(current) {
+        return h;
+    }
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .find_map(header)
+        .unwrap_or_default();
+    let own = current
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && !k.contains(['[', '{', '"', '#']))
+        .unwrap_or("");
+    match (table.is_empty(), own.is_empty()) {
+        (_, true) => table,
+        (true, false) => own.to_string(),
+        (false, false) => format!("{table}.{own}"),
+    }
 }
 
 /// The `quoted` parts of serde's messages, in order.
@@ -650,7 +875,7 @@ fn located(
         line: line_of(&doc.text, at),
         message: mask(doc, &shown, message),
         suggestion: suggestion.map(|s| mask(doc, &shown, s)),
-        key: (!shown.is_empty()).then_some(shown),
+        key: Some(shown),
     }
 }
 

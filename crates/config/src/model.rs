@@ -69,6 +69,9 @@ pub struct ConnectorConfig {
     /// The directory of the config file: relative paths resolve against it.
     pub base_dir: PathBuf,
     pub document: Arc<ConfigDocument>,
+    /// Problems that do not stop the connector but likely are mistakes (a
+    /// bare `$VAR`), located like errors; commands print them once.
+    pub warnings: Vec<ConfigError>,
 }
 
 impl ConnectorConfig {
@@ -247,17 +250,34 @@ pub struct RuntimeConfig {
     /// How long an idle stream (tailed file, quiet socket) waits before polling again.
     #[serde(deserialize_with = "de_duration")]
     pub poll_interval: Duration,
-    /// Consecutive retryable errors tolerated before the connector stops.
+    /// Consecutive retryable errors of the sink or the state store
+    /// tolerated before the connector stops.
     pub max_retries: u32,
+    /// Consecutive failed attempts at one source request (a page, a report
+    /// run) before the stream gives up until its next scheduled run, where
+    /// it resumes from its checkpoint: Kafka Connect's `max.retries`. The
+    /// other streams go on. Unset: `max_retries`.
+    pub request_retries: Option<u32>,
     #[serde(deserialize_with = "de_duration")]
     pub backoff_initial: Duration,
     #[serde(deserialize_with = "de_duration")]
     pub backoff_max: Duration,
+    /// The longest a server's `Retry-After` is honoured; a longer request
+    /// waits this long, then the next attempt asks again.
+    #[serde(deserialize_with = "de_duration")]
+    pub max_retry_after: Duration,
     /// A stream whose checkpoint has not advanced for this long is stale:
     /// reported by `/health`, `tributary state stuck` and the status page
     /// (the alarm seed 004 lacked). Unset: no freshness check.
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub max_staleness: Option<Duration>,
+}
+
+impl RuntimeConfig {
+    /// The retry budget of one source request (see `request_retries`).
+    pub fn source_retries(&self) -> u32 {
+        self.request_retries.unwrap_or(self.max_retries)
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -269,8 +289,10 @@ impl Default for RuntimeConfig {
             flush_interval: Duration::from_secs(1),
             poll_interval: Duration::from_millis(500),
             max_retries: 10,
+            request_retries: None,
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
+            max_retry_after: Duration::from_secs(3600),
             max_staleness: None,
         }
     }

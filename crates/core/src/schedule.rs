@@ -131,9 +131,11 @@ impl Schedule {
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Once => None,
-            Schedule::Interval(every) => {
-                Some(after + chrono::Duration::from_std(*every).unwrap_or(chrono::Duration::MAX))
-            }
+            // An interval past the end of time (an SDK caller's; config files
+            // are capped at 366 days) has no next run rather than a panic.
+            Schedule::Interval(every) => chrono::Duration::from_std(*every)
+                .ok()
+                .and_then(|d| after.checked_add_signed(d)),
             Schedule::Cron(c) => {
                 let local = after.with_timezone(&c.timezone);
                 c.cron

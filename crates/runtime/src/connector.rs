@@ -534,12 +534,15 @@ async fn sink_checkpoints_with_retries(
     }
 }
 
+/// A server's `Retry-After` is honoured up to `runtime.max_retry_after`
+/// (documented in docs/configuration.md): past it, the next attempt asks
+/// again rather than sleeping on a value that may be a server's mistake.
 fn retry_wait(e: &ConnectorError, attempt: u32, config: &ConnectorConfig) -> Duration {
     match e {
         ConnectorError::Retryable {
             retry_after: Some(d),
             ..
-        } => *d,
+        } => (*d).min(config.runtime.max_retry_after),
         _ => backoff::delay(
             attempt,
             config.runtime.backoff_initial,
@@ -731,7 +734,9 @@ impl StreamTask {
                 Err(e) => e,
             };
             match error {
-                ConnectorError::Retryable { .. } if attempt < self.config.runtime.max_retries => {
+                ConnectorError::Retryable { .. }
+                    if attempt < self.config.runtime.source_retries() =>
+                {
                     attempt += 1;
                     let wait = retry_wait(&error, attempt, &self.config);
                     warn!(connector = %self.config.name, stream = %self.spec.name, attempt, error = %error, ?wait, "retryable error; reopening from the last position");

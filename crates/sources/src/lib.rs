@@ -55,7 +55,7 @@ pub struct SourceContext {
     /// them. Detached (counted nowhere) unless the CLI attaches the
     /// connector's entry in the process registry.
     pub metrics: Arc<ConnectorStats>,
-    /// The connector's `runtime.max_retries`: after that many failed
+    /// The connector's `runtime.request_retries`: after that many failed
     /// attempts at one unreadable page, API sources hand the page to the
     /// bad-record policy instead of failing once more.
     pub max_retries: u32,
@@ -91,7 +91,7 @@ impl SourceContext {
                 .filter_map(|(name, o)| Some((name.clone(), o.schedule.clone()?)))
                 .collect(),
             metrics: Arc::default(),
-            max_retries: config.runtime.max_retries,
+            max_retries: config.runtime.source_retries(),
             offsets_in_sink_transaction: config.kafka_transactions(),
         }
     }

@@ -49,6 +49,7 @@ pub fn config(name: &str, dir: &std::path::Path) -> ConnectorConfig {
         streams: BTreeMap::new(),
         base_dir: dir.to_path_buf(),
         document: doc,
+        warnings: Vec::new(),
     }
 }
 

@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::sync::Arc;
 use std::time::Duration;
-use tributary_config::ConnectorConfig;
+use tributary_config::{ConnectorConfig, Needs};
 use tributary_core::{Checkpoint, ResetPosition, StreamSpec};
 use tributary_state::ops::{self, StateExport, StreamHealth, StreamReport};
 use tributary_state::{StateStore, StoredCheckpoint};
@@ -21,7 +21,7 @@ pub async fn state(cmd: StateCommand) -> CmdResult {
             json,
             older_than,
         } => {
-            let config = build::load(&config)?;
+            let config = build::load_for(&config, Needs::State)?;
             let older_than = staleness(&config, older_than.as_deref())?;
             let (store, running) = build::state_for_operator(&config)?;
             let rows = ops::report(store.as_ref(), now()?, older_than, running)
@@ -44,7 +44,7 @@ pub async fn state(cmd: StateCommand) -> CmdResult {
             older_than,
             json,
         } => {
-            let config = build::load(&config)?;
+            let config = build::load_for(&config, Needs::State)?;
             let older_than = staleness(&config, older_than.as_deref())?;
             let (store, running) = build::state_for_operator(&config)?;
             let rows: Vec<StreamReport> = ops::report(store.as_ref(), now()?, older_than, running)
@@ -79,7 +79,7 @@ pub async fn state(cmd: StateCommand) -> CmdResult {
             })
         }
         StateCommand::Get { config, stream } => {
-            let config = build::load(&config)?;
+            let config = build::load_for(&config, Needs::State)?;
             let (store, _) = build::state_for_operator(&config)?;
             let value = match stream {
                 Some(s) => match store.load(&s).await.map_err(build::state_failure)? {
@@ -115,13 +115,20 @@ pub async fn state(cmd: StateCommand) -> CmdResult {
             to_available_end,
             dry_run,
         } => {
-            let config = build::load(&config)?;
-            let position = match (to_now, to, to_available_end) {
+            let position = match (to_now, &to, to_available_end) {
                 (true, _, _) => Some(ResetPosition::Now),
-                (_, Some(text), _) => Some(ResetPosition::At(parse_datetime(&text)?)),
+                (_, Some(text), _) => Some(ResetPosition::At(parse_datetime(text)?)),
                 (_, _, true) => Some(ResetPosition::AvailableEnd),
                 _ => None,
             };
+            // Moving a stream asks its source where the position is, so the
+            // source's settings must resolve; removing a checkpoint does not.
+            let needs = if position.is_some() {
+                Needs::All
+            } else {
+                Needs::State
+            };
+            let config = build::load_for(&config, needs)?;
             let (store, running) = build::state_for_operator(&config)?;
             match (stream, position) {
                 (Some(s), Some(position)) => {
@@ -174,7 +181,7 @@ pub async fn state(cmd: StateCommand) -> CmdResult {
             json,
             dry_run,
         } => {
-            let config = build::load(&config)?;
+            let config = build::load_for(&config, Needs::State)?;
             let value: serde_json::Value = serde_json::from_str(&json).map_err(|e| {
                 Failure::new(Code::Config, anyhow!("--json is not valid JSON: {e}"))
             })?;
@@ -194,7 +201,7 @@ pub async fn state(cmd: StateCommand) -> CmdResult {
             .await
         }
         StateCommand::Export { config } => {
-            let config = build::load(&config)?;
+            let config = build::load_for(&config, Needs::State)?;
             let (store, _) = build::state_for_operator(&config)?;
             let export = ops::export(store.as_ref(), &config.name, now()?)
                 .await
@@ -207,7 +214,7 @@ pub async fn state(cmd: StateCommand) -> CmdResult {
             file,
             dry_run,
         } => {
-            let config = build::load(&config)?;
+            let config = build::load_for(&config, Needs::State)?;
             let text = std::fs::read_to_string(&file).map_err(|e| {
                 Failure::new(
                     Code::Failure,
@@ -352,12 +359,9 @@ async fn known_stream(
 /// `--older-than`, else the config's `runtime.max_staleness`.
 fn staleness(config: &ConnectorConfig, flag: Option<&str>) -> Result<Option<Duration>, Failure> {
     match flag {
-        Some(text) => humantime::parse_duration(text).map(Some).map_err(|e| {
-            Failure::new(
-                Code::Config,
-                anyhow!("--older-than `{text}`: {e}; use e.g. `7d`, `36h`, `90m`"),
-            )
-        }),
+        Some(text) => tributary_config::units::parse_duration(text)
+            .map(Some)
+            .map_err(|e| Failure::new(Code::Config, anyhow!("--older-than: {e}"))),
         None => Ok(config.runtime.max_staleness),
     }
 }

@@ -56,6 +56,15 @@ const KNOWN: &[&str] = &[
     "initial.datetime",
 ];
 
+/// The properties the Kafka Connect connector cannot start without: a
+/// misspelling of one is an error, not a warning, since the converted file
+/// would fail later for a reason far from the typo.
+const REQUIRED: &[&str] = &[
+    "chargeover.subdomain",
+    "chargeover.username",
+    "chargeover.password",
+];
+
 /// One input property: its (trimmed) value and, when known, its line.
 #[derive(Debug, Clone)]
 struct Prop {
@@ -280,7 +289,7 @@ impl Converter<'_> {
             tributary_core::secret::register(&p.value);
         }
         let entities = self.get("chargeover.entities").map(split_list);
-        self.warn_unknown(entities.as_deref().unwrap_or(&[]));
+        self.warn_unknown(entities.as_deref().unwrap_or(&[]))?;
         if self.input.props.contains_key("tasks.max") {
             self.input
                 .notes
@@ -367,7 +376,16 @@ impl Converter<'_> {
         }
         if self.get("max.retries").is_some() {
             let retries = self.int("max.retries", 0, i64::from(u32::MAX))?;
-            runtime.insert("max_retries", value(retries));
+            runtime.insert("request_retries", value(retries));
+            if let Some(mut k) = runtime.key_mut("request_retries") {
+                k.leaf_decor_mut().set_prefix(format!(
+                    "# max.retries = {retries}: a failing ChargeOver request is retried {retries} time(s)\n\
+                     # with backoff; then the entity waits for its next scheduled run and resumes\n\
+                     # where it stopped, as Kafka Connect does (the other entities go on). This is\n\
+                     # not `max_retries`, which bounds sink and state store retries and then stops\n\
+                     # the connector.\n"
+                ));
+            }
         }
         if !runtime.is_empty() {
             doc.insert("runtime", Item::Table(with_blank_line(runtime)));
@@ -415,7 +433,9 @@ impl Converter<'_> {
         name
     }
 
-    fn warn_unknown(&mut self, entities: &[String]) {
+    /// Warns about each property nothing reads; refuses a misspelled
+    /// required one (its suggestion is required and absent).
+    fn warn_unknown(&mut self, entities: &[String]) -> Result<(), ConfigError> {
         let mut candidates: Vec<String> = KNOWN.iter().map(|k| k.to_string()).collect();
         candidates.extend(
             entities
@@ -432,7 +452,20 @@ impl Converter<'_> {
         unknown.sort_by_key(|(k, p)| (p.line.is_none(), p.line, k.as_str()));
         let mut notes = Vec::new();
         for (key, p) in unknown {
-            let hint = tributary_config::did_you_mean(key, &candidates)
+            let suggestion = tributary_config::did_you_mean(key, &candidates);
+            if let Some(s) = &suggestion {
+                if REQUIRED.contains(&s.as_str()) && !self.input.props.contains_key(s) {
+                    let mut e = error(
+                        self.path,
+                        p.line,
+                        Some(key),
+                        format!("unknown property; the required property `{s}` is missing"),
+                    );
+                    e.suggestion = suggestion.clone();
+                    return Err(e);
+                }
+            }
+            let hint = suggestion
                 .map(|s| format!(" (did you mean `{s}`?)"))
                 .unwrap_or_default();
             notes.push(format!(
@@ -441,6 +474,7 @@ impl Converter<'_> {
             ));
         }
         self.input.notes.extend(notes);
+        Ok(())
     }
 
     fn int(&self, key: &str, min: i64, max: i64) -> Result<i64, ConfigError> {

@@ -52,7 +52,10 @@ fn seed_examples_load_as_connector_files() {
         );
         assert_eq!(config.sink.kind, "stdout");
         assert_eq!(config.runtime.poll_interval, Duration::from_secs(60));
-        assert_eq!(config.runtime.max_retries, 3);
+        // Kafka Connect's per-request retries, not the connector-stopping budget.
+        assert_eq!(config.runtime.request_retries, Some(3));
+        assert_eq!(config.runtime.source_retries(), 3);
+        assert_eq!(config.runtime.max_retries, 10);
     }
 }
 
@@ -156,17 +159,36 @@ fn query_params_follow_the_entity_order() {
 fn unknown_keys_are_warned_about_with_suggestions() {
     let c = ok(
         "a.properties",
-        "chargeover.subdomian=x\nvalue.converter=org.apache.kafka.connect.json.JsonConverter\nchargeover.entities=customer\nchargeover.customer.query.param=a=1\n",
+        "chargeover.timezon=UTC\nvalue.converter=org.apache.kafka.connect.json.JsonConverter\nchargeover.entities=customer\nchargeover.customer.query.param=a=1\n",
     );
     assert_eq!(
         c.notes[..3],
         [
-            "warning: a.properties:1: ignoring unknown property `chargeover.subdomian` (did you mean `chargeover.subdomain`?)".to_string(),
+            "warning: a.properties:1: ignoring unknown property `chargeover.timezon` (did you mean `chargeover.timezone`?)".to_string(),
             "warning: a.properties:2: ignoring unknown property `value.converter`".to_string(),
             "warning: a.properties:4: ignoring unknown property `chargeover.customer.query.param` (did you mean `chargeover.customer.query.params`?)".to_string(),
         ]
     );
-    assert!(!c.toml.contains("subdomain"));
+    assert!(!c.toml.contains("timezone"));
+}
+
+#[test]
+fn misspelled_required_properties_are_refused() {
+    let e = run(
+        "a.properties",
+        "chargeover.subdomain=acme\nchargeover.usernme=api\nchargeover.password=pw\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "a.properties:2: chargeover.usernme: unknown property; the required property `chargeover.username` is missing (did you mean `chargeover.username`?)"
+    );
+    // With the property present too, the typo is only a leftover: a warning.
+    let c = ok(
+        "a.properties",
+        "chargeover.subdomain=acme\nchargeover.username=api\nchargeover.usernme=api\n",
+    );
+    assert!(c.notes[0].contains("ignoring unknown property `chargeover.usernme`"));
 }
 
 #[test]

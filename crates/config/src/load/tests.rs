@@ -340,7 +340,7 @@ fn env_malformed_references() {
     );
     assert_eq!(
         err(&with("[metadata]\nstream_field = \"${T3 X}\"\n")),
-        "/etc/tributary/billing.toml:7: metadata.stream_field: invalid environment variable name `T3 X` in `${...}`: use letters, digits and `_` (write `$${` for a literal `${`)"
+        "/etc/tributary/billing.toml:7: metadata.stream_field: invalid environment variable name `T3 X` in `${...}`: use letters, digits and `_`, `${NAME:-default}` or `${file:PATH}` (write `$${` for a literal `${`)"
     );
 }
 
@@ -369,7 +369,7 @@ fn env_values_are_never_echoed_and_are_registered() {
     );
     assert_eq!(
         err_env(&with("[runtime]\nflush_interval = \"${T5_IV}\"\n"), &[("T5_IV", "zz")]),
-        "/etc/tributary/billing.toml:7: runtime.flush_interval: invalid duration `***` (expected number at 0); use e.g. \"500ms\", \"30s\", \"5m\", \"1h\""
+        "/etc/tributary/billing.toml:7: runtime.flush_interval: invalid duration `***` (expected number at 0); use e.g. \"500ms\", \"30s\", \"5m\", \"1h\" or \"PT5M\""
     );
     assert_eq!(
         err_env(
@@ -405,15 +405,15 @@ fn env_values_are_masked_in_section_errors_and_debug() {
 fn toml_syntax_errors_carry_the_line() {
     assert_eq!(
         err("name = \"billing\"\n\n[source\ntype = \"file\"\n"),
-        "/etc/tributary/billing.toml:3: unclosed table, expected `]`"
+        "/etc/tributary/billing.toml:3: source: unclosed table, expected `]`"
     );
     assert_eq!(
         err("name = \"billing\"\nx = = 1\n"),
-        "/etc/tributary/billing.toml:2: extra `=`, expected nothing"
+        "/etc/tributary/billing.toml:2: x: extra `=`, expected nothing"
     );
     assert_eq!(
         err("name = \"a\"\nname = \"b\"\n"),
-        "/etc/tributary/billing.toml:2: duplicate key"
+        "/etc/tributary/billing.toml:2: name: duplicate key"
     );
 }
 
@@ -515,7 +515,7 @@ fn wrong_types_at_the_value_line() {
     );
     assert_eq!(
         err(&with("[runtime]\nmax_retries = -1\n")),
-        "/etc/tributary/billing.toml:7: runtime.max_retries: invalid value: integer `-1`, expected a whole number (0 or more)"
+        "/etc/tributary/billing.toml:7: runtime.max_retries: invalid value: integer `-1`, expected a whole number from 0 to 4294967295"
     );
     assert_eq!(
         err("name = 5\n[source]\ntype = \"file\"\n[sink]\ntype = \"stdout\"\n"),
@@ -548,11 +548,11 @@ fn missing_keys_at_the_table_line() {
     );
     assert_eq!(
         err("name = \"billing\"\n[source]\ntype = \"file\"\n"),
-        "/etc/tributary/billing.toml: missing key `sink`"
+        "/etc/tributary/billing.toml: top level: missing key `sink`"
     );
     assert_eq!(
         err("[source]\ntype = \"file\"\n[sink]\ntype = \"stdout\"\n"),
-        "/etc/tributary/billing.toml: missing key `name`"
+        "/etc/tributary/billing.toml: top level: missing key `name`"
     );
     let text = "name = \"billing\"\n[source]\ntype = \"file\"\npath = \"x\"\n[source.streams.orders]\n[[source.streams.orders.columns]]\nnullable = true\n[sink]\ntype = \"stdout\"\n";
     assert_eq!(
@@ -617,7 +617,7 @@ fn schedule_forms() {
     );
     assert_eq!(
         err(&with("[schedule]\ninterval = \"soon\"\n")),
-        "/etc/tributary/billing.toml:7: schedule.interval: invalid duration `soon` (expected number at 0); use e.g. \"500ms\", \"30s\", \"5m\", \"1h\""
+        "/etc/tributary/billing.toml:7: schedule.interval: invalid duration `soon` (expected number at 0); use e.g. \"500ms\", \"30s\", \"5m\", \"1h\" or \"PT5M\""
     );
     let c = load("name = \"b\"\nschedule = { interval = \"1h 30m\" }\n[source]\ntype = \"file\"\n[sink]\ntype = \"stdout\"\n").unwrap();
     assert!(matches!(c.schedule, Schedule::Interval(d) if d == Duration::from_secs(5400)));
@@ -766,7 +766,7 @@ fn connector_name_is_checked() {
 fn runtime_sizes_must_be_positive() {
     assert_eq!(
         err(&with("[runtime]\nchannel_capacity = 0\n")),
-        "/etc/tributary/billing.toml:7: runtime.channel_capacity: must be at least 1"
+        "/etc/tributary/billing.toml:7: runtime.channel_capacity: 0 is out of range: use 1 to 10000"
     );
     assert_eq!(
         err(&with("[runtime]\nbackoff_initial = \"2m\"\n")),
@@ -793,6 +793,10 @@ fn display_leaves_out_unknown_parts() {
     e.key = None;
     e.suggestion = None;
     assert_eq!(e.to_string(), "/etc/tributary/billing.toml: msg");
+    e.key = Some(String::new());
+    assert_eq!(e.to_string(), "/etc/tributary/billing.toml: top level: msg");
+    e.line = Some(2);
+    assert_eq!(e.to_string(), "/etc/tributary/billing.toml:2: msg");
 }
 
 // --- helpers and robustness ------------------------------------------------------
@@ -899,5 +903,295 @@ fn serde_type_names_become_toml_words() {
     assert_eq!(
         super::plain_words("expected nothing else"),
         "expected nothing else"
+    );
+}
+
+// --- 9. ranges: nothing overflows, nothing waits for years ---------------------------
+
+#[test]
+fn durations_that_would_overflow_or_wait_for_years_are_config_errors() {
+    let cases = [
+        (
+            "schedule = { interval = \"18446744073709551615s\" }\n",
+            "/etc/tributary/billing.toml:1: schedule.interval: duration `18446744073709551615s` is too long: at most 366 days (`366d`, `P366D`)",
+        ),
+        (
+            "schedule = { interval = \"300000000d\" }\n",
+            "/etc/tributary/billing.toml:1: schedule.interval: duration `300000000d` is too long: at most 366 days (`366d`, `P366D`)",
+        ),
+        (
+            "schedule = { interval = \"P400D\" }\n",
+            "/etc/tributary/billing.toml:1: schedule.interval: duration `P400D` is too long: at most 366 days (`366d`, `P366D`)",
+        ),
+    ];
+    for (schedule, expected) in cases {
+        let text = format!("{schedule}{}", with(""));
+        assert_eq!(err(&text), expected);
+    }
+    assert_eq!(
+        err(&with("[runtime]\nbackoff_initial = \"18446744073709551615s\"\nbackoff_max = \"18446744073709551615s\"\n")),
+        "/etc/tributary/billing.toml:7: runtime.backoff_initial: duration `18446744073709551615s` is too long: at most 366 days (`366d`, `P366D`)"
+    );
+    assert_eq!(
+        err(&with("[runtime]\nbackoff_initial = \"300d\"\nbackoff_max = \"300d\"\n")),
+        "/etc/tributary/billing.toml:7: runtime.backoff_initial: too long for a retry wait: at most 1 day (`24h`, `P1D`)"
+    );
+    assert_eq!(
+        err(&with("[runtime]\nmax_retry_after = \"2d\"\n")),
+        "/etc/tributary/billing.toml:7: runtime.max_retry_after: too long for a retry wait: at most 1 day (`24h`, `P1D`)"
+    );
+    let c = load(&with(
+        "[runtime]\nmax_retry_after = \"P1D\"\nbackoff_max = \"24h\"\n",
+    ))
+    .unwrap();
+    assert_eq!(c.runtime.max_retry_after, Duration::from_secs(86_400));
+    assert_eq!(
+        RuntimeConfig::default().max_retry_after,
+        Duration::from_secs(3600)
+    );
+}
+
+#[test]
+fn iso_8601_and_humantime_durations_are_accepted_everywhere() {
+    let text = format!(
+        "schedule = {{ interval = \"P1D\" }}\n{}",
+        with("[runtime]\nflush_interval = \"PT5M\"\npoll_interval = \"7s\"\nmax_staleness = \"P2W\"\n[streams.a]\nschedule = { interval = \"PT30S\" }\n")
+    );
+    let c = load(&text).unwrap();
+    assert!(matches!(c.schedule, Schedule::Interval(d) if d == Duration::from_secs(86_400)));
+    assert_eq!(c.runtime.flush_interval, Duration::from_secs(300));
+    assert_eq!(c.runtime.poll_interval, Duration::from_secs(7));
+    assert_eq!(
+        c.runtime.max_staleness,
+        Some(Duration::from_secs(14 * 86_400))
+    );
+    assert!(matches!(c.schedule_for("a"), Schedule::Interval(d) if *d == Duration::from_secs(30)));
+    assert_eq!(
+        err(&format!(
+            "schedule = {{ interval = \"PT0S\" }}\n{}",
+            with("")
+        )),
+        "/etc/tributary/billing.toml:1: schedule: interval must be greater than zero"
+    );
+}
+
+#[test]
+fn counts_out_of_range_name_their_key() {
+    assert_eq!(
+        err(&with("[runtime]\nbatch_size = 18446744073709551615\n")),
+        "/etc/tributary/billing.toml:7: runtime.batch_size: number too large: integers are at most 9223372036854775807"
+    );
+    assert_eq!(
+        err(&with("[runtime]\nbatch_size = 9223372036854775807\n")),
+        "/etc/tributary/billing.toml:7: runtime.batch_size: 9223372036854775807 is out of range: use 1 to 1000000"
+    );
+    assert_eq!(
+        err(&with("[runtime]\nchannel_capacity = 18446744073709551\n")),
+        "/etc/tributary/billing.toml:7: runtime.channel_capacity: 18446744073709551 is out of range: use 1 to 10000"
+    );
+    assert_eq!(
+        err(&with("[runtime]\nmax_retries = -1\n")),
+        "/etc/tributary/billing.toml:7: runtime.max_retries: invalid value: integer `-1`, expected a whole number from 0 to 4294967295"
+    );
+}
+
+// --- 10. every error is located ---------------------------------------------------
+
+#[test]
+fn parse_failures_name_line_and_key() {
+    assert_eq!(
+        err("name = \"b\"\nname = \"c\"\n"),
+        "/etc/tributary/billing.toml:2: name: duplicate key"
+    );
+    assert_eq!(
+        err("name = \"b\"\n[source]\ntype = \"file\"\npath = \"a\"\npath = \"b\"\n"),
+        "/etc/tributary/billing.toml:5: source.path: duplicate key"
+    );
+    let deep = format!(
+        "name = \"b\"\n[source]\nx = {}1{}\n",
+        "[".repeat(300),
+        "]".repeat(300)
+    );
+    assert_eq!(
+        err(&deep),
+        "/etc/tributary/billing.toml:3: source.x: tables or arrays nested too deeply; flatten the structure"
+    );
+    let deep = format!(
+        "name = \"b\"\nx = {}1{}\n",
+        "{a=".repeat(300),
+        "}".repeat(300)
+    );
+    assert_eq!(
+        err(&deep),
+        "/etc/tributary/billing.toml:2: x: tables or arrays nested too deeply; flatten the structure"
+    );
+    let dotted = format!("name = \"b\"\n{} = 1\n", vec!["a"; 300].join("."));
+    let e = load(&dotted).unwrap_err();
+    assert!(e.line.is_some() && e.key.is_some(), "{e}");
+}
+
+#[test]
+fn invalid_utf8_names_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, b"name = \"b\"\n[source]\npath = \"caf\xE9\"\n").unwrap();
+    let e = load_file_with_env(&path, &no_env).unwrap_err();
+    assert_eq!(e.line, Some(3));
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}:3: source.path: the file is not valid UTF-8 (byte 0xE9); save it as UTF-8",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn missing_top_level_keys_say_top_level() {
+    assert_eq!(
+        err("[source]\ntype = \"file\"\n[sink]\ntype = \"stdout\"\n"),
+        "/etc/tributary/billing.toml: top level: missing key `name`"
+    );
+    assert_eq!(
+        err(""),
+        "/etc/tributary/billing.toml: top level: missing key `name`"
+    );
+}
+
+// --- 11. reference syntax: defaults, files, bare `$VAR` --------------------------------
+
+#[test]
+fn env_defaults_apply_when_unset_or_empty() {
+    let text = with("[state]\ndir = \"${STATE_DIR:-/var/lib/x}\"\n");
+    let c = load(&text).unwrap();
+    assert_eq!(
+        c.state,
+        StateConfig::Embedded {
+            dir: "/var/lib/x".into()
+        }
+    );
+    let c = load_env(&text, &[("STATE_DIR", "")]).unwrap();
+    assert_eq!(
+        c.state,
+        StateConfig::Embedded {
+            dir: "/var/lib/x".into()
+        }
+    );
+    let c = load_env(&text, &[("STATE_DIR", "/srv/state")]).unwrap();
+    assert_eq!(
+        c.state,
+        StateConfig::Embedded {
+            dir: "/srv/state".into()
+        }
+    );
+    // A default is in the file: it is not a secret.
+    assert!(c
+        .document
+        .substitutions
+        .iter()
+        .all(|s| s.variable == "STATE_DIR"));
+    let c = load(&with("[state]\ndir = \"${STATE_DIR:-}x\"\n")).unwrap();
+    assert_eq!(
+        c.state,
+        StateConfig::Embedded {
+            dir: "/etc/tributary/x".into()
+        }
+    );
+}
+
+#[test]
+fn file_secrets_are_read_trimmed_and_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "s3cr3t-from-file-91\n").unwrap();
+    std::fs::write(dir.path().join("crlf"), "crlf-secret-value-72\r\n").unwrap();
+    let path = dir.path().join("c.toml");
+    let text = "name = \"b\"\n[source]\ntype = \"file\"\ntoken = \"${file:token}\"\nother = \"Bearer ${file:crlf}\"\nabs = \"${file:ABS}\"\n[sink]\ntype = \"stdout\"\n";
+    let text = text.replace("ABS", &dir.path().join("token").display().to_string());
+    let c = load_str_with_env(&path, &text, &no_env).unwrap();
+    assert_eq!(
+        c.source.table["token"].as_str(),
+        Some("s3cr3t-from-file-91")
+    );
+    assert_eq!(
+        c.source.table["other"].as_str(),
+        Some("Bearer crlf-secret-value-72")
+    );
+    assert_eq!(c.source.table["abs"].as_str(), Some("s3cr3t-from-file-91"));
+    assert_eq!(
+        tributary_core::secret::redact("got s3cr3t-from-file-91 and crlf-secret-value-72"),
+        "got *** and ***"
+    );
+    let debug = format!("{:?}", c.source);
+    assert!(
+        !debug.contains("s3cr3t") && !debug.contains("crlf-secret"),
+        "{debug}"
+    );
+    let text = "name = \"b\"\n[source]\ntype = \"file\"\ntoken = \"${file:missing}\"\n[sink]\ntype = \"stdout\"\n";
+    let e = load_str_with_env(&path, text, &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!(
+            "{}:4: source.token: cannot read secret file {}: ",
+            path.display(),
+            dir.path().join("missing").display()
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn bare_dollar_variables_warn_when_they_look_intended() {
+    let c = load_env(
+        &with("[state]\ndir = \"$STATE_DIR\"\n[metadata]\nstream_field = \"pa$Word\"\nload_mode_field = \"x$HOME\"\n"),
+        &[("HOME", "/root")],
+    )
+    .unwrap();
+    let warnings: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        warnings,
+        [
+            "/etc/tributary/billing.toml:7: state.dir: `$STATE_DIR` is taken literally; write `${STATE_DIR}` to use the environment variable STATE_DIR",
+            "/etc/tributary/billing.toml:10: metadata.load_mode_field: `$HOME` is taken literally; write `${HOME}` to use the environment variable HOME",
+        ]
+    );
+    // Taken literally, as before.
+    assert_eq!(c.metadata.stream_field, "pa$Word");
+    assert!(load(&with("")).unwrap().warnings.is_empty());
+}
+
+#[test]
+fn state_needs_resolve_only_the_state_keys() {
+    let text = with("[state]\ndir = \"${STATE_DIR}\"\n").replace(
+        "type = \"file\"\n",
+        "type = \"file\"\ntoken = \"${API_TOKEN}\"\n",
+    );
+    let state_only = |vars: &[(&str, &str)]| {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        load_str_for(
+            Path::new(FILE),
+            &text,
+            &move |n| vars.get(n).cloned(),
+            Needs::State,
+        )
+    };
+    let c = state_only(&[("STATE_DIR", "/srv/s")]).unwrap();
+    assert_eq!(
+        c.state,
+        StateConfig::Embedded {
+            dir: "/srv/s".into()
+        }
+    );
+    assert_eq!(c.source.table["token"].as_str(), Some("${API_TOKEN}"));
+    assert_eq!(
+        state_only(&[]).unwrap_err().to_string(),
+        "/etc/tributary/billing.toml:8: state.dir: environment variable STATE_DIR is not set"
+    );
+    assert_eq!(
+        err_env(&text, &[("STATE_DIR", "/srv/s")]),
+        "/etc/tributary/billing.toml:4: source.token: environment variable API_TOKEN is not set"
     );
 }

@@ -53,6 +53,36 @@ pub fn apply_defaults(config: &mut ConnectorConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Without `initial_datetime` an entity starts at its first run, as the Kafka
+/// Connect connector did: everything modified before is never read, and a
+/// user who expected a full load sees nothing and no error. Said once per
+/// config file and process, however often the source is built.
+fn warn_missing_initial_datetime(section: &SectionConfig, cfg: &ChargeOverConfig) {
+    static WARNED: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let missing: Vec<&str> = cfg
+        .entities
+        .iter()
+        .filter(|e| !cfg.initial_datetime.contains_key(*e))
+        .map(String::as_str)
+        .collect();
+    let Some(first) = missing.first() else {
+        return;
+    };
+    let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+    if warned.contains(&section.document.path) {
+        return;
+    }
+    warned.push(section.document.path.clone());
+    let at = section.error(
+        "initial_datetime",
+        format!(
+            "no start for {}: records modified before the first run are skipped (only changes from then on are loaded); to load older data set e.g. `[source.initial_datetime]` `{first} = \"2020-01-01 00:00:00\"` (in `timezone`) before the first run, or `tributary state reset --to` later",
+            missing.join(", ")
+        ),
+    );
+    tracing::warn!("{at}");
+}
+
 impl ChargeOverSource {
     pub fn from_section(section: &SectionConfig, ctx: &SourceContext) -> Result<Self, ConfigError> {
         let cfg: ChargeOverConfig = section.parse()?;
@@ -141,6 +171,7 @@ impl ChargeOverSource {
         .with_metrics(ctx.metrics.clone())
         .with_clock(ctx.clock.clone());
 
+        warn_missing_initial_datetime(section, &cfg);
         let mut plans = BTreeMap::new();
         let mut specs = Vec::new();
         for entity in &cfg.entities {

@@ -32,9 +32,9 @@ use super::auth::Authenticator;
 /// How much of an error response's body is read and kept for the message.
 const ERROR_BODY_READ: usize = 8 * 1024;
 const ERROR_BODY_CHARS: usize = 500;
-/// A server asking for a longer pause than this is more likely wrong than
-/// right; the runtime's own backoff takes over after it.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// Keeps a `Retry-After` date or number in a range `Duration` arithmetic
+/// survives; the runtime applies the user's `runtime.max_retry_after`.
+const MAX_RETRY_AFTER: Duration = tributary_config::units::MAX_DURATION;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -728,7 +728,8 @@ impl HttpError {
     }
 }
 
-/// `Retry-After` as delay-seconds or an HTTP-date, capped at an hour.
+/// `Retry-After` as delay-seconds or an HTTP-date, as the server sent it
+/// (bounded only to stay representable).
 pub(crate) fn parse_retry_after(
     headers: &HeaderMap,
     now: chrono::DateTime<chrono::Utc>,
@@ -1592,12 +1593,24 @@ mod tests {
             parse_retry_after(&h("Wed, 01 May 2024 12:01:30 GMT"), now),
             Some(Duration::from_secs(90))
         );
-        // A date in the past means "now"; absurd waits are capped.
+        // A date in the past means "now".
         assert_eq!(
             parse_retry_after(&h("Wed, 01 May 2024 11:00:00 GMT"), now),
             Some(Duration::ZERO)
         );
-        assert_eq!(parse_retry_after(&h("999999"), now), Some(MAX_RETRY_AFTER));
+        // The user's `runtime.max_retry_after` caps it later, not the parser.
+        assert_eq!(
+            parse_retry_after(&h("100000"), now),
+            Some(Duration::from_secs(100_000))
+        );
+        assert_eq!(
+            parse_retry_after(&h("99999999999999999999"), now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            parse_retry_after(&h("999999999999"), now),
+            Some(MAX_RETRY_AFTER)
+        );
         assert_eq!(parse_retry_after(&h("soon"), now), None);
         assert_eq!(parse_retry_after(&h("-5"), now), None);
         assert_eq!(parse_retry_after(&HeaderMap::new(), now), None);

@@ -10,12 +10,13 @@ use super::pagination::Paginator;
 use super::raw_page::RawSelection;
 use super::records::RecordSelector;
 use super::template::Template;
-use super::window::{parse_duration, DatetimeFormat};
+use super::window::DatetimeFormat;
 use crate::SourceContext;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tributary_config::units::parse_duration;
 use tributary_config::{ConfigError, SectionConfig};
 use tributary_core::{
     Checkpoint, CheckpointSummary, ConnectorError, RunProgress, Source, StreamReader, StreamSpec,
@@ -300,10 +301,13 @@ fn incremental(
                 None => None,
             };
             let duration = |k: &str, v: &Option<String>| -> Result<Option<Duration>, ConfigError> {
-                v.as_deref()
-                    .map(parse_duration)
-                    .transpose()
-                    .map_err(|e| section.error(&key(k), e))
+                match v.as_deref().map(parse_duration).transpose() {
+                    // A zero slice would never advance through the window.
+                    Ok(Some(Duration::ZERO)) => {
+                        Err(section.error(&key(k), format!("`{k}` must be longer than zero")))
+                    }
+                    r => r.map_err(|e| section.error(&key(k), e)),
+                }
             };
             Ok(Incremental::Datetime(DatetimeCursor {
                 format,

@@ -132,47 +132,6 @@ pub fn instant_text(t: DateTime<Utc>) -> String {
 
 pub use tributary_core::window::local_to_utc;
 
-/// `P1D`, `PT6H`, `P1W`, `P1DT12H30M` (ISO 8601, no years/months: their
-/// length varies) or a humantime string (`1d`, `6h`, `90s`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    if let Some(rest) = t.strip_prefix('P').or_else(|| t.strip_prefix('p')) {
-        return parse_iso8601(rest).ok_or_else(|| {
-            format!("`{text}` is not an ISO 8601 duration such as `P1D` or `PT6H` (years and months are not allowed: their length varies)")
-        });
-    }
-    humantime::parse_duration(t)
-        .map_err(|e| format!("`{text}` is not a duration ({e}); use e.g. `P1D`, `PT6H` or `6h`"))
-}
-
-fn parse_iso8601(rest: &str) -> Option<Duration> {
-    let mut secs: u64 = 0;
-    let mut in_time = false;
-    let mut number = String::new();
-    let mut any = false;
-    for c in rest.chars() {
-        match c {
-            'T' | 't' if !in_time && number.is_empty() => in_time = true,
-            '0'..='9' => number.push(c),
-            _ => {
-                let n: u64 = number.parse().ok()?;
-                number.clear();
-                let unit = match (in_time, c.to_ascii_uppercase()) {
-                    (false, 'W') => 7 * 86_400,
-                    (false, 'D') => 86_400,
-                    (true, 'H') => 3_600,
-                    (true, 'M') => 60,
-                    (true, 'S') => 1,
-                    _ => return None,
-                };
-                secs = secs.checked_add(n.checked_mul(unit)?)?;
-                any = true;
-            }
-        }
-    }
-    (number.is_empty() && any && secs > 0).then(|| Duration::from_secs(secs))
-}
-
 /// The end of the slice starting at `start`: one `step` later, never past `end`.
 pub fn slice_end(
     start: DateTime<Utc>,
@@ -214,24 +173,6 @@ mod tests {
             Some(utc("2024-01-01T00:00:00Z"))
         );
         assert_eq!(f.parse("nonsense"), None);
-    }
-
-    #[test]
-    fn durations_iso_and_humantime() {
-        assert_eq!(parse_duration("P1D").unwrap(), Duration::from_secs(86_400));
-        assert_eq!(parse_duration("PT6H").unwrap(), Duration::from_secs(21_600));
-        assert_eq!(
-            parse_duration("P1DT12H30M").unwrap(),
-            Duration::from_secs(131_400)
-        );
-        assert_eq!(
-            parse_duration("P2W").unwrap(),
-            Duration::from_secs(1_209_600)
-        );
-        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
-        assert!(parse_duration("P1M").unwrap_err().contains("months"));
-        assert!(parse_duration("P").is_err());
-        assert!(parse_duration("PT").is_err());
     }
 
     #[test]
