@@ -210,6 +210,7 @@ fn validate(path: &Path) -> Outcome {
             connector: config.name.clone(),
             bad_records: config.bad_records.policy,
             state_url: None,
+            kafka_state: None,
             flush_interval: config.runtime.flush_interval,
         };
         if let Err(e) = tributary_sinks::build(&config.sink, &ctx) {
