@@ -440,19 +440,14 @@ impl Plan {
         if self.cursor.is_some() {
             and(&mut st);
             st.push(&self.keyset_sql[0]).push(" IS NOT NULL");
-            if let Some(f) = from {
-                and(&mut st);
-                let (v, cast) = bind(&self.codecs[0], f, &self.keyset[0])?;
-                st.push(&self.keyset_sql[0])
-                    .push(" >= ")
-                    .param(v, cast.as_deref());
-            }
-            if let Some(b) = bound {
-                and(&mut st);
-                let (v, cast) = bind(&self.codecs[0], b, &self.keyset[0])?;
-                st.push(&self.keyset_sql[0])
-                    .push(" <= ")
-                    .param(v, cast.as_deref());
+            for (op, limit) in [(" >= ", from), (" <= ", bound)] {
+                if let Some(limit) = limit {
+                    and(&mut st);
+                    let (v, cast) = bind(&self.codecs[0], limit, &self.keyset[0])?;
+                    st.push(&self.keyset_sql[0])
+                        .push(op)
+                        .param(v, cast.as_deref());
+                }
             }
         }
         if let Some(after) = after.filter(|a| !a.is_empty()) {
