@@ -1,6 +1,11 @@
 //! Exit codes, documented in docs/cli.md; scripts and supervisors rely on them.
 
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+
+/// Set when a write to stdout found the pipe closed (`| head`): a command
+/// that otherwise succeeded then exits with [`Code::BrokenPipe`].
+pub static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {

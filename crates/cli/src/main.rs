@@ -7,11 +7,15 @@
 
 /// `println!` that does not panic when stdout is a closed pipe
 /// (`tributary discover x.toml | head`): the rest of the output is dropped,
-/// as `cat` would.
+/// as `cat` would, and the command ends with [`exit::Code::BrokenPipe`].
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                crate::exit::STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
     }};
 }
 

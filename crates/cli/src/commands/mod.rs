@@ -36,6 +36,11 @@ pub async fn dispatch(cli: Cli) -> Code {
         Command::Status(args) => status::status(args).await,
     };
     match result {
+        Ok(Code::Success)
+            if crate::exit::STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed) =>
+        {
+            Code::BrokenPipe
+        }
         Ok(code) => code,
         Err(f) => {
             for error in std::iter::once(&f.error).chain(&f.more) {

@@ -76,12 +76,13 @@ pub async fn read(args: ReadArgs) -> CmdResult {
     Ok(Code::Success)
 }
 
-/// The reader of stdout went away (`| head -1`): stop quietly with the
-/// status a shell reports for a program ended by SIGPIPE, as `cat` would
-/// end. Any other write error is one.
+/// The reader of stdout went away (`| head -1`): stop quietly; the command
+/// then ends with the status a shell reports for a program SIGPIPE ended,
+/// as `cat` would. Any other write error is one.
 fn stdout_failed(e: std::io::Error) -> CmdResult {
     if e.kind() == std::io::ErrorKind::BrokenPipe {
-        return Ok(Code::BrokenPipe);
+        crate::exit::STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+        return Ok(Code::Success);
     }
     Err(Failure::new(
         Code::Failure,
