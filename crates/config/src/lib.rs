@@ -16,7 +16,7 @@ pub mod units;
 pub use error::ConfigError;
 pub use load::{
     blank_key, did_you_mean, load_file, load_file_for, load_file_with_env, load_str, load_str_for,
-    load_str_with_env, EnvLookup, Needs, MAX_RETRY_WAIT, RUNTIME_COUNT_RANGES,
+    load_str_with_env, EnvLookup, Needs, MAX_BATCH_SIZE, MAX_RETRY_WAIT, RUNTIME_COUNT_RANGES,
 };
 pub use model::*;
 pub use properties::{Brokers, ClientProperties};

@@ -367,12 +367,15 @@ fn state(doc: &ConfigDocument, s: StateToml, base_dir: &Path) -> Result<StateCon
     }
 }
 
+/// The largest batch a source may be asked for, in `[runtime]` or a stream.
+pub const MAX_BATCH_SIZE: usize = 1_000_000;
+
 /// The documented range of each runtime count and wait. Zero sizes would make
 /// a bounded channel panic or a poll loop spin, huge ones allocate or wait
 /// for ever, so they are refused here, where the error can still name the
 /// line.
 pub const RUNTIME_COUNT_RANGES: &[(&str, usize, usize)] = &[
-    ("batch_size", 1, 1_000_000),
+    ("batch_size", 1, MAX_BATCH_SIZE),
     ("channel_capacity", 1, 10_000),
     ("flush_records", 1, 100_000_000),
 ];

@@ -159,8 +159,13 @@ pub(crate) fn check_batch_size(
     key: &str,
     batch_size: Option<usize>,
 ) -> Result<(), ConfigError> {
+    // The same range as `runtime.batch_size`, which it overrides.
+    let max = tributary_config::MAX_BATCH_SIZE;
     match batch_size {
         Some(0) => Err(section.error(key, "batch_size must be at least 1")),
+        Some(n) if n > max => {
+            Err(section.error(key, format!("{n} is out of range: use 1 to {max}")))
+        }
         _ => Ok(()),
     }
 }

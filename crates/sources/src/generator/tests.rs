@@ -337,3 +337,30 @@ fn config_errors_name_the_key() {
     let err = parse("seed = 1\n");
     assert!(err.message.contains("streams"), "{err}");
 }
+
+#[test]
+fn a_stream_batch_size_has_the_runtime_range() {
+    let build = |n: &str| {
+        let text = format!(
+            "[source]\ntype = \"generator\"\n[source.streams.u]\nrecord_type = \"user\"\nbatch_size = {n}\n"
+        );
+        GeneratorSource::from_section(
+            &section(&text, Path::new("/tmp")),
+            &SourceContext::new("t", 10),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+    assert_eq!(build("1000000"), Ok(()));
+    assert_eq!(
+        build("1000001"),
+        Err("/tmp/connector.toml:5: source.streams.u.batch_size: 1000001 is out of range: use 1 to 1000000".into())
+    );
+    assert_eq!(
+        build("0"),
+        Err(
+            "/tmp/connector.toml:5: source.streams.u.batch_size: batch_size must be at least 1"
+                .into()
+        )
+    );
+}

@@ -527,8 +527,16 @@ impl Throttle {
         };
         let burst = NonZeroU32::new(burst)
             .ok_or_else(|| "rate_limit.burst must be at least 1".to_string())?;
-        let quota = Quota::with_period(Duration::from_secs_f64(1.0 / rps))
-            .ok_or_else(|| format!("rate_limit.requests_per_second = {rps} is too high"))?
+        // A period past the longest duration any key takes (or past what
+        // `Duration` holds) is a typo, not a rate.
+        let period = Duration::try_from_secs_f64(1.0 / rps)
+            .ok()
+            .filter(|p| *p <= tributary_config::units::MAX_DURATION)
+            .ok_or_else(|| {
+                format!("rate_limit.requests_per_second = {rps:?} is too low: at least one request per 366 days")
+            })?;
+        let quota = Quota::with_period(period)
+            .ok_or_else(|| format!("rate_limit.requests_per_second = {rps:?} is too high"))?
             .allow_burst(burst);
         Ok(Throttle {
             limiter: governor::RateLimiter::direct_with_clock(quota, TokioClock),
@@ -1464,7 +1472,7 @@ mod tests {
         bursty.acquire().await;
         assert!(start.elapsed() >= Duration::from_millis(200));
 
-        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-300, 1e-9, 1e300] {
             assert!(Throttle::new(RateLimit {
                 requests_per_second: bad,
                 burst: None
