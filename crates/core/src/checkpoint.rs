@@ -102,6 +102,18 @@ pub struct CheckpointSummary {
     /// A short position for people (`byte 1234 of orders.csv`, `id 5000`); no secrets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<String>,
+    /// How much of a bounded stream is done, when the source knows its
+    /// total (a generator's `total`): the progress line shows a percentage
+    /// and an ETA from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+}
+
+/// `done` of `total` records of a stream whose size is known.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub done: u64,
+    pub total: u64,
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ pub mod source;
 pub mod stream;
 pub mod window;
 
-pub use checkpoint::{Checkpoint, CheckpointSummary};
+pub use checkpoint::{Checkpoint, CheckpointSummary, Progress};
 pub use clock::{Clock, ManualClock, ShiftedClock, SystemClock};
 pub use error::{ConnectorError, ErrorClass};
 pub use payload::{ExtraFields, Payload, RawJson};

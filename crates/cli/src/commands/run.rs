@@ -57,7 +57,9 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
         shutdown: shutdown.clone(),
     };
     let progress_done = CancellationToken::new();
-    let progress = multi.map(|m| crate::progress::spawn(m, metrics.clone(), progress_done.clone()));
+    let progress = multi.map(|m| {
+        crate::progress::spawn(m, metrics.clone(), env.clock.clone(), progress_done.clone())
+    });
 
     let handles: Vec<_> = all_parts
         .iter()

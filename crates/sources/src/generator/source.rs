@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tributary_config::{ConfigError, SectionConfig};
 use tributary_core::{
-    async_trait, Batch, Checkpoint, ConnectorError, LoadMode, Poll, Record, Source, StreamReader,
-    StreamSpec,
+    async_trait, Batch, Checkpoint, CheckpointSummary, ConnectorError, LoadMode, Poll, Progress,
+    Record, Source, StreamReader, StreamSpec,
 };
 
 /// The checkpoint of a generator stream: `{"next": i}`, the index of the
@@ -135,6 +135,25 @@ impl Source for GeneratorSource {
             opened: Instant::now(),
             emitted: 0,
         }))
+    }
+
+    /// `record N of TOTAL`, and the progress when the stream has a total.
+    fn summarize(&self, stream: &StreamSpec, checkpoint: &Checkpoint) -> CheckpointSummary {
+        let Ok(c) = checkpoint.to_state::<GeneratorCheckpoint>() else {
+            return CheckpointSummary::default();
+        };
+        let total = self.streams.get(&stream.name).and_then(|s| s.total);
+        CheckpointSummary {
+            position: Some(match total {
+                Some(t) => format!("{} of {t} records", c.next.min(t)),
+                None => format!("{} records", c.next),
+            }),
+            progress: total.map(|total| Progress {
+                done: c.next.min(total),
+                total,
+            }),
+            ..CheckpointSummary::default()
+        }
     }
 }
 

@@ -423,6 +423,7 @@ impl ApiCheckpoint {
                 None
             },
             position: Some(format!("{mode}, {detail}{retrying}")),
+            progress: None,
         }
     }
 }

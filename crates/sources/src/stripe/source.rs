@@ -369,6 +369,7 @@ impl Source for StripeReportingSource {
             window_start: waiting.and(cp.interval_start),
             window_end: waiting.and(cp.interval_end),
             position: Some(position),
+            progress: None,
         }
     }
 
