@@ -73,7 +73,12 @@ pub fn load_all(path: &Path, clock: &Arc<dyn Clock>) -> Result<Built, Failure> {
     let mut text: Option<String> = None;
     'retry: loop {
         let found = match build_all(path, text.as_deref(), clock) {
-            Ok(built) if errors.is_empty() => return Ok(built),
+            Ok(built) if errors.is_empty() => {
+                for w in &built.config.warnings {
+                    tracing::warn!("{w}");
+                }
+                return Ok(built);
+            }
             Ok(_) => break,
             Err(found) => found,
         };

@@ -729,7 +729,13 @@ fn the_offsets_api_on_transactional_state_writes_transactions_and_the_resumed_ru
     let stop = || {
         assert_eq!(call("PUT", "/stop", None).0, 202);
         wait_until(Duration::from_secs(60), "the connector stopped", || {
-            call("GET", "/status", None).1["phase"] == "stopped"
+            let (_, text) = http_request(
+                "GET",
+                &format!("{}/status/{n}", admin.url),
+                Some(TOKEN),
+                None,
+            );
+            serde_json::from_str::<Value>(&text).unwrap_or(Value::Null)["phase"] == "stopped"
         });
     };
     wait_until(Duration::from_secs(60), "the first 3000 committed", || {

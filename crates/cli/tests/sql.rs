@@ -679,23 +679,41 @@ fn postgres_to_postgres_columns_keep_the_source_types() {
     e.pg(&format!("DROP TABLE {t}; DROP SCHEMA {dst} CASCADE;"));
 }
 
+/// The date of the latest America/New_York fall-back that is over (the
+/// first Sunday of November), as `YYYY-MM-DD`.
+fn latest_new_york_fall_back() -> String {
+    use chrono::Datelike;
+    let first_sunday_of_november = |year: i32| {
+        let first = chrono::NaiveDate::from_ymd_opt(year, 11, 1).unwrap();
+        first + chrono::Days::new(u64::from((7 - first.weekday().num_days_from_sunday()) % 7))
+    };
+    let today = chrono::Utc::now().date_naive();
+    let this_year = first_sunday_of_november(today.year());
+    let day = if this_year < today {
+        this_year
+    } else {
+        first_sunday_of_november(today.year() - 1)
+    };
+    day.format("%Y-%m-%d").to_string()
+}
+
 /// A naive (`timestamp` / `DATETIME`) cursor in America/New_York across
-/// the 2024-11-03 fall-back: rows written in the repeated hour's second
+/// the latest fall-back (the first Sunday of November; the latest so that
+/// the lag below stays within a year, the longest duration a config takes): rows written in the repeated hour's second
 /// pass carry earlier wall-clock times than the first pass's last rows.
 /// The database's clock cannot be moved, so each run's bound (`now() -
 /// lag`) is put where wanted by its lag.
 fn naive_cursor_across_a_fall_back(name: &str, url: &str, exec: &dyn Fn(&str), column_type: &str) {
     let e = env(name);
     let t = &e.id;
+    let day = latest_new_york_fall_back();
     exec(&format!("DROP TABLE IF EXISTS {t}"));
     exec(&format!(
         "CREATE TABLE {t} (id BIGINT PRIMARY KEY, ts {column_type} NOT NULL)"
     ));
     let insert = |rows: &[(i64, &str)]| {
         for (id, wall) in rows {
-            exec(&format!(
-                "INSERT INTO {t} VALUES ({id}, '2024-11-03 {wall}')"
-            ));
+            exec(&format!("INSERT INTO {t} VALUES ({id}, '{day} {wall}')"));
         }
     };
     // Each run's bound is this instant (plus the seconds the run takes).
@@ -721,23 +739,23 @@ fn naive_cursor_across_a_fall_back(name: &str, url: &str, exec: &dyn Fn(&str), c
         (4, "01:50:00"),
     ]);
     // Bound 01:55 EDT.
-    let cp1 = run_at("2024-11-03T05:55:00Z");
-    assert_eq!(cp1["after"]["ts"], "2024-11-03T01:50:00", "{cp1}");
-    assert_eq!(cp1["reread_from"], "2024-11-03T01:00:00", "{cp1}");
+    let cp1 = run_at(&format!("{day}T05:55:00Z"));
+    assert_eq!(cp1["after"]["ts"], format!("{day}T01:50:00"), "{cp1}");
+    assert_eq!(cp1["reread_from"], format!("{day}T01:00:00"), "{cp1}");
     // Second pass (EST): 01:05 and 01:20 sort before the position 01:50.
     insert(&[(5, "01:05:00"), (6, "01:20:00")]);
-    let cp2 = run_at("2024-11-03T06:30:00Z"); // 01:30 EST
+    let cp2 = run_at(&format!("{day}T06:30:00Z")); // 01:30 EST
     assert_eq!(cp2["after"], cp1["after"], "the position never moves back");
-    assert_eq!(cp2["reread_from"], "2024-11-03T01:00:00");
+    assert_eq!(cp2["reread_from"], format!("{day}T01:00:00"));
     insert(&[(7, "01:45:00"), (8, "02:05:00")]);
-    let cp3 = run_at("2024-11-03T07:10:00Z"); // 02:10 EST: the hour is over
-    assert_eq!(cp3["after"]["ts"], "2024-11-03T02:05:00", "{cp3}");
+    let cp3 = run_at(&format!("{day}T07:10:00Z")); // 02:10 EST: the hour is over
+    assert_eq!(cp3["after"]["ts"], format!("{day}T02:05:00"), "{cp3}");
     assert_eq!(cp3.get("reread_from"), None, "{cp3}");
     let seen = e.ids("s");
     let lost: Vec<i64> = (1..=8).filter(|id| !seen.contains_key(id)).collect();
     assert!(lost.is_empty(), "rows lost: {lost:?} (seen {seen:?})");
     // Duplicates only from the re-read hour; nothing is read again after it.
-    let cp4 = run_at("2024-11-03T07:30:00Z");
+    let cp4 = run_at(&format!("{day}T07:30:00Z"));
     assert_eq!(cp4, cp3);
     assert_eq!(e.ids("s"), seen);
     assert_eq!(seen[&1], 1);
