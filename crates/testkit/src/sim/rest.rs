@@ -40,6 +40,8 @@
 //! [`SimServer::fail_next`](super::SimServer::fail_next), `slow_next`, `truncate_next`,
 //! [`RestSim::modify_during_paging`] and [`RestSim::fail_when_limit_above`]
 //! apply to every endpoint except `/oauth/token`.
+//! [`RestSim::set_visibility_delay`] makes writes visible only some time
+//! after their `updated_at` (late commits).
 
 use super::common::{
     basic_credentials, bearer_token, bind, json_response, last_param, lock, parse_query, read_body,
@@ -169,6 +171,7 @@ struct Inner {
     state: Mutex<RestState>,
 }
 
+#[derive(Clone)]
 struct Item {
     /// `updated_at`, milliseconds since the epoch.
     ts: i64,
@@ -186,6 +189,10 @@ struct RestState {
     clock: Arc<super::SimClock>,
     /// `(id, version, updated_at ms)` of every insert and modify.
     history: Vec<(i64, u64, i64)>,
+    /// How long after its `updated_at` a write becomes visible, ms.
+    visibility_delay: i64,
+    /// Writes not visible yet: `(visible at ms, id, item)`, in write order.
+    pending: Vec<(i64, i64, Item)>,
     edits: Option<(EditMode, usize)>,
     limit_fault: Option<(usize, u16)>,
     auth: RestAuth,
@@ -236,6 +243,8 @@ impl RestSim {
             order: Vec::new(),
             clock: server.clock.clone(),
             history: Vec::new(),
+            visibility_delay: 0,
+            pending: Vec::new(),
             edits: None,
             limit_fault: None,
             auth: config.auth,
@@ -296,7 +305,7 @@ impl RestSim {
             .and_then(as_i64)
             .and_then(|v| u64::try_from(v).ok())
             .unwrap_or(1);
-        st.upsert(
+        st.write(
             id,
             Item {
                 ts,
@@ -304,7 +313,6 @@ impl RestSim {
                 fields: Some(Box::new(map)),
             },
         );
-        st.history.push((id, version, ts));
         Some(id)
     }
 
@@ -392,6 +400,15 @@ impl RestSim {
     pub fn modify_returned_during_paging(&self, per_request: usize) {
         lock(&self.inner.state).edits =
             (per_request > 0).then_some((EditMode::Returned, per_request));
+    }
+
+    /// Writes made from now on by [`RestSim::insert`] and [`RestSim::modify`]
+    /// become visible (listed) only `delay` after their `updated_at`, as
+    /// behind a slow commit or a read replica: until then listings show the
+    /// item's previous version, if any.
+    pub fn set_visibility_delay(&self, delay: Duration) {
+        lock(&self.inner.state).visibility_delay =
+            i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
     }
 
     /// Every version [`RestSim::insert`] and [`RestSim::modify`] wrote:
@@ -501,19 +518,48 @@ impl RestState {
 
     fn modify(&mut self, id: i64) -> bool {
         let now = self.now_ms();
-        let Some(item) = self.items.get_mut(&id) else {
+        // The latest version, visible or not, is the one edited.
+        let latest = self
+            .pending
+            .iter()
+            .rev()
+            .find(|(_, pid, _)| *pid == id)
+            .map(|(_, _, item)| item)
+            .or_else(|| self.items.get(&id));
+        let Some(mut item) = latest.cloned() else {
             return false;
         };
-        let old = (item.ts, id);
         item.ts = now;
         item.version += 1;
-        self.history.push((id, item.version, now));
-        if let Ok(i) = self.order.binary_search(&old) {
-            self.order.remove(i);
-        }
-        let at = self.order.partition_point(|k| *k < (now, id));
-        self.order.insert(at, (now, id));
+        self.write(id, item);
         true
+    }
+
+    /// Stores a version (visible now, or after the visibility delay) and
+    /// records it in the history.
+    fn write(&mut self, id: i64, item: Item) {
+        self.history.push((id, item.version, item.ts));
+        if self.visibility_delay > 0 {
+            let at = item.ts.saturating_add(self.visibility_delay);
+            self.pending.push((at, id, item));
+        } else {
+            self.upsert(id, item);
+        }
+    }
+
+    /// Makes the writes whose time has come visible, in write order.
+    fn publish_due(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let now = self.now_ms();
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(at, _, _)| *at <= now);
+        self.pending = waiting;
+        for (_, id, item) in due {
+            self.upsert(id, item);
+        }
     }
 
     fn window(&self, since: Option<i64>, before: Option<i64>) -> (usize, usize) {
@@ -805,6 +851,7 @@ impl Inner {
         if let Err(e) = self.check_auth(parts, &params) {
             return e.into_response();
         }
+        lock(&self.state).publish_due();
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let get = parts.method == Method::GET;
         let result = match segments.as_slice() {
