@@ -737,3 +737,46 @@ fn http_late_visible_writes_are_read_again_with_lookback() {
     let without = http_late_visible("0s");
     assert!(!without.is_clean(), "{without}");
 }
+
+/// Windows written to the API as local naive datetimes in `tz`, runs
+/// across the clock change at `change` with items written all the time:
+/// the checkpoint never moves back and nothing is skipped.
+fn http_across(tz: chrono_tz::Tz, change: &str) {
+    let env = http();
+    let change = utc(change);
+    env.sim.clock().set_timezone(tz);
+    env.sim
+        .clock()
+        .start_at(change - ChronoDuration::seconds(8));
+    let cfg = env.config(&format!(
+        "lag = \"1s\", format = \"%Y-%m-%d %H:%M:%S\", timezone = \"{}\"",
+        tz.name()
+    ));
+    let writes = env.write_continuously();
+    let until = change + ChronoDuration::seconds(8);
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    let mut trail = Vec::new();
+    // Our clock agrees with the API's, both inside the change.
+    while trail.last().is_none_or(|p| *p < until) {
+        assert!(std::time::Instant::now() < deadline, "timed out: {trail:?}");
+        trail.push(env.run_once(&cfg, Some(env.sim.clock().now())));
+    }
+    writes.stop();
+    let report = env.report(&trail);
+    eprintln!("http, {} at {change}: {report}", tz.name());
+    assert!(report.is_clean(), "{}: {report}", tz.name());
+    assert!(
+        env.written()
+            .iter()
+            .any(|w| w.at >= change && w.at < *trail.last().unwrap()),
+        "no write after the change was checked"
+    );
+}
+
+#[test]
+fn http_local_datetimes_across_fall_back_and_spring_forward() {
+    http_across(chrono_tz::America::New_York, "2024-11-03T06:00:00Z");
+    http_across(chrono_tz::Europe::London, "2024-10-27T01:00:00Z");
+    http_across(chrono_tz::America::New_York, "2024-03-10T07:00:00Z");
+    http_across(chrono_tz::Europe::London, "2024-03-31T01:00:00Z");
+}
