@@ -15,7 +15,10 @@
 //!
 //! Every list endpoint sorts by `(updated_at, id)` and accepts the window
 //! filters `updated_since` (inclusive) and `updated_before` (exclusive), both
-//! RFC 3339. Page sizes default to 100 and are clamped to 10 000
+//! RFC 3339 or a local `YYYY-MM-DD HH:MM:SS`. With a zone set on the clock
+//! ([`SimClock::set_timezone`](super::SimClock::set_timezone)) the API
+//! sorts and filters by the local wall-clock time, as one storing naive
+//! local datetimes does: a repeated fall-back hour sorts among the first. Page sizes default to 100 and are clamped to 10 000
 //! ([`RestSimConfig`]); a size of 0 or a non-number answers 400.
 //!
 //! | request | answer |
@@ -40,6 +43,8 @@
 //! [`SimServer::fail_next`](super::SimServer::fail_next), `slow_next`, `truncate_next`,
 //! [`RestSim::modify_during_paging`] and [`RestSim::fail_when_limit_above`]
 //! apply to every endpoint except `/oauth/token`.
+//! [`RestSim::set_visibility_delay`] makes writes visible only some time
+//! after their `updated_at` (late commits).
 
 use super::common::{
     basic_credentials, bearer_token, bind, json_response, last_param, lock, parse_query, read_body,
@@ -169,6 +174,7 @@ struct Inner {
     state: Mutex<RestState>,
 }
 
+#[derive(Clone)]
 struct Item {
     /// `updated_at`, milliseconds since the epoch.
     ts: i64,
@@ -180,12 +186,18 @@ struct Item {
 
 struct RestState {
     items: BTreeMap<i64, Item>,
-    /// `(updated_at ms, id)` of every item, sorted.
+    /// `(updated_at ms, id)` of every item, sorted; `updated_at` as the
+    /// wall clock of `order_tz` reads it (see [`wall_ms`]).
     order: Vec<(i64, i64)>,
+    order_tz: chrono_tz::Tz,
     /// The server's clock (shared with its `Date` headers).
     clock: Arc<super::SimClock>,
     /// `(id, version, updated_at ms)` of every insert and modify.
     history: Vec<(i64, u64, i64)>,
+    /// How long after its `updated_at` a write becomes visible, ms.
+    visibility_delay: i64,
+    /// Writes not visible yet: `(visible at ms, id, item)`, in write order.
+    pending: Vec<(i64, i64, Item)>,
     edits: Option<(EditMode, usize)>,
     limit_fault: Option<(usize, u16)>,
     auth: RestAuth,
@@ -234,8 +246,11 @@ impl RestSim {
         let mut state = RestState {
             items: BTreeMap::new(),
             order: Vec::new(),
+            order_tz: chrono_tz::UTC,
             clock: server.clock.clone(),
             history: Vec::new(),
+            visibility_delay: 0,
+            pending: Vec::new(),
             edits: None,
             limit_fault: None,
             auth: config.auth,
@@ -296,7 +311,7 @@ impl RestSim {
             .and_then(as_i64)
             .and_then(|v| u64::try_from(v).ok())
             .unwrap_or(1);
-        st.upsert(
+        st.write(
             id,
             Item {
                 ts,
@@ -304,7 +319,6 @@ impl RestSim {
                 fields: Some(Box::new(map)),
             },
         );
-        st.history.push((id, version, ts));
         Some(id)
     }
 
@@ -319,7 +333,7 @@ impl RestSim {
         let mut st = lock(&self.inner.state);
         match st.items.remove(&id) {
             Some(item) => {
-                if let Ok(i) = st.order.binary_search(&(item.ts, id)) {
+                if let Ok(i) = st.order.binary_search(&(st.wall(item.ts), id)) {
                     st.order.remove(i);
                 }
                 true
@@ -394,6 +408,15 @@ impl RestSim {
             (per_request > 0).then_some((EditMode::Returned, per_request));
     }
 
+    /// Writes made from now on by [`RestSim::insert`] and [`RestSim::modify`]
+    /// become visible (listed) only `delay` after their `updated_at`, as
+    /// behind a slow commit or a read replica: until then listings show the
+    /// item's previous version, if any.
+    pub fn set_visibility_delay(&self, delay: Duration) {
+        lock(&self.inner.state).visibility_delay =
+            i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+    }
+
     /// Every version [`RestSim::insert`] and [`RestSim::modify`] wrote:
     /// `(id, version, updated_at)`.
     pub fn history(&self) -> Vec<(i64, u64, DateTime<Utc>)> {
@@ -436,6 +459,33 @@ fn parse_time(s: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(s.trim())
         .ok()
         .map(|t| t.timestamp_millis())
+}
+
+/// An instant as the wall clock of `tz` reads it, in milliseconds as if
+/// that reading were UTC: how an API that stores and compares local naive
+/// datetimes sorts and filters (in UTC, the instant itself).
+fn wall_ms(tz: chrono_tz::Tz, ts: i64) -> i64 {
+    if tz == chrono_tz::UTC {
+        return ts;
+    }
+    DateTime::from_timestamp_millis(ts).map_or(ts, |t| {
+        t.with_timezone(&tz)
+            .naive_local()
+            .and_utc()
+            .timestamp_millis()
+    })
+}
+
+/// A window filter as a wall-clock reading in `tz` ([`wall_ms`]): RFC 3339,
+/// or a local naive `YYYY-MM-DD HH:MM:SS[.fff]` compared as written (a
+/// repeated fall-back hour matches both occurrences, as plain text does).
+fn wall_time(s: &str, tz: chrono_tz::Tz) -> Option<i64> {
+    if let Some(ts) = parse_time(s) {
+        return Some(wall_ms(tz, ts));
+    }
+    chrono::NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S%.f")
+        .ok()
+        .map(|n| n.and_utc().timestamp_millis())
 }
 
 /// Where a page starts inside the window.
@@ -484,14 +534,23 @@ impl RestState {
             self.items.insert(id, item);
         }
         // Rebuilding the index is O(n log n) whatever was there before.
-        self.order = self.items.iter().map(|(id, it)| (it.ts, *id)).collect();
+        self.reindex();
+    }
+
+    fn reindex(&mut self) {
+        let tz = self.order_tz;
+        self.order = self
+            .items
+            .iter()
+            .map(|(id, it)| (wall_ms(tz, it.ts), *id))
+            .collect();
         self.order.sort_unstable();
     }
 
     fn upsert(&mut self, id: i64, item: Item) {
-        let key = (item.ts, id);
+        let key = (self.wall(item.ts), id);
         if let Some(old) = self.items.insert(id, item) {
-            if let Ok(i) = self.order.binary_search(&(old.ts, id)) {
+            if let Ok(i) = self.order.binary_search(&(self.wall(old.ts), id)) {
                 self.order.remove(i);
             }
         }
@@ -501,19 +560,59 @@ impl RestState {
 
     fn modify(&mut self, id: i64) -> bool {
         let now = self.now_ms();
-        let Some(item) = self.items.get_mut(&id) else {
+        // The latest version, visible or not, is the one edited.
+        let latest = self
+            .pending
+            .iter()
+            .rev()
+            .find(|(_, pid, _)| *pid == id)
+            .map(|(_, _, item)| item)
+            .or_else(|| self.items.get(&id));
+        let Some(mut item) = latest.cloned() else {
             return false;
         };
-        let old = (item.ts, id);
         item.ts = now;
         item.version += 1;
-        self.history.push((id, item.version, now));
-        if let Ok(i) = self.order.binary_search(&old) {
-            self.order.remove(i);
-        }
-        let at = self.order.partition_point(|k| *k < (now, id));
-        self.order.insert(at, (now, id));
+        self.write(id, item);
         true
+    }
+
+    /// Stores a version (visible now, or after the visibility delay) and
+    /// records it in the history.
+    fn write(&mut self, id: i64, item: Item) {
+        self.history.push((id, item.version, item.ts));
+        if self.visibility_delay > 0 {
+            let at = item.ts.saturating_add(self.visibility_delay);
+            self.pending.push((at, id, item));
+        } else {
+            self.upsert(id, item);
+        }
+    }
+
+    /// `updated_at` as the wall clock of the listing's zone reads it.
+    fn wall(&self, ts: i64) -> i64 {
+        wall_ms(self.order_tz, ts)
+    }
+
+    /// Before answering: lists in the clock's current zone, and makes the
+    /// writes whose time has come visible, in write order.
+    fn publish_due(&mut self) {
+        let tz = self.clock.timezone();
+        if tz != self.order_tz {
+            self.order_tz = tz;
+            self.reindex();
+        }
+        if self.pending.is_empty() {
+            return;
+        }
+        let now = self.now_ms();
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(at, _, _)| *at <= now);
+        self.pending = waiting;
+        for (_, id, item) in due {
+            self.upsert(id, item);
+        }
     }
 
     fn window(&self, since: Option<i64>, before: Option<i64>) -> (usize, usize) {
@@ -754,6 +853,9 @@ async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Response {
 /// Parameters of one list request.
 struct Params {
     pairs: Vec<(String, String)>,
+    /// The server's zone, for window filters written as local wall-clock
+    /// times.
+    tz: chrono_tz::Tz,
 }
 
 impl Params {
@@ -775,9 +877,13 @@ impl Params {
     fn time(&self, name: &str) -> Result<Option<i64>, ApiError> {
         match self.get(name) {
             None => Ok(None),
-            Some(v) => parse_time(v)
+            Some(v) => wall_time(v, self.tz)
                 .map(Some)
-                .ok_or_else(|| bad_request(format!("{name} must be an RFC 3339 datetime"))),
+                .ok_or_else(|| {
+                    bad_request(format!(
+                        "{name} must be an RFC 3339 datetime or an existing local `YYYY-MM-DD HH:MM:SS`"
+                    ))
+                }),
         }
     }
 }
@@ -787,6 +893,7 @@ impl Inner {
         let path = parts.uri.path();
         let params = Params {
             pairs: parse_query(parts.uri.query().unwrap_or("")),
+            tz: self.server.clock().timezone(),
         };
         if path == "/oauth/token" {
             return match self.token(parts, body) {
@@ -805,6 +912,7 @@ impl Inner {
         if let Err(e) = self.check_auth(parts, &params) {
             return e.into_response();
         }
+        lock(&self.state).publish_due();
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let get = parts.method == Method::GET;
         let result = match segments.as_slice() {
@@ -1105,6 +1213,7 @@ impl Inner {
             ),
         };
         let mut st = lock(&self.state);
+        let tz = st.order_tz;
         let mut buf = Vec::with_capacity(16 + limit.min(10_000) * 110);
         buf.extend_from_slice(b"{\"data\":");
         match (since, after_id) {
@@ -1115,7 +1224,7 @@ impl Inner {
                 let rows = st
                     .items
                     .range(after_id.saturating_add(1)..)
-                    .filter(|(_, it)| before.is_none_or(|b| it.ts < b))
+                    .filter(|(_, it)| before.is_none_or(|b| wall_ms(tz, it.ts) < b))
                     .take(limit);
                 for (id, item) in rows {
                     if !first {
@@ -1166,12 +1275,13 @@ impl Inner {
         }
         let requested = number("page_size")?;
         let filter = req.get("filter").cloned().unwrap_or(Value::Null);
+        let tz = self.server.clock().timezone();
         let time = |name: &str| -> Result<Option<i64>, ApiError> {
             match filter.get(name) {
                 None | Some(Value::Null) => Ok(None),
                 Some(v) => v
                     .as_str()
-                    .and_then(parse_time)
+                    .and_then(|t| wall_time(t, tz))
                     .map(Some)
                     .ok_or_else(|| bad_request(format!("filter.{name} must be RFC 3339"))),
             }
