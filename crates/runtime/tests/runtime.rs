@@ -496,9 +496,14 @@ async fn unknown_stream_override_is_a_config_error() {
     let err = run_connector(parts, h.env(Arc::new(SystemClock)))
         .await
         .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "connector `c`: [streams.nope] names no stream of this source; it offers: a, b"
+    // Located in the config file, as every config error is.
+    let message = err.to_string();
+    assert!(
+        message.starts_with("connector `c`: ")
+            && message.ends_with(
+                "test.toml: streams.nope: [streams.nope] names no stream of this source; it offers: a, b"
+            ),
+        "{message}"
     );
 }
 
