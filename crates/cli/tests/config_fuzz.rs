@@ -11,7 +11,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,52 +21,12 @@ const SEED: u64 = 20;
 const MUTATIONS_PER_EXAMPLE: usize = 250;
 const RUN_SAMPLE: usize = 10;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// Every ```toml block of README.md and docs/**/*.md, with where it came from.
 fn examples() -> Vec<(String, String)> {
-    let root = repo_root();
-    let mut files = vec![root.join("README.md")];
-    let mut dirs = vec![root.join("docs")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "md") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    let mut out = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).unwrap();
-        let mut block: Option<(usize, String)> = None;
-        for (i, line) in text.lines().enumerate() {
-            match &mut block {
-                None if line.trim_start().starts_with("```toml") => {
-                    block = Some((i + 1, String::new()))
-                }
-                Some((start, body)) if line.trim_start().starts_with("```") => {
-                    let name = format!(
-                        "{}:{start}",
-                        file.strip_prefix(&root).unwrap_or(&file).display()
-                    );
-                    out.push((name, complete(&std::mem::take(body))));
-                    block = None;
-                }
-                Some((_, body)) => {
-                    body.push_str(line);
-                    body.push('\n');
-                }
-                None => {}
-            }
-        }
-    }
-    out
+    tributary_testkit::docs::toml_blocks()
+        .into_iter()
+        .map(|b| (b.at, complete(&b.text)))
+        .collect()
 }
 
 /// Most examples show one section: the rest is filled in as a user would

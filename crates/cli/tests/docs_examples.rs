@@ -14,69 +14,14 @@
 //! at example.com or chargeover.com, Stripe, a WebSocket feed, a TLS-only
 //! broker) may fail the connectivity step (exit 3) only.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use tributary_testkit::cli::*;
+use tributary_testkit::docs::{toml_blocks, DocBlock};
 
 /// How many blocks may be marked fragments: few, on purpose.
 const MAX_FRAGMENTS: usize = 2;
-
-struct Block {
-    at: String,
-    fragment: bool,
-    text: String,
-}
-
-fn doc_files() -> Vec<PathBuf> {
-    let root = repo_root();
-    let mut files = vec![root.join("README.md")];
-    let mut dirs = vec![root.join("docs")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "md") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
-fn blocks() -> Vec<Block> {
-    let root = repo_root().canonicalize().unwrap();
-    let mut out = Vec::new();
-    for file in doc_files() {
-        let text = std::fs::read_to_string(&file).unwrap();
-        let rel = file
-            .canonicalize()
-            .unwrap()
-            .strip_prefix(&root)
-            .unwrap()
-            .display()
-            .to_string();
-        let mut lines = text.lines().enumerate();
-        while let Some((n, line)) = lines.next() {
-            let Some(info) = line.strip_prefix("```toml") else {
-                continue;
-            };
-            let body: Vec<&str> = lines
-                .by_ref()
-                .map(|(_, l)| l)
-                .take_while(|l| !l.starts_with("```"))
-                .collect();
-            out.push(Block {
-                at: format!("{rel}:{}", n + 1),
-                fragment: info.trim() == "fragment",
-                text: body.join("\n") + "\n",
-            });
-        }
-    }
-    out
-}
 
 /// Whether the TOML text has a top-level key or table named `key`.
 fn has(text: &str, key: &str) -> bool {
@@ -144,7 +89,7 @@ fn external(text: &str) -> bool {
     .any(|s| text.contains(s))
 }
 
-fn check(dir: &Path, block: &Block, kafka: &str) -> Result<(), String> {
+fn check(dir: &Path, block: &DocBlock, kafka: &str) -> Result<(), String> {
     let config = complete(&block.text, kafka);
     let file = dir.join("connector.toml");
     std::fs::write(&file, &config).unwrap();
@@ -271,7 +216,7 @@ fn every_toml_example_in_the_docs_passes_check() {
     let kafka = std::env::var("TRIBUTARY_KAFKA_BOOTSTRAP").expect(
         "TRIBUTARY_KAFKA_BOOTSTRAP: run `export TRIBUTARY_KAFKA_BOOTSTRAP=$(scripts/kafka shared)`",
     );
-    let all = blocks();
+    let all = toml_blocks();
     assert!(all.len() >= 25, "only {} toml blocks found", all.len());
     let fragments: Vec<&str> = all
         .iter()

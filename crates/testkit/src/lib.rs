@@ -28,6 +28,7 @@ pub fn unique_name(prefix: &str, separator: char) -> String {
 pub mod browser;
 pub mod cli;
 pub mod conformance;
+pub mod docs;
 pub mod kafka;
 pub mod mqtt;
 pub mod postgres;
