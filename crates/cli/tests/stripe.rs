@@ -1,14 +1,18 @@
 //! The stripe_reporting connector end to end: the real binary against the
 //! Stripe Reporting simulator on 127.0.0.1. Seed 004's incident replayed:
 //! slow report runs, failed runs, kill -9 at the two dangerous instants,
-//! and the recovery commands.
+//! and the recovery commands. And the conformance suite of windowed
+//! sources where it applies to report runs: Stripe's availability ahead
+//! of or behind our clock, data made available late and, for a moment,
+//! less of it; expiring files.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::Output;
 use std::time::Duration;
 use tributary_testkit::cli::*;
+use tributary_testkit::conformance::{self, Harness, Runs, Written};
 use tributary_testkit::sim::StripeSim;
 
 const KEY: &str = "sk_test_51Hx9secretKEY0000";
@@ -18,6 +22,8 @@ const NY_STREAM: &str = "balance.summary.1.America_New_York";
 struct Env {
     ws: Workspace,
     sim: StripeSim,
+    /// Our clock minus the API's; `None`: the binary runs on the real clock.
+    ours_minus_api: Option<ChronoDuration>,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -42,16 +48,23 @@ fn setup(n: u64, minutes: i64) -> Env {
     Env {
         ws: Workspace::new(env!("CARGO_BIN_EXE_tributary")),
         sim,
+        ours_minus_api: None,
         _rt: rt,
     }
 }
 
 impl Env {
     fn config(&self, source_extra: &str, runtime_extra: &str) -> String {
+        self.config_with("", source_extra, runtime_extra)
+    }
+
+    /// `top`: keys of the connector (a schedule).
+    fn config_with(&self, top: &str, source_extra: &str, runtime_extra: &str) -> String {
         let text = format!(
             r#"
 name = "stripe"
 topic_prefix = "stripe"
+{top}
 
 [source]
 type = "stripe_reporting"
@@ -779,4 +792,218 @@ fn a_redirect_from_the_files_host_to_another_host_is_refused() {
         reason.contains("redirected to a host that is neither files_url's nor base_url's"),
         "{reason}"
     );
+}
+
+// ------------------------------------------------- the conformance suite
+
+impl Harness for Env {
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        self.cmd(args)
+    }
+
+    fn our_clock(&self) -> Option<DateTime<Utc>> {
+        self.ours_minus_api.map(|d| self.sim.clock().now() + d)
+    }
+
+    fn stream(&self) -> &str {
+        UTC_STREAM
+    }
+
+    /// Everything before `interval_start` was delivered.
+    fn position(&self, state: &Value) -> Option<DateTime<Utc>> {
+        state["interval_start"]
+            .as_str()
+            .and_then(|t| conformance::position(t, chrono_tz::UTC))
+    }
+
+    fn written(&self) -> Vec<Written> {
+        self.sim
+            .transactions()
+            .into_iter()
+            .map(|x| Written {
+                key: x.id,
+                version: 1,
+                at: DateTime::from_timestamp(x.created, 0).unwrap(),
+            })
+            .collect()
+    }
+
+    fn delivered(&self) -> Vec<(String, i64)> {
+        self.delivered(UTC_STREAM)
+            .into_keys()
+            .map(|id| (id, 1))
+            .collect()
+    }
+
+    fn output_lines(&self) -> Vec<String> {
+        self.ws.output_lines("out", &format!("stripe.{UTC_STREAM}"))
+    }
+}
+
+/// Stripe as it runs: transactions created all the time (by the API's
+/// clock, some stamped a second in the past), `data_available_end`
+/// moved up to 2 s behind it every 200 ms and, every 8th move, 30 s back
+/// (a replica answering late). Stops when dropped.
+struct Business {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Business {
+    fn start(sim: &StripeSim) -> Business {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (sim, stop) = (sim.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let now = sim.clock().now();
+                    let created = now - ChronoDuration::seconds((n % 4 == 0).into());
+                    sim.add_transactions(n, 1, created, ChronoDuration::zero());
+                    if n.is_multiple_of(13) {
+                        let back = if n.is_multiple_of(8 * 13) { 30 } else { 2 };
+                        sim.set_data_available_end(now - ChronoDuration::seconds(back));
+                    }
+                    std::thread::sleep(Duration::from_millis(15));
+                }
+            })
+        };
+        Business {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Business {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+/// Stripe's clock `skew` off ours (`start` a few seconds back on it),
+/// runs `--once` until the position is 6 s past where it started, report
+/// files expired during every third run. Every created transaction below
+/// the committed `interval_start` arrived; the position and the runs'
+/// intervals never moved back; each interval whose file expired was
+/// asked for again, not skipped.
+fn stripe_runs_with_clock_off_by(skew: ChronoDuration) -> conformance::GapReport {
+    let env = Env {
+        ours_minus_api: Some(skew),
+        ..setup(0, 1)
+    };
+    let begin = DateTime::from_timestamp(env.sim.clock().now().timestamp() - 3, 0).unwrap();
+    env.sim
+        .set_report_type("balance.summary.1", begin - ChronoDuration::days(1), begin);
+    let cfg = env.config(
+        &format!(
+            "report_types = [\"balance.summary.1\"]\nstart = \"{}\"",
+            begin.to_rfc3339()
+        ),
+        "",
+    );
+    let writes = Business::start(&env.sim);
+    let until = env.sim.clock().now() + ChronoDuration::seconds(6);
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    let mut trail = Vec::new();
+    for n in 0.. {
+        assert!(std::time::Instant::now() < deadline, "timed out: {trail:?}");
+        env.sim.expire_files(n % 3 == 2);
+        trail.extend(conformance::run_once_at(&env, &cfg, None));
+        env.sim.expire_files(false);
+        if trail.last().is_some_and(|p| *p >= until) && n >= 3 {
+            break;
+        }
+    }
+    drop(writes);
+    let report = conformance::report(&env, &trail);
+    eprintln!("stripe_reporting, our clock off Stripe's by {skew}: {report}");
+    let runs = env.sim.runs();
+    for pair in runs.windows(2) {
+        assert!(
+            pair[1].interval_start >= pair[0].interval_start,
+            "a run's interval moved back: {} then {}",
+            pair[0].interval_start,
+            pair[1].interval_start
+        );
+    }
+    let read = runs_read(&env, UTC_STREAM);
+    // Runs whose interval has rows but whose rows never came: their file expired.
+    let txns = env.sim.transactions();
+    let has_rows = |r: &&tributary_testkit::sim::stripe::SimRun| {
+        txns.iter()
+            .any(|x| x.created >= r.interval_start && x.created < r.interval_end)
+    };
+    let expired: Vec<_> = runs
+        .iter()
+        .filter(has_rows)
+        .filter(|r| !read.contains(&r.id))
+        .collect();
+    assert!(
+        !expired.is_empty(),
+        "no file expired: the test proves nothing"
+    );
+    for r in expired {
+        let again = runs
+            .iter()
+            .find(|o| o.interval_start == r.interval_start && read.contains(&o.id));
+        let position = trail.last().unwrap().timestamp();
+        assert!(
+            again.is_some() || r.interval_start >= position,
+            "the interval of expired run {} ({}..{}) was never read again",
+            r.id,
+            r.interval_start,
+            r.interval_end
+        );
+    }
+    report
+}
+
+#[test]
+fn stripe_availability_ahead_or_behind_our_clock_late_or_moving_back_loses_nothing() {
+    for skew in [
+        ChronoDuration::minutes(-3),
+        ChronoDuration::minutes(3),
+        ChronoDuration::days(2),
+    ] {
+        let report = stripe_runs_with_clock_off_by(skew);
+        assert!(report.is_clean(), "our clock off by {skew}: {report}");
+        assert!(report.below > 100, "{report}");
+    }
+}
+
+/// The same business under a long-running process with an `interval`
+/// schedule, restarted halfway.
+#[test]
+fn stripe_long_running_and_restarted_loses_nothing() {
+    let env = setup(0, 1);
+    let begin = DateTime::from_timestamp(env.sim.clock().now().timestamp() - 3, 0).unwrap();
+    env.sim
+        .set_report_type("balance.summary.1", begin - ChronoDuration::days(1), begin);
+    let cfg = env.config_with(
+        &Runs::Interval.schedule(chrono_tz::UTC),
+        &format!(
+            "report_types = [\"balance.summary.1\"]\nstart = \"{}\"",
+            begin.to_rfc3339()
+        ),
+        "",
+    );
+    let writes = Business::start(&env.sim);
+    let now = env.sim.clock().now();
+    let trail = conformance::run_until(
+        &env,
+        &cfg,
+        Runs::Interval,
+        now + ChronoDuration::seconds(8),
+        Some(now + ChronoDuration::seconds(3)),
+    );
+    drop(writes);
+    let report = conformance::report(&env, &trail);
+    eprintln!("stripe_reporting, interval runs restarted: {report}");
+    assert!(report.is_clean(), "{report}");
+    assert!(report.below > 100, "{report}");
 }
