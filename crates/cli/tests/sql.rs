@@ -8,10 +8,9 @@ use sqlx::{Connection, Executor};
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
 use std::time::Duration;
 use tributary_testkit::cli::*;
-use tributary_testkit::conformance;
+use tributary_testkit::conformance::{self, Background};
 
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const MY_URL: &str = "mysql://root@127.0.0.1:3306/test";
@@ -934,24 +933,6 @@ impl conformance::Harness for Table<'_> {
     }
 }
 
-/// Writes on their own connections until dropped: every 15 ms three new
-/// rows in one statement (one timestamp: equal cursor values that pages
-/// of 4 cut through) and one update; beside them, transactions that take
-/// their timestamp and commit 500 ms later.
-struct Writes {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Writes {
-    fn drop(&mut self) {
-        self.stop.store(true, Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-}
-
 async fn write_steadily<C>(mut c: C, table: &str, stamp: &str, stop: &AtomicBool)
 where
     for<'c> &'c mut C: Executor<'c>,
@@ -1008,37 +989,33 @@ where
 }
 
 impl Table<'_> {
-    fn write_continuously(&self) -> Writes {
-        let stop = Arc::new(AtomicBool::new(false));
+    /// Writes on their own connections until dropped: every 15 ms three
+    /// new rows in one statement (one timestamp: equal cursor values that
+    /// pages of 4 cut through) and one update; beside them, transactions
+    /// that take their timestamp and commit 500 ms later.
+    fn write_continuously(&self) -> Background {
         let (url, stamp, session, table) = (self.url, self.stamp, self.session, self.e.id.clone());
-        let thread = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    if url == PG_URL {
-                        let (a, b) = two::<sqlx::PgConnection>(url, session).await;
-                        tokio::join!(
-                            write_steadily(a, &table, stamp, &stop),
-                            commit_late(b, &table, stamp, &stop)
-                        );
-                    } else {
-                        let (a, b) = two::<sqlx::MySqlConnection>(url, session).await;
-                        tokio::join!(
-                            write_steadily(a, &table, stamp, &stop),
-                            commit_late(b, &table, stamp, &stop)
-                        );
-                    }
-                });
-            })
-        };
-        Writes {
-            stop,
-            thread: Some(thread),
-        }
+        Background::spawn(move |stop| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if url == PG_URL {
+                    let (a, b) = two::<sqlx::PgConnection>(url, session).await;
+                    tokio::join!(
+                        write_steadily(a, &table, stamp, stop),
+                        commit_late(b, &table, stamp, stop)
+                    );
+                } else {
+                    let (a, b) = two::<sqlx::MySqlConnection>(url, session).await;
+                    tokio::join!(
+                        write_steadily(a, &table, stamp, stop),
+                        commit_late(b, &table, stamp, stop)
+                    );
+                }
+            });
+        })
     }
 }
 
@@ -1085,19 +1062,24 @@ fn sql_conforms(t: &Table) {
     assert!(report.below > 100, "{report}");
 }
 
-#[test]
-fn postgres_timestamptz_and_naive_cursors_lose_nothing_to_skew_late_commits_or_page_cuts() {
-    let e = env("pgconf");
-    sql_conforms(&Table {
-        e: &e,
+/// A PostgreSQL `timestamptz` cursor stamped by `now()`.
+fn pg_timestamptz(e: &Env, skew: chrono::Duration) -> Table<'_> {
+    Table {
+        e,
         url: PG_URL,
         column: "timestamptz",
         stamp: "now()",
         session: "",
         ts_text: "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
         zone: chrono_tz::UTC,
-        skew: chrono::Duration::minutes(-3),
-    });
+        skew,
+    }
+}
+
+#[test]
+fn postgres_timestamptz_and_naive_cursors_lose_nothing_to_skew_late_commits_or_page_cuts() {
+    let e = env("pgconf");
+    sql_conforms(&pg_timestamptz(&e, chrono::Duration::minutes(-3)));
     let e = env("pgconfn");
     sql_conforms(&Table {
         e: &e,
@@ -1112,19 +1094,7 @@ fn postgres_timestamptz_and_naive_cursors_lose_nothing_to_skew_late_commits_or_p
     // Without a lag, runs pass the late transactions' timestamps before
     // they commit, and those rows are lost: the lag is what saves them.
     let e = env("pgconf0");
-    let report = sql_conformance(
-        &Table {
-            e: &e,
-            url: PG_URL,
-            column: "timestamptz",
-            stamp: "now()",
-            session: "",
-            ts_text: "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-            zone: chrono_tz::UTC,
-            skew: chrono::Duration::zero(),
-        },
-        "0s",
-    );
+    let report = sql_conformance(&pg_timestamptz(&e, chrono::Duration::zero()), "0s");
     assert!(!report.is_clean(), "{report}");
 }
 

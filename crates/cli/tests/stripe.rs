@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::process::Output;
 use std::time::Duration;
 use tributary_testkit::cli::*;
-use tributary_testkit::conformance::{self, Harness, Runs, Written};
+use tributary_testkit::conformance::{self, Background, Harness, Runs, Written};
 use tributary_testkit::sim::StripeSim;
 
 const KEY: &str = "sk_test_51Hx9secretKEY0000";
@@ -840,49 +840,26 @@ impl Harness for Env {
     }
 }
 
-/// Stripe as it runs: transactions created all the time (by the API's
-/// clock, some stamped a second in the past), `data_available_end`
-/// moved up to 2 s behind it every 200 ms and, every 8th move, 30 s back
-/// (a replica answering late). Stops when dropped.
-struct Business {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Business {
-    fn start(sim: &StripeSim) -> Business {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let thread = {
-            let (sim, stop) = (sim.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let mut n = 0u64;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    n += 1;
-                    let now = sim.clock().now();
-                    let created = now - ChronoDuration::seconds((n % 4 == 0).into());
-                    sim.add_transactions(n, 1, created, ChronoDuration::zero());
-                    if n.is_multiple_of(13) {
-                        let back = if n.is_multiple_of(8 * 13) { 30 } else { 2 };
-                        sim.set_data_available_end(now - ChronoDuration::seconds(back));
-                    }
-                    std::thread::sleep(Duration::from_millis(15));
-                }
-            })
-        };
-        Business {
-            stop,
-            thread: Some(thread),
+/// Stripe as it runs, until dropped: transactions created all the time
+/// (by the API's clock, some stamped a second in the past),
+/// `data_available_end` moved up to 2 s behind it every 200 ms and, every
+/// 8th move, 30 s back (a replica answering late).
+fn business(sim: &StripeSim) -> Background {
+    let sim = sim.clone();
+    Background::spawn(move |stop| {
+        let mut n = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            n += 1;
+            let now = sim.clock().now();
+            let created = now - ChronoDuration::seconds(n.is_multiple_of(4).into());
+            sim.add_transactions(n, 1, created, ChronoDuration::zero());
+            if n.is_multiple_of(13) {
+                let back = if n.is_multiple_of(8 * 13) { 30 } else { 2 };
+                sim.set_data_available_end(now - ChronoDuration::seconds(back));
+            }
+            std::thread::sleep(Duration::from_millis(15));
         }
-    }
-}
-
-impl Drop for Business {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
+    })
 }
 
 /// Stripe's clock `skew` off ours (`start` a few seconds back on it),
@@ -906,7 +883,7 @@ fn stripe_runs_with_clock_off_by(skew: ChronoDuration) -> conformance::GapReport
         ),
         "",
     );
-    let writes = Business::start(&env.sim);
+    let writes = business(&env.sim);
     let until = env.sim.clock().now() + ChronoDuration::seconds(6);
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
     let mut trail = Vec::new();
@@ -992,7 +969,7 @@ fn stripe_long_running_and_restarted_loses_nothing() {
         ),
         "",
     );
-    let writes = Business::start(&env.sim);
+    let writes = business(&env.sim);
     let now = env.sim.clock().now();
     let trail = conformance::run_until(
         &env,

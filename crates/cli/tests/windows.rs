@@ -15,7 +15,7 @@ use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
 use tributary_testkit::cli::*;
-use tributary_testkit::conformance::{self, Api, Harness, Runs, Written};
+use tributary_testkit::conformance::{self, Api, Background, Harness, Runs, Written};
 use tributary_testkit::sim::chargeover::ChargeOverSim;
 use tributary_testkit::sim::rest::{RestSim, RestSimConfig};
 use tributary_testkit::sim::SimClock;
@@ -373,22 +373,6 @@ fn http() -> Http {
     }
 }
 
-/// Items created or modified every 15 ms (stamped by the API's clock)
-/// until dropped.
-struct Writer {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-}
-
 impl Http {
     /// `incremental` holds extra keys of the datetime cursor (`lag`,
     /// `lookback`, `format`, `timezone`); `top` of the connector.
@@ -480,27 +464,21 @@ impl Api for Http {
         self.sim.set_visibility_delay(delay);
     }
 
+    /// Items created or modified every 15 ms.
     fn write_continuously(&self) -> Box<dyn std::any::Any> {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let thread = {
-            let (sim, stop) = (self.sim.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let mut n = 0;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    n += 1;
-                    if n % 2 == 0 {
-                        sim.insert(serde_json::json!({ "name": format!("new {n}") }));
-                    } else {
-                        sim.modify(n % 30 + 1);
-                    }
-                    std::thread::sleep(Duration::from_millis(15));
+        let sim = self.sim.clone();
+        Box::new(Background::spawn(move |stop| {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                if n % 2 == 0 {
+                    sim.insert(serde_json::json!({ "name": format!("new {n}") }));
+                } else {
+                    sim.modify(n % 30 + 1);
                 }
-            })
-        };
-        Box::new(Writer {
-            stop,
-            thread: Some(thread),
-        })
+                std::thread::sleep(Duration::from_millis(15));
+            }
+        }))
     }
 }
 

@@ -365,6 +365,37 @@ pub fn report(h: &impl Harness, trail: &[DateTime<Utc>]) -> GapReport {
     gaps(&h.written(), &h.delivered(), committed)
 }
 
+/// A thread of the test's (continuous writes beside the runs): `work`
+/// loops until the flag it is given is set, which dropping this does,
+/// waiting for the thread to end.
+pub struct Background {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    pub fn spawn(work: impl FnOnce(&std::sync::atomic::AtomicBool) + Send + 'static) -> Background {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        Background {
+            stop,
+            thread: Some(std::thread::spawn(move || work(&flag))),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            // A panic in the writer shows as the test's own failure.
+            if t.join().is_err() && !std::thread::panicking() {
+                panic!("the background thread panicked");
+            }
+        }
+    }
+}
+
 /// A simulated API with the knobs the shared cases turn.
 pub trait Api: Harness {
     /// A config whose datetime cursor has this `lag` and `lookback`.
