@@ -603,6 +603,12 @@ fn deploy_change_and_undeploy_through_the_cli_and_rest() {
     wait_until(Duration::from_secs(30), "r restarted", || {
         starts(&workers[wr], &r) == 2
     });
+    wait_running(
+        &workers[0],
+        std::slice::from_ref(&r),
+        &[],
+        Duration::from_secs(30),
+    );
     // A request about a connector of the other worker is forwarded there.
     let (code, offsets) =
         workers[1 - wr].call("GET", &format!("/connectors/{r}/offsets"), None, None);
@@ -614,6 +620,12 @@ fn deploy_change_and_undeploy_through_the_cli_and_rest() {
     let (code, view) = workers[1 - wr].call("GET", &format!("/status/{r}"), None, None);
     assert_eq!((code, view["name"].clone()), (200, json!(r)));
 
+    wait_running(
+        &workers[0],
+        &[a.clone(), b.clone(), r.clone()],
+        &[],
+        Duration::from_secs(30),
+    );
     // `tributary status --cluster` from either worker.
     for w in &workers {
         let o = c.ws.run(&["status", "--cluster", "--admin-addr", &id(w)]);

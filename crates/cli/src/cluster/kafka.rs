@@ -68,6 +68,21 @@ pub async fn ensure_topics(bootstrap: &str, names: &Names) -> anyhow::Result<()>
     Ok(())
 }
 
+/// The watermarks of partition 0 of `topic`, waiting out a topic just
+/// created (its partition has no leader for a moment).
+fn watermarks(c: &BaseConsumer, bootstrap: &str, topic: &str) -> anyhow::Result<(i64, i64)> {
+    let start = Instant::now();
+    loop {
+        match c.fetch_watermarks(topic, 0, TIMEOUT) {
+            Ok(w) => return Ok(w),
+            Err(e) if start.elapsed() > TIMEOUT => {
+                return Err(anyhow!("cannot read topic `{topic}` on {bootstrap}: {e}"))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
 /// Every message of partition 0 of `topic` up to its end now, in order:
 /// `(key, value)`, `None` for a tombstone.
 pub fn read_to_end(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<(String, Option<Vec<u8>>)>> {
@@ -76,9 +91,7 @@ pub fn read_to_end(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<(String, 
         .set("group.id", "_tributary_cli")
         .set("enable.partition.eof", "false")
         .create()?;
-    let (_, high) = c
-        .fetch_watermarks(topic, 0, TIMEOUT)
-        .map_err(|e| anyhow!("cannot read topic `{topic}` on {bootstrap}: {e}"))?;
+    let (_, high) = watermarks(&c, bootstrap, topic)?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
     c.assign(&tpl)?;
@@ -122,9 +135,7 @@ pub fn tail(
         .set("group.id", "_tributary_worker_tail")
         .set("fetch.wait.max.ms", "100")
         .create()?;
-    let (_, end) = c
-        .fetch_watermarks(topic, 0, TIMEOUT)
-        .map_err(|e| anyhow!("cannot read topic `{topic}` on {bootstrap}: {e}"))?;
+    let (_, end) = watermarks(&c, bootstrap, topic)?;
     if end == 0 {
         caught_up.store(true, Ordering::Relaxed);
     }

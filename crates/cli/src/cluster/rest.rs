@@ -106,8 +106,15 @@ async fn forward(State(state): State<Arc<AdminState>>, request: Request, next: N
             return Json(s.connect).into_response();
         }
     }
+    // The worker that reported it running, else the one holding its slot.
+    let mut workers = cluster.live_workers();
     let owner = status
-        .and_then(|s| cluster.live_workers().remove(&s.worker))
+        .and_then(|s| workers.remove(&s.worker))
+        .or_else(|| {
+            workers
+                .into_values()
+                .find(|w| w.slots.contains(&entry.slot))
+        })
         .filter(|w| w.id != cluster.worker_id);
     if let Some(url) = owner.and_then(|w| w.url) {
         return proxy(&url, request).await;
