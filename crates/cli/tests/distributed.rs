@@ -511,6 +511,7 @@ fn a_worker_frozen_past_its_session_is_fenced_and_rejoins() {
         })
         .sum();
     eprintln!("records written by the frozen worker and aborted: {late}");
+    assert!(late > 0, "the frozen worker's open transactions held records");
     workers.clear();
 }
 
