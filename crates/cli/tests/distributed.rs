@@ -511,7 +511,10 @@ fn a_worker_frozen_past_its_session_is_fenced_and_rejoins() {
         })
         .sum();
     eprintln!("records written by the frozen worker and aborted: {late}");
-    assert!(late > 0, "the frozen worker's open transactions held records");
+    assert!(
+        late > 0,
+        "the frozen worker's open transactions held records"
+    );
     workers.clear();
 }
 
@@ -593,7 +596,12 @@ fn deploy_change_and_undeploy_through_the_cli_and_rest() {
         (code, body["message"].clone()),
         (409, json!(format!("Connector {r} already exists")))
     );
-    let (_, owners1) = wait_running(&workers[1], &[r.clone()], &[], Duration::from_secs(60));
+    let (_, owners1) = wait_running(
+        &workers[1],
+        std::slice::from_ref(&r),
+        &[],
+        Duration::from_secs(60),
+    );
     let wr = owner_of(&r, &owners1);
     // The flat map (Connect's shape) as the new config.
     let (_, mut flat) = workers[1].call("GET", &format!("/connectors/{r}/config"), None, None);
