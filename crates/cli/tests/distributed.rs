@@ -692,6 +692,32 @@ fn deploy_change_and_undeploy_through_the_cli_and_rest() {
         "{}",
         stderr(&o)
     );
+    // Bad configs are refused before anything is written, naming file and key.
+    let bad = c.ws.write(
+        "bad-state.toml",
+        "name = \"x\"\n[source]\ntype = \"generator\"\n[source.streams.u]\nrecord_type = \"user\"\n[sink]\ntype = \"stdout\"\n[state]\ndir = \"local\"\n",
+    );
+    let typo = c.ws.write(
+        "bad-key.toml",
+        "name = \"y\"\n[source]\ntype = \"generator\"\n[source.streams.u]\nrecord_type = \"user\"\n[runtime]\nbatch_sise = 5\n[sink]\ntype = \"stdout\"\n",
+    );
+    for (file, message) in [
+        (&bad, "bad-state.toml: [state]: a connector run by workers keeps its checkpoints where every worker reads them"),
+        (&typo, "bad-key.toml:7: runtime.batch_sise: unknown key `batch_sise` (did you mean `batch_size`?)"),
+    ] {
+        let o = c.ws.run(&[
+            "deploy",
+            file.to_str().unwrap(),
+            "--cluster",
+            &c.name,
+            "--bootstrap",
+            &c.broker.brokers(),
+        ]);
+        assert_exit(&o, 2);
+        assert!(stderr(&o).contains(message), "{}", stderr(&o));
+    }
+    let (_, names) = workers[0].call("GET", "/connectors", None, None);
+    assert_eq!(names, json!([b]));
     // References stay references in the config topic; the workers resolve them.
     let names = format!("_tributary_configs_{}", c.name);
     let record = c

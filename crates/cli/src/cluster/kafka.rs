@@ -91,6 +91,16 @@ pub fn read_to_end(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<(String, 
         .set("group.id", "_tributary_cli")
         .set("enable.partition.eof", "false")
         .create()?;
+    let exists = c
+        .fetch_metadata(Some(topic), TIMEOUT)
+        .map_err(|e| anyhow!("Kafka at {bootstrap} does not answer: {e}"))?
+        .topics()
+        .first()
+        .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty());
+    if !exists {
+        // No worker or deploy has created the cluster yet: nothing in it.
+        return Ok(Vec::new());
+    }
     let (_, high) = watermarks(&c, bootstrap, topic)?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
