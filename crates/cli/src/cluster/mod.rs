@@ -322,3 +322,73 @@ pub fn check_text(
     .map(|_| ())
     .map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_name_must_fit_in_a_topic_name() {
+        let n = Names::new("prod-1").unwrap();
+        assert_eq!(n.configs, "_tributary_configs_prod-1");
+        assert_eq!(n.group, "_tributary_prod-1");
+        let e = Names::new("a b").unwrap_err();
+        assert!(e.contains("--cluster `a b`"), "{e}");
+        assert!(Names::new("").is_err());
+    }
+
+    #[test]
+    fn a_connector_without_state_gets_the_cluster_state_topic() {
+        let n = Names::new("c").unwrap();
+        let text = "name = \"x\"\n[sink]\ntype = \"stdout\"\n";
+        let run = runnable_text(&n, "k:9092", text).unwrap();
+        assert!(
+            run.ends_with("[state]\nurl = \"kafka://k:9092/_tributary_offsets_c\"\n"),
+            "{run}"
+        );
+        let own = "name = \"x\"\n[state]\nurl = \"postgres://db/s\"\n";
+        assert_eq!(runnable_text(&n, "k:9092", own).unwrap(), own);
+        let local = "name = \"x\"\n[state]\ndir = \"here\"\n";
+        assert!(runnable_text(&n, "k:9092", local)
+            .unwrap_err()
+            .starts_with("[state]: a connector run by workers"));
+    }
+
+    #[test]
+    fn stale_status_records_are_not_believed() {
+        let c = Cluster::new(Names::new("c").unwrap(), "k:9092".into(), "me".into());
+        let now = chrono::Utc::now();
+        let worker = |at| {
+            serde_json::to_vec(&WorkerRecord {
+                id: "w1".into(),
+                url: None,
+                host: "h".into(),
+                pid: 1,
+                started_at: at,
+                at,
+                slots: vec![0],
+            })
+            .unwrap()
+        };
+        let record = |at| {
+            serde_json::to_vec(&ConnectorRecord {
+                name: "x".into(),
+                worker: "w1".into(),
+                version: 1,
+                connect: Value::Null,
+                view: Value::Null,
+                at,
+            })
+            .unwrap()
+        };
+        c.apply_status("worker/w1", Some(&worker(now)));
+        c.apply_status("connector/x", Some(&record(now)));
+        assert_eq!(c.status("x").map(|r| r.worker), Some("w1".into()));
+        let old = now - chrono::Duration::seconds(60);
+        c.apply_status("worker/w1", Some(&worker(old)));
+        assert!(c.status("x").is_none(), "its worker is gone");
+        c.apply_status("worker/w1", Some(&worker(now)));
+        c.apply_status("connector/x", None);
+        assert!(c.status("x").is_none(), "tombstoned");
+    }
+}

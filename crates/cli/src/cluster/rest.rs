@@ -471,3 +471,37 @@ async fn cluster_view(State(state): State<Arc<AdminState>>) -> Response {
     }))
     .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connector_a_path_is_about() {
+        assert_eq!(connector_of("/connectors/a/status"), Some("a".into()));
+        assert_eq!(connector_of("/connectors/a%20b"), Some("a b".into()));
+        assert_eq!(connector_of("/status/x"), Some("x".into()));
+        assert_eq!(connector_of("/connectors"), None);
+        assert_eq!(connector_of("/workers"), None);
+    }
+
+    #[test]
+    fn a_request_config_is_toml_text_or_connects_flat_map() {
+        let toml = json!("[source]\ntype = \"generator\"\n");
+        assert_eq!(
+            config_text("a", &toml).unwrap(),
+            "name = \"a\"\n[source]\ntype = \"generator\"\n"
+        );
+        let flat = json!({"source.type": "generator", "runtime.batch_size": "5"});
+        let text = config_text("a", &flat).unwrap();
+        let doc: toml_edit::DocumentMut = text.parse().unwrap();
+        assert_eq!(doc["name"].as_str(), Some("a"));
+        assert_eq!(doc["runtime"]["batch_size"].as_integer(), Some(5));
+        let other = json!("name = \"b\"\n");
+        assert_eq!(
+            config_text("a", &other).unwrap_err(),
+            "the config's name `b` is not the connector's name `a`"
+        );
+        assert!(config_text("a", &json!(5)).is_err());
+    }
+}
