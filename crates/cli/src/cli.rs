@@ -42,6 +42,12 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Show every stream of a running `tributary run` (its admin server): state, age, throughput, next run.
     Status(StatusArgs),
+    /// Join a cluster of workers that share connectors over Kafka (docs/distributed.md).
+    Worker(crate::cluster::args::WorkerArgs),
+    /// Deploy connector configs to a cluster of workers (or change them).
+    Deploy(crate::cluster::args::DeployArgs),
+    /// Remove connectors from a cluster of workers.
+    Undeploy(crate::cluster::args::UndeployArgs),
 }
 
 #[derive(Debug, Args)]
@@ -55,6 +61,10 @@ pub struct StatusArgs {
     /// Print the status JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// The whole cluster of the worker at `--admin-addr`: every connector,
+    /// the worker running it, and the workers.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 #[derive(Debug, Args)]

@@ -31,6 +31,7 @@ macro_rules! err {
 mod admin;
 mod build;
 mod cli;
+mod cluster;
 mod commands;
 mod convert;
 mod exit;

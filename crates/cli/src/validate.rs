@@ -252,6 +252,15 @@ fn failure_error(f: crate::exit::Failure) -> KeyError {
     }
 }
 
+/// The TOML file of a flat map (`POST /connectors` of a worker): the
+/// inverse of [`flatten`].
+pub fn unflattened(props: &BTreeMap<String, String>) -> Result<String, String> {
+    let plugin = props
+        .get("source.type")
+        .ok_or("the config has no `source.type`")?;
+    unflatten(plugin, props)
+}
+
 /// The TOML file of a flat map, the plugin's type filled in when the map
 /// leaves it out.
 fn unflatten(plugin: &str, props: &BTreeMap<String, String>) -> Result<String, String> {

@@ -63,12 +63,16 @@ async fn list(State(state): State<Arc<AdminState>>, RawQuery(query): RawQuery) -
             }
         }
     }
+    if let Some(cluster) = &state.cluster {
+        return crate::cluster::rest::list(&state, cluster, &expand).into_response();
+    }
     if expand.is_empty() {
-        let names: Vec<&str> = state.connectors.iter().map(|c| c.name()).collect();
+        let connectors = state.connectors.list();
+        let names: Vec<&str> = connectors.iter().map(|c| c.name()).collect();
         return Json(names).into_response();
     }
     let mut out = Map::new();
-    for c in &state.connectors {
+    for c in state.connectors.list().iter() {
         let mut entry = Map::new();
         if expand.iter().any(|e| e == "status") {
             entry.insert("status".into(), status_json(c, &state));
@@ -85,21 +89,24 @@ async fn info(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(info_json(find(&state, &name)?)))
+    let c = find(&state, &name)?;
+    Ok(Json(info_json(&c)))
 }
 
 async fn config(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> Result<Json<BTreeMap<String, String>>, ApiError> {
-    Ok(Json(config_map(find(&state, &name)?)))
+    let c = find(&state, &name)?;
+    Ok(Json(config_map(&c)))
 }
 
 async fn status(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(status_json(find(&state, &name)?, &state)))
+    let c = find(&state, &name)?;
+    Ok(Json(status_json(&c, &state)))
 }
 
 /// `GET /connectors/{name}/tasks`: each task's id and config (its stream).
@@ -127,7 +134,7 @@ async fn task_status(
     Path((name, task)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let c = find(&state, &name)?;
-    let tasks = tasks_json(c, &state);
+    let tasks = tasks_json(&c, &state);
     let found = task
         .parse::<usize>()
         .ok()
@@ -216,7 +223,7 @@ async fn restart(
         );
     };
     let extended = params.include_tasks || params.only_failed;
-    let mut status = status_json(c, &state);
+    let mut status = status_json(&c, &state);
     let connector_failed = status["connector"]["state"] == "FAILED";
     let failed_tasks = status["tasks"]
         .as_array()
@@ -361,7 +368,7 @@ fn validate_json(
     })
 }
 
-fn info_json(c: &ConnectorHandle) -> Value {
+pub(crate) fn info_json(c: &ConnectorHandle) -> Value {
     let tasks: Vec<Value> = (0..c.streams().len())
         .map(|i| json!({ "connector": c.name(), "task": i }))
         .collect();
@@ -418,7 +425,7 @@ fn tasks_json(c: &ConnectorHandle, state: &AdminState) -> Vec<Value> {
         .collect()
 }
 
-fn status_json(c: &ConnectorHandle, state: &AdminState) -> Value {
+pub(crate) fn status_json(c: &ConnectorHandle, state: &AdminState) -> Value {
     let (connector, trace) = connector_state(c);
     let mut conn = json!({ "state": connector, "worker_id": state.worker_id });
     if let Some(trace) = trace {

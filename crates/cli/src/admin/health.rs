@@ -44,7 +44,7 @@ async fn live(State(state): State<Arc<AdminState>>) -> Json<Value> {
 async fn health(State(state): State<Arc<AdminState>>) -> (StatusCode, Json<Value>) {
     let now = state.clock.now();
     let (mut stale, mut stuck, mut failed) = (Vec::new(), Vec::new(), Vec::new());
-    for c in &state.connectors {
+    for c in state.connectors.list().iter() {
         if let ConnectorPhase::Failed { reason } = c.phase() {
             failed.push(json!({"connector": c.name(), "reason": reason}));
         }
@@ -96,15 +96,15 @@ async fn health(State(state): State<Arc<AdminState>>) -> (StatusCode, Json<Value
 /// 200 once every connector got past start-up (streams discovered, sink
 /// checkpoints read); 503 while one is starting or after one failed.
 async fn ready(State(state): State<Arc<AdminState>>) -> (StatusCode, Json<Value>) {
-    let phases: serde_json::Map<String, Value> = state
-        .connectors
+    let connectors = state.connectors.list();
+    let phases: serde_json::Map<String, Value> = connectors
         .iter()
         .map(|c| {
             let phase = serde_json::to_value(c.phase()).unwrap_or(Value::Null);
             (c.name().to_string(), phase["phase"].clone())
         })
         .collect();
-    let ready = state.connectors.iter().all(|c| {
+    let ready = connectors.iter().all(|c| {
         matches!(
             c.phase(),
             ConnectorPhase::Running | ConnectorPhase::Stopped | ConnectorPhase::Paused

@@ -13,8 +13,8 @@
 //! store and stop switch.
 
 mod auth;
-mod connect;
-mod error;
+pub(crate) mod connect;
+pub(crate) mod error;
 mod health;
 mod metrics;
 mod offsets;
@@ -34,7 +34,7 @@ use tributary_runtime::ConnectorHandle;
 
 /// What every route reads.
 pub struct AdminState {
-    pub connectors: Vec<Arc<ConnectorHandle>>,
+    pub connectors: Arc<Connectors>,
     pub metrics: Registry,
     pub clock: Arc<dyn Clock>,
     pub rates: view::Rates,
@@ -43,11 +43,38 @@ pub struct AdminState {
     /// `HOST:PORT` of the admin server, Kafka Connect's `worker_id`; set
     /// once it listens.
     pub worker_id: String,
+    /// The cluster this process is a worker of (`tributary worker`): the
+    /// routes then answer for every connector of the cluster.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl AdminState {
-    pub fn connector(&self, name: &str) -> Option<&Arc<ConnectorHandle>> {
-        self.connectors.iter().find(|c| c.name() == name)
+    pub fn connector(&self, name: &str) -> Option<Arc<ConnectorHandle>> {
+        self.connectors
+            .list()
+            .iter()
+            .find(|c| c.name() == name)
+            .cloned()
+    }
+}
+
+/// The connectors this process runs: fixed for `tributary run`, changed by
+/// a worker as the cluster assigns connectors to it and takes them away.
+#[derive(Debug, Default)]
+pub struct Connectors(std::sync::RwLock<Arc<Vec<Arc<ConnectorHandle>>>>);
+
+impl Connectors {
+    pub fn new(handles: Vec<Arc<ConnectorHandle>>) -> Arc<Connectors> {
+        Arc::new(Connectors(std::sync::RwLock::new(Arc::new(handles))))
+    }
+
+    /// The connectors now (a snapshot: a change does not alter it).
+    pub fn list(&self) -> Arc<Vec<Arc<ConnectorHandle>>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set(&self, handles: Vec<Arc<ConnectorHandle>>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(handles);
     }
 }
 
@@ -106,11 +133,17 @@ fn router(state: Arc<AdminState>, token: Option<Secret>) -> Router {
         .merge(metrics::routes())
         .merge(status::routes())
         .merge(connect::routes())
-        .merge(offsets::routes())
-        .route_layer(axum::middleware::from_fn_with_state(
-            Arc::new(token),
-            auth::require_token,
-        ));
+        .merge(offsets::routes());
+    // A worker answers for the whole cluster: requests about a connector
+    // another worker runs go there, and the cluster's own routes are added.
+    let protected = match state.cluster {
+        Some(_) => crate::cluster::rest::wrap(protected, state.clone()),
+        None => protected,
+    };
+    let protected = protected.route_layer(axum::middleware::from_fn_with_state(
+        Arc::new(token),
+        auth::require_token,
+    ));
     open.merge(protected)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
@@ -122,23 +155,41 @@ fn router(state: Arc<AdminState>, token: Option<Secret>) -> Router {
 pub async fn serve(
     addr: SocketAddr,
     token: Option<Secret>,
-    mut state: AdminState,
+    state: AdminState,
     shutdown: CancellationToken,
 ) -> Result<SocketAddr, Failure> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+    let listener = bind(addr).await?;
+    serve_on(listener, token, state, shutdown).map(|(bound, _)| bound)
+}
+
+/// Binds `addr`, for a process that needs the bound address (a worker's
+/// id) before it can build its [`AdminState`].
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Failure> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         Failure::new(
             Code::Config,
             anyhow::anyhow!("--admin-addr {addr}: cannot listen: {e}"),
         )
-    })?;
-    let bound = listener.local_addr().unwrap_or(addr);
+    })
+}
+
+/// [`serve`] on a bound listener; also returns the state the routes read.
+pub fn serve_on(
+    listener: tokio::net::TcpListener,
+    token: Option<Secret>,
+    mut state: AdminState,
+    shutdown: CancellationToken,
+) -> Result<(SocketAddr, Arc<AdminState>), Failure> {
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Failure::new(Code::Failure, anyhow::anyhow!("admin server: {e}")))?;
     if !bound.ip().is_loopback() && token.is_none() {
         tracing::warn!(%bound, "the admin server is reachable from other machines without a token; set --admin-token-file or TRIBUTARY_ADMIN_TOKEN");
     }
     state.worker_id = bound.to_string();
     let state = Arc::new(state);
     view::spawn_rate_sampler(state.clone(), shutdown.clone());
-    let app = router(state, token);
+    let app = router(state.clone(), token);
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -148,7 +199,7 @@ pub async fn serve(
         }
     });
     tracing::info!(addr = %bound, "admin server listening on http://{bound}");
-    Ok(bound)
+    Ok((bound, state))
 }
 
 #[cfg(test)]

@@ -57,10 +57,7 @@ fn message(text: &str) -> Response {
     (StatusCode::OK, Json(json!({ "message": text }))).into_response()
 }
 
-pub(super) fn find<'a>(
-    state: &'a AdminState,
-    name: &str,
-) -> Result<&'a Arc<ConnectorHandle>, ApiError> {
+pub(super) fn find(state: &AdminState, name: &str) -> Result<Arc<ConnectorHandle>, ApiError> {
     state
         .connector(name)
         .ok_or_else(|| api_error(StatusCode::NOT_FOUND, format!("Connector {name} not found")))
@@ -128,7 +125,7 @@ async fn alter(
             )
         }
     };
-    if let Err(r) = require_halted(handle) {
+    if let Err(r) = require_halted(&handle) {
         return r.into_response();
     }
     if request.offsets.is_empty() {
@@ -194,7 +191,7 @@ async fn reset(State(state): State<Arc<AdminState>>, Path(name): Path<String>) -
         Ok(h) => h,
         Err(r) => return r.into_response(),
     };
-    if let Err(r) = require_halted(handle) {
+    if let Err(r) = require_halted(&handle) {
         return r.into_response();
     }
     match handle.state_store().reset(None).await {
@@ -223,7 +220,7 @@ pub(super) fn halt(
         Ok(h) => h,
         Err(r) => return r.into_response(),
     };
-    if !request(handle) {
+    if !request(&handle) {
         return error(
             StatusCode::CONFLICT,
             "the process is shutting down; the connector is stopping anyway",

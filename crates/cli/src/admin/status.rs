@@ -26,11 +26,12 @@ async fn one(
     Path(name): Path<String>,
 ) -> Result<Json<ConnectorView>, ApiError> {
     let Some(c) = state.connector(&name) else {
-        let known: Vec<&str> = state.connectors.iter().map(|c| c.name()).collect();
+        let connectors = state.connectors.list();
+        let known: Vec<&str> = connectors.iter().map(|c| c.name()).collect();
         return Err(api_error(
             StatusCode::NOT_FOUND,
             format!("Connector {name} not found; running: {}", known.join(", ")),
         ));
     };
-    Ok(Json(connector_view(c, state.clock.now(), &state.rates)))
+    Ok(Json(connector_view(&c, state.clock.now(), &state.rates)))
 }

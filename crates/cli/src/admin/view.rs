@@ -159,6 +159,7 @@ pub fn status_view(state: &AdminState) -> StatusView {
         uptime_seconds: state.started.elapsed().as_secs(),
         connectors: state
             .connectors
+            .list()
             .iter()
             .map(|c| connector_view(c, now, &state.rates))
             .collect(),

@@ -1,10 +1,12 @@
 mod check;
 mod convert;
+mod deploy;
 mod discover;
 mod read;
-mod run;
+pub(crate) mod run;
 mod state;
-mod status;
+pub(crate) mod status;
+mod worker;
 
 use crate::cli::{Cli, Command, LogFormat};
 use crate::exit::Code;
@@ -34,6 +36,9 @@ pub async fn dispatch(cli: Cli) -> Code {
         Command::State(cmd) => state::state(cmd).await,
         Command::Convert(args) => convert::convert(args),
         Command::Status(args) => status::status(args).await,
+        Command::Worker(args) => worker::worker(args).await,
+        Command::Deploy(args) => deploy::deploy(args).await,
+        Command::Undeploy(args) => deploy::undeploy(args).await,
     };
     match result {
         Ok(Code::Success)

@@ -70,12 +70,13 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
     let admin_done = CancellationToken::new();
     if let Some((addr, token)) = admin {
         let state = crate::admin::AdminState {
-            connectors: handles.clone(),
+            connectors: crate::admin::Connectors::new(handles.clone()),
             metrics: metrics.clone(),
             clock: env.clock.clone(),
             rates: Default::default(),
             started: std::time::Instant::now(),
             worker_id: String::new(),
+            cluster: None,
         };
         if let Err(e) = crate::admin::serve(addr, token, state, admin_done.clone()).await {
             progress_done.cancel();
@@ -89,6 +90,7 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
         let rebuild = Rebuild {
             path,
             once: args.once,
+            text: None,
         };
         tasks.spawn(supervise(parts, env.clone(), handle, rebuild));
     }
@@ -151,7 +153,7 @@ pub async fn run(args: RunArgs, multi: Option<MultiProgress>) -> CmdResult {
 
 /// One line per stream once every connector ended, failed or not: what it
 /// committed, what went to the dead-letter file, and why it failed.
-fn final_summary(metrics: &Registry) {
+pub(crate) fn final_summary(metrics: &Registry) {
     for s in metrics.snapshot() {
         let dead = s.bad_records_dead_lettered;
         match s.failed_reason() {
@@ -183,7 +185,7 @@ fn final_summary(metrics: &Registry) {
 
 /// Source, sink and state of a connector. `state` is the store a resumed
 /// connector keeps (this process holds its lock).
-fn build_parts(
+pub(crate) fn build_parts(
     mut config: ConnectorConfig,
     clock: &Arc<dyn Clock>,
     metrics: &Registry,
@@ -213,16 +215,28 @@ fn build_parts(
 }
 
 /// What a resumed connector is rebuilt from: its config file as it is now,
-/// so an operator can fix a config while the connector is stopped.
-struct Rebuild {
-    path: PathBuf,
-    once: bool,
+/// so an operator can fix a config while the connector is stopped; or, for
+/// a connector a worker runs, the text it was deployed with (`path` then
+/// only names it and is the base of its relative paths).
+pub(crate) struct Rebuild {
+    pub path: PathBuf,
+    pub once: bool,
+    pub text: Option<String>,
+}
+
+impl Rebuild {
+    fn load(&self) -> Result<ConnectorConfig, Failure> {
+        match &self.text {
+            None => build::load(&self.path),
+            Some(text) => build::load_text(&self.path, text, &|n| std::env::var(n).ok()),
+        }
+    }
 }
 
 /// Runs a connector until it ends; when an operator stopped or paused it
 /// through the admin server, waits for their resume (or a shutdown) and runs
 /// it again from its committed checkpoints; after a restart, at once.
-async fn supervise(
+pub(crate) async fn supervise(
     mut parts: ConnectorParts,
     env: RuntimeEnv,
     handle: Arc<ConnectorHandle>,
@@ -251,14 +265,15 @@ async fn supervise(
             tracing::info!(connector = %summary.connector, "resuming from the committed checkpoints");
         }
         let state = Some(handle.state_store().clone());
-        parts = build::load(&rebuild.path)
+        parts = rebuild
+            .load()
             .and_then(|config| build_parts(config, &env.clock, &env.metrics, rebuild.once, state))
             .map_err(|f| f.error)?;
     }
 }
 
 /// First SIGINT/SIGTERM: drain and commit, then exit 0. Second: exit now (130).
-fn spawn_signal_handler(shutdown: CancellationToken) {
+pub(crate) fn spawn_signal_handler(shutdown: CancellationToken) {
     tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -6,9 +6,45 @@ use crate::exit::{CmdResult, Code, Failure};
 /// status to show beyond its checkpoints, which `tributary state list`
 /// reads from the state store.
 pub async fn status(args: StatusArgs) -> CmdResult {
+    if args.cluster {
+        return crate::cluster::status::status(&args).await;
+    }
+    let (url, text) = get(&args, "/status").await?;
+    let view: StatusView = serde_json::from_str(&text).map_err(|e| {
+        Failure::new(
+            Code::Failure,
+            anyhow::anyhow!("{url} did not answer with a tributary status ({e}); is it a tributary admin server?"),
+        )
+    })?;
+    if args.json {
+        out!("{text}");
+        return exit_for(&view);
+    }
+    out!("{}", table(&view).trim_end());
+    exit_for(&view)
+}
+
+/// Non-zero when a stream needs a person, so a script or a cron check can
+/// act on it; the table above says which and why.
+pub(crate) fn exit_for(view: &StatusView) -> CmdResult {
+    let troubled = view.troubled();
+    if troubled.is_empty() {
+        return Ok(Code::Success);
+    }
+    err!(
+        "{} stream(s) failed, stuck or stale: {}",
+        troubled.len(),
+        troubled.join(", ")
+    );
+    Ok(Code::Stuck)
+}
+
+/// `GET path` of the admin server `args` name: its URL and body, or an
+/// error that says what to do.
+pub async fn get(args: &StatusArgs, path: &str) -> Result<(String, String), Failure> {
     let addr = crate::admin::parse_addr(&args.admin_addr)?;
     let token = crate::admin::load_token(args.admin_token_file.as_deref())?;
-    let url = format!("http://{addr}/status");
+    let url = format!("http://{addr}{path}");
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()
@@ -46,31 +82,5 @@ pub async fn status(args: StatusArgs) -> CmdResult {
         .text()
         .await
         .map_err(|e| Failure::new(Code::Failure, e.without_url()))?;
-    let view: StatusView = serde_json::from_str(&text).map_err(|e| {
-        Failure::new(
-            Code::Failure,
-            anyhow::anyhow!("{url} did not answer with a tributary status ({e}); is it a tributary admin server?"),
-        )
-    })?;
-    if args.json {
-        out!("{text}");
-        return exit_for(&view);
-    }
-    out!("{}", table(&view).trim_end());
-    exit_for(&view)
-}
-
-/// Non-zero when a stream needs a person, so a script or a cron check can
-/// act on it; the table above says which and why.
-fn exit_for(view: &StatusView) -> CmdResult {
-    let troubled = view.troubled();
-    if troubled.is_empty() {
-        return Ok(Code::Success);
-    }
-    err!(
-        "{} stream(s) failed, stuck or stale: {}",
-        troubled.len(),
-        troubled.join(", ")
-    );
-    Ok(Code::Stuck)
+    Ok((url, text))
 }
