@@ -1,6 +1,8 @@
 //! The checks themselves; see the table in the [module docs](super).
 
-use super::{first_difference, ids, poll_cut, Cut, CutPoll, Kit, Read, Violation};
+use super::{
+    first_difference, first_difference_from, ids, poll_cut, Cut, CutPoll, Kit, Read, Violation,
+};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tributary_core::{Checkpoint, Poll, Source, StreamReader};
@@ -81,7 +83,7 @@ impl Kit {
             let (committed, done) = self.read_and_crash(C, i + 1, i + 1, None).await?;
             let done = self.prefix_of(C, &all, &done)?;
             let rest = self.restart_from(C, committed.clone()).await?;
-            if let Some(d) = first_difference(&all[done..], &ids(&rest)) {
+            if let Some(d) = first_difference_from(&all, done, &ids(&rest)) {
                 return Err(Violation::new(
                     C,
                     format!(

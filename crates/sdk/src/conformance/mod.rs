@@ -435,16 +435,22 @@ fn ids(reads: &[Read]) -> Vec<&str> {
 
 /// Where `got` first differs from `want`, in words.
 fn first_difference(want: &[&str], got: &[&str]) -> Option<String> {
+    first_difference_from(want, 0, got)
+}
+
+/// Where `got` first differs from `all[start..]`: what a reader should
+/// give after the first `start` records of `all` were given.
+fn first_difference_from(all: &[&str], start: usize, got: &[&str]) -> Option<String> {
+    let want = &all[start.min(all.len())..];
     let n = want.iter().zip(got).take_while(|(a, b)| a == b).count();
     if n == want.len() && n == got.len() {
         return None;
     }
     let show =
         |s: Option<&&str>| s.map_or("the end of the stream".to_string(), |s| format!("`{s}`"));
+    let given = &all[..(start + n).min(all.len())];
     let what = match got.get(n) {
-        Some(g) if want[..n.min(want.len())].contains(g) => {
-            " (a record it had already given: a duplicate)"
-        }
+        Some(g) if given.contains(g) => " (a record it had already given: a duplicate)",
         Some(g) if want.contains(g) => " (a later record: those in between were skipped)",
         None => " (records are missing)",
         Some(_) => "",

@@ -39,7 +39,7 @@ pub fn upstream(count: u64) -> Shared {
 }
 
 fn reset(up: &Shared) {
-    let mut u = up.lock().unwrap();
+    let mut u = up.lock().unwrap_or_else(|e| e.into_inner());
     u.removed.clear();
     u.acked.clear();
     u.garbage = false;
@@ -102,7 +102,7 @@ fn fetch(
     flaw: Flaw,
     pad: usize,
 ) -> (Vec<u64>, Vec<Record>, Vec<BadRecord>) {
-    let u = up.lock().unwrap();
+    let u = up.lock().unwrap_or_else(|e| e.into_inner());
     let ids: Vec<u64> = (from..u.count)
         .filter(|i| !u.removed.contains(i))
         .take(batch)
@@ -159,7 +159,7 @@ impl Flawed {
 #[async_trait]
 impl Source for Flawed {
     async fn check(&self) -> Result<(), Error> {
-        let mut u = self.up.lock().unwrap();
+        let mut u = self.up.lock().unwrap_or_else(|e| e.into_inner());
         match self.config.flaw {
             Flaw::CheckConsumes => {
                 let first = (0..u.count).find(|i| !u.removed.contains(i));
@@ -248,7 +248,11 @@ impl StreamReader for FlawedReader {
             return Ok(Poll::End);
         }
         if self.flaw == Flaw::DeletesOnRead {
-            self.up.lock().unwrap().removed.extend(&ids);
+            self.up
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .removed
+                .extend(&ids);
         }
         if self.flaw == Flaw::KeepsEverything {
             self.kept.extend(records.iter().cloned());
@@ -324,15 +328,29 @@ impl PushSource for Feed {
 
     async fn run(&self, _: &StreamSpec, tx: Pusher<u64>) -> Result<(), Error> {
         let pending: Vec<u64> = {
-            let u = self.up.lock().unwrap();
+            let u = self.up.lock().unwrap_or_else(|e| e.into_inner());
             (0..u.count).filter(|i| !u.acked.contains(i)).collect()
         };
         for i in pending {
-            if self.config.flaw == Flaw::AcksOnReceipt {
-                self.up.lock().unwrap().acked.insert(i);
-            }
+            let garbage = {
+                let mut u = self.up.lock().unwrap_or_else(|e| e.into_inner());
+                if self.config.flaw == Flaw::AcksOnReceipt {
+                    u.acked.insert(i);
+                }
+                u.garbage && i % 5 == 3
+            };
             tokio::task::yield_now().await;
-            if tx.send(record(i, self.config.pad), i).await.is_err() {
+            let sent = if garbage {
+                let bad = BadRecord {
+                    location: format!("item {i}"),
+                    error: "not JSON".into(),
+                    raw: "{not json".into(),
+                };
+                tx.send_bad(bad, i).await
+            } else {
+                tx.send(record(i, self.config.pad), i).await
+            };
+            if sent.is_err() {
                 return Ok(());
             }
         }
@@ -340,7 +358,11 @@ impl PushSource for Feed {
     }
 
     async fn ack(&self, _: &StreamSpec, acks: Vec<u64>) -> Result<(), Error> {
-        self.up.lock().unwrap().acked.extend(acks);
+        self.up
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .acked
+            .extend(acks);
         Ok(())
     }
 }
@@ -424,12 +446,12 @@ fn with_reset(kit: Kit, up: &Shared) -> Kit {
             async {}
         })
         .observe(move || {
-            let u = o.lock().unwrap();
+            let u = o.lock().unwrap_or_else(|e| e.into_inner());
             let snapshot = format!("writes={} removed={:?}", u.writes, u.removed);
             async move { snapshot }
         })
         .malformed("every fifth item is not JSON", move || {
-            g.lock().unwrap().garbage = true;
+            g.lock().unwrap_or_else(|e| e.into_inner()).garbage = true;
             async {}
         })
 }
