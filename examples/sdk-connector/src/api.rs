@@ -21,21 +21,35 @@ impl Client {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap_or_default();
-        Client { http, url, token, metrics }
+        Client {
+            http,
+            url,
+            token,
+            metrics,
+        }
     }
 
     /// GET (or POST `body`) `path`; the body of a 2xx answer.
-    pub async fn call(&self, path: &str, body: Option<serde_json::Value>) -> Result<Vec<u8>, Error> {
+    pub async fn call(
+        &self,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<Vec<u8>, Error> {
         let url = format!("{}{path}", self.url.trim_end_matches('/'));
         let mut req = match &body {
             None => self.http.get(&url),
-            Some(b) => self.http.post(&url).header("content-type", "application/json").body(b.to_string()),
+            Some(b) => self
+                .http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(b.to_string()),
         };
         if let Some(token) = &self.token {
             req = req.bearer_auth(token.expose());
         }
         let resp = req.send().await.map_err(|e| {
-            self.metrics.record(ConnectorEvent::HttpFailure { reason: "connect" });
+            self.metrics
+                .record(ConnectorEvent::HttpFailure { reason: "connect" });
             Error::retryable(format!("{url}: {e}"))
         })?;
         let status = resp.status().as_u16();
@@ -45,7 +59,10 @@ impl Client {
             .get("retry-after")
             .and_then(|v| v.to_str().ok()?.parse().ok())
             .map(Duration::from_secs);
-        let text = resp.bytes().await.map_err(|e| Error::retryable(format!("{url}: {e}")))?;
+        let text = resp
+            .bytes()
+            .await
+            .map_err(|e| Error::retryable(format!("{url}: {e}")))?;
         match status {
             200..=299 => Ok(text.to_vec()),
             // Busy or broken for now: back off and try again.
@@ -54,8 +71,13 @@ impl Client {
                 retry_after,
             }),
             // The token: nothing works until a person changes it.
-            401 | 403 => Err(Error::config(format!("{url}: HTTP {status}: the token was refused"))),
-            _ => Err(Error::fatal(format!("{url}: HTTP {status}: {}", String::from_utf8_lossy(&text)))),
+            401 | 403 => Err(Error::config(format!(
+                "{url}: HTTP {status}: the token was refused"
+            ))),
+            _ => Err(Error::fatal(format!(
+                "{url}: HTTP {status}: {}",
+                String::from_utf8_lossy(&text)
+            ))),
         }
     }
 }

@@ -4,8 +4,8 @@ use crate::api::Client;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tributary_sdk::{
-    async_trait, BadRecord, Secret, CheckpointSummary, ConfigError, Error, PullSource, Pulled,
-    Record, SectionConfig, SourceContext, StreamSpec,
+    async_trait, BadRecord, CheckpointSummary, ConfigError, Error, PullSource, Pulled, Record,
+    Secret, SectionConfig, SourceContext, StreamSpec,
 };
 
 #[derive(Debug, Deserialize)]
@@ -85,13 +85,17 @@ impl PullSource for FeedSource {
         let path = format!("/events?after={after}&limit={}", self.page_size);
         let body = self.client.call(&path, None).await?;
         let page: Page = serde_json::from_slice(&body).map_err(|e| {
-            Error::fatal(format!("GET {path}: the answer is not a page of events: {e}"))
+            Error::fatal(format!(
+                "GET {path}: the answer is not a page of events: {e}"
+            ))
         })?;
         let mut records = Vec::with_capacity(page.events.len());
         let mut bad = Vec::new();
         for (i, event) in page.events.into_iter().enumerate() {
             match event.get("id").and_then(Value::as_u64) {
-                Some(id) if event.is_object() => records.push(Record::new(event).with_key(json!(id))),
+                Some(id) if event.is_object() => {
+                    records.push(Record::new(event).with_key(json!(id)))
+                }
                 _ => bad.push(BadRecord {
                     location: format!("GET {path} events[{i}]"),
                     error: "an event must be an object with an integer `id`".into(),
@@ -99,7 +103,9 @@ impl PullSource for FeedSource {
                 }),
             }
         }
-        let next = Cursor { after: page.next_after.unwrap_or(after) };
+        let next = Cursor {
+            after: page.next_after.unwrap_or(after),
+        };
         let pulled = if page.has_more {
             Pulled::more(records, next)
         } else {

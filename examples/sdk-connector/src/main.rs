@@ -5,6 +5,9 @@ fn main() -> std::process::ExitCode {
     tributary_sdk::App::new()
         .version(env!("CARGO_PKG_VERSION"))
         .pull_source("json_feed", sdk_connector::feed::FeedSource::from_section)
-        .push_source("json_queue", sdk_connector::queue::QueueSource::from_section)
+        .push_source(
+            "json_queue",
+            sdk_connector::queue::QueueSource::from_section,
+        )
         .run()
 }

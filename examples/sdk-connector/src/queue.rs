@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tributary_sdk::{
-    async_trait, BadRecord, ConfigError, Secret, Error, PushSource, Pusher, Record, SectionConfig,
+    async_trait, BadRecord, ConfigError, Error, PushSource, Pusher, Record, Secret, SectionConfig,
     SourceContext, StreamSpec,
 };
 
@@ -94,7 +94,8 @@ impl PushSource for QueueSource {
             for m in received.messages {
                 after = m.id;
                 let sent = if m.body.is_object() {
-                    tx.send(Record::new(m.body).with_key(json!(m.id)), m.id).await
+                    tx.send(Record::new(m.body).with_key(json!(m.id)), m.id)
+                        .await
                 } else {
                     let bad = BadRecord {
                         location: format!("queue message {}", m.id),
@@ -111,6 +112,9 @@ impl PushSource for QueueSource {
     }
 
     async fn ack(&self, _: &StreamSpec, ids: Vec<u64>) -> Result<(), Error> {
-        self.client.call("/queue/ack", Some(json!({ "ids": ids }))).await.map(drop)
+        self.client
+            .call("/queue/ack", Some(json!({ "ids": ids })))
+            .await
+            .map(drop)
     }
 }

@@ -7,7 +7,11 @@ use tributary_sdk::conformance::Kit;
 
 #[tokio::test]
 async fn the_feed_source_conforms() {
-    let server = common::start(common::Api { events: 95, ..Default::default() }).await;
+    let server = common::start(common::Api {
+        events: 95,
+        ..Default::default()
+    })
+    .await;
     let (reset, observe, garbage) = (server.clone(), server.clone(), server.clone());
     let kit = Kit::new(
         tributary_sdk::pull_type("json_feed", FeedSource::from_section),
@@ -31,7 +35,11 @@ async fn the_feed_source_conforms() {
 
 #[tokio::test]
 async fn the_queue_source_conforms() {
-    let server = common::start(common::Api { messages: 64, ..Default::default() }).await;
+    let server = common::start(common::Api {
+        messages: 64,
+        ..Default::default()
+    })
+    .await;
     let (reset, observe) = (server.clone(), server.clone());
     let kit = Kit::new(
         tributary_sdk::push_type("json_queue", QueueSource::from_section),

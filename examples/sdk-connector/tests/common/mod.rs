@@ -67,7 +67,14 @@ type Shared = Arc<Mutex<Api>>;
 fn gate(api: &mut Api, headers: &HeaderMap) -> Option<Response> {
     if api.fail_next > 0 {
         api.fail_next -= 1;
-        return Some((StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "0")], "busy").into_response());
+        return Some(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "0")],
+                "busy",
+            )
+                .into_response(),
+        );
     }
     if let Some(token) = &api.token {
         let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
@@ -83,17 +90,28 @@ async fn health(State(api): State<Shared>, headers: HeaderMap) -> Response {
     gate(&mut api, &headers).unwrap_or_else(|| Json(json!({"ok": true})).into_response())
 }
 
-async fn events(State(api): State<Shared>, headers: HeaderMap, Query(p): Query<Params>) -> Response {
+async fn events(
+    State(api): State<Shared>,
+    headers: HeaderMap,
+    Query(p): Query<Params>,
+) -> Response {
     let mut api = api.lock().unwrap();
     if let Some(r) = gate(&mut api, &headers) {
         return r;
     }
     let last = (p.after + p.limit).min(api.events);
     let page: Vec<Value> = (p.after + 1..=last)
-        .map(|id| if api.garbage && id % 7 == 3 { json!(["not", "an", "event"]) } else { event(id, api.pad) })
+        .map(|id| {
+            if api.garbage && id % 7 == 3 {
+                json!(["not", "an", "event"])
+            } else {
+                event(id, api.pad)
+            }
+        })
         .collect();
     let next = if page.is_empty() { None } else { Some(last) };
-    Json(json!({ "events": page, "next_after": next, "has_more": last < api.events })).into_response()
+    Json(json!({ "events": page, "next_after": next, "has_more": last < api.events }))
+        .into_response()
 }
 
 async fn queue(State(api): State<Shared>, headers: HeaderMap, Query(p): Query<Params>) -> Response {
