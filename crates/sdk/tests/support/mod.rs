@@ -144,6 +144,11 @@ pub struct Flawed {
 }
 
 impl Flawed {
+    /// Over an upstream of its own (30 items).
+    pub fn new(section: &SectionConfig) -> Result<Self, ConfigError> {
+        Flawed::from_section(section, upstream(30))
+    }
+
     fn from_section(section: &SectionConfig, up: Shared) -> Result<Self, ConfigError> {
         if section.table.get("flaw").and_then(|f| f.as_str()) == Some("panics") {
             // The flaw: a key read without the config's own types.
