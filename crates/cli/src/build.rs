@@ -19,7 +19,8 @@ pub fn load_for(path: &Path, needs: Needs) -> Result<ConnectorConfig, Failure> {
     let mut config =
         tributary_config::load_file_for(path, needs).map_err(|e| Failure::new(Code::Config, e))?;
     if needs == Needs::All {
-        tributary_sources::apply_defaults(&mut config)
+        crate::app::registry()
+            .apply_defaults(&mut config)
             .map_err(|e| Failure::new(Code::Config, e))?;
     }
     for w in &config.warnings {
@@ -37,7 +38,9 @@ pub fn load_text(
 ) -> Result<ConnectorConfig, Failure> {
     let mut config = tributary_config::load_str_with_env(path, text, env)
         .map_err(|e| Failure::new(Code::Config, e))?;
-    tributary_sources::apply_defaults(&mut config).map_err(|e| Failure::new(Code::Config, e))?;
+    crate::app::registry()
+        .apply_defaults(&mut config)
+        .map_err(|e| Failure::new(Code::Config, e))?;
     Ok(config)
 }
 
@@ -47,7 +50,7 @@ fn config_text(path: &Path, text: Option<&str>) -> Result<ConnectorConfig, Confi
         None => tributary_config::load_file(path)?,
         Some(text) => tributary_config::load_str(path, text)?,
     };
-    tributary_sources::apply_defaults(&mut config)?;
+    crate::app::registry().apply_defaults(&mut config)?;
     Ok(config)
 }
 
@@ -200,7 +203,9 @@ fn try_source(
 ) -> Result<Arc<dyn Source>, ConfigError> {
     let mut ctx = tributary_sources::SourceContext::from_config(config, clock);
     ctx.metrics = metrics;
-    tributary_sources::build(&config.source, &ctx).map(Arc::from)
+    crate::app::registry()
+        .build(&config.source, &ctx)
+        .map(Arc::from)
 }
 
 /// The sink; `state` is the connector's store when it runs, which a Kafka

@@ -264,10 +264,11 @@ pub fn unflattened(props: &BTreeMap<String, String>) -> Result<String, String> {
 /// The TOML file of a flat map, the plugin's type filled in when the map
 /// leaves it out.
 fn unflatten(plugin: &str, props: &BTreeMap<String, String>) -> Result<String, String> {
-    let is_source = tributary_sources::SOURCE_TYPES.contains(&plugin);
+    let sources = crate::app::registry().names();
+    let is_source = sources.contains(&plugin);
     let is_sink = tributary_sinks::SINK_TYPES.contains(&plugin);
     if !is_source && !is_sink {
-        let mut all: Vec<&str> = tributary_sources::SOURCE_TYPES.to_vec();
+        let mut all: Vec<&str> = sources.clone();
         all.extend(tributary_sinks::SINK_TYPES);
         return Err(format!(
             "Failed to find any class that implements Connector and which name matches {plugin}, available connectors are: {}",

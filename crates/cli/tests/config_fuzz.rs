@@ -198,7 +198,7 @@ fn validate(path: &Path) -> Outcome {
         Ok(c) => c,
         Err(e) => return Outcome::Error(e.to_string()),
     };
-    if let Err(e) = tributary_sources::apply_defaults(&mut config) {
+    if let Err(e) = tributary_sources::builtin().apply_defaults(&mut config) {
         return Outcome::Error(e.to_string());
     }
     if config.source.kind != "kafka" {
@@ -206,7 +206,7 @@ fn validate(path: &Path) -> Outcome {
             &config,
             Arc::new(tributary_core::SystemClock),
         );
-        if let Err(e) = tributary_sources::build(&config.source, &ctx) {
+        if let Err(e) = tributary_sources::builtin().build(&config.source, &ctx) {
             return Outcome::Error(e.to_string());
         }
     }

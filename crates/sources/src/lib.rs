@@ -1,7 +1,7 @@
 //! Sources: each turns one kind of outside system into batches of records and
 //! checkpoints. One folder per source (`config.rs` types the `[source]` table,
-//! `source.rs` implements [`Source`]); this file is the registry the CLI and
-//! runtime use to build a source from a config section.
+//! `source.rs` implements [`Source`](tributary_core::Source)); [`builtin`] registers
+//! them, one line each, in the [`SourceRegistry`] the CLI builds sources from.
 //!
 //! | `type` | what it reads |
 //! |---|---|
@@ -27,11 +27,14 @@ pub mod stripe;
 pub mod websocket;
 
 pub(crate) mod push;
+pub mod registry;
+
+pub use registry::{DuplicateType, SourceRegistry, SourceType};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tributary_config::{ConfigError, ConnectorConfig, SectionConfig};
-use tributary_core::{Clock, Schedule, Source, SystemClock};
+use tributary_core::{Clock, Schedule, SystemClock};
 use tributary_metrics::ConnectorStats;
 
 /// What every source may need from the connector around it.
@@ -101,56 +104,32 @@ impl SourceContext {
     }
 }
 
-/// Every value `[source] type` accepts.
-pub const SOURCE_TYPES: &[&str] = &[
-    "chargeover",
-    "file",
-    "generator",
-    "http",
-    "kafka",
-    "mqtt",
-    "sql",
-    "stripe_reporting",
-    "websocket",
-];
-
-/// Builds the source a `[source]` section describes.
-///
-/// Only configuration is validated here (no I/O), so `tributary check` can
-/// report every config error before touching the outside world; connectivity
-/// is [`Source::check`]'s job.
-pub fn build(section: &SectionConfig, ctx: &SourceContext) -> Result<Box<dyn Source>, ConfigError> {
-    match section.kind.as_str() {
-        "file" => Ok(Box::new(file::FileSource::from_section(section, ctx)?)),
-        "generator" => Ok(Box::new(generator::GeneratorSource::from_section(
-            section, ctx,
-        )?)),
-        "http" => Ok(Box::new(http::HttpSource::from_section(section, ctx)?)),
-        "sql" => Ok(Box::new(sql::SqlSource::from_section(section, ctx)?)),
-        "mqtt" => Ok(Box::new(mqtt::MqttSource::from_section(section, ctx)?)),
-        "websocket" => Ok(Box::new(websocket::WebSocketSource::from_section(
-            section, ctx,
-        )?)),
-        "kafka" => Ok(Box::new(kafka::KafkaSource::from_section(section, ctx)?)),
-        "chargeover" => Ok(Box::new(chargeover::ChargeOverSource::from_section(
-            section, ctx,
-        )?)),
-        "stripe_reporting" => Ok(Box::new(stripe::StripeReportingSource::from_section(
-            section, ctx,
-        )?)),
-        _ => Err(section.unknown_type(SOURCE_TYPES)),
+/// Every source type of the `tributary` binary, one line each: the one
+/// place a built-in connector is registered ([`SourceRegistry`]).
+pub fn builtin() -> SourceRegistry {
+    use registry::SourceType as T;
+    let types = [
+        T::new("chargeover", chargeover::ChargeOverSource::from_section)
+            .defaults(chargeover::apply_defaults),
+        T::new("file", file::FileSource::from_section),
+        T::new("generator", generator::GeneratorSource::from_section),
+        T::new("http", http::HttpSource::from_section),
+        T::new("kafka", kafka::KafkaSource::from_section),
+        T::new("mqtt", mqtt::MqttSource::from_section),
+        T::new("sql", sql::SqlSource::from_section),
+        T::new(
+            "stripe_reporting",
+            stripe::StripeReportingSource::from_section,
+        )
+        .defaults(stripe::apply_defaults),
+        T::new("websocket", websocket::WebSocketSource::from_section),
+    ];
+    let mut registry = SourceRegistry::new();
+    for t in types {
+        // The names above are distinct literals.
+        let _ = registry.register(t);
     }
-}
-
-/// Fills in what a source type defaults outside its `[source]` table
-/// (schedule, metadata names) when the file leaves it unset. Call before
-/// building the source and the runtime.
-pub fn apply_defaults(config: &mut ConnectorConfig) -> Result<(), ConfigError> {
-    match config.source.kind.as_str() {
-        "chargeover" => chargeover::apply_defaults(config),
-        "stripe_reporting" => stripe::apply_defaults(config),
-        _ => Ok(()),
-    }
+    registry
 }
 
 /// Checks shared by every source's stream settings.
@@ -211,17 +190,26 @@ mod tests {
     fn unknown_type_suggests_the_closest_name() {
         let dir = std::path::Path::new("/tmp");
         let s = test_support::section("[source]\ntype = \"fiel\"\n", dir);
-        let err = build(&s, &SourceContext::new("c", 10)).err().unwrap();
+        let err = builtin()
+            .build(&s, &SourceContext::new("c", 10))
+            .err()
+            .unwrap();
         assert_eq!(err.suggestion.as_deref(), Some("file"));
         assert_eq!(err.key.as_deref(), Some("source.type"));
         assert!(err.message.contains("unknown source type `fiel`"), "{err}");
 
         let s = test_support::section("[source]\ntype = \"generatr\"\n", dir);
-        let err = build(&s, &SourceContext::new("c", 10)).err().unwrap();
+        let err = builtin()
+            .build(&s, &SourceContext::new("c", 10))
+            .err()
+            .unwrap();
         assert_eq!(err.suggestion.as_deref(), Some("generator"));
 
         let s = test_support::section("[source]\ntype = \"zzz\"\n", dir);
-        let err = build(&s, &SourceContext::new("c", 10)).err().unwrap();
+        let err = builtin()
+            .build(&s, &SourceContext::new("c", 10))
+            .err()
+            .unwrap();
         assert_eq!(err.suggestion, None);
     }
 }

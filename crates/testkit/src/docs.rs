@@ -33,7 +33,14 @@ pub fn doc_files() -> Vec<PathBuf> {
     files
 }
 
-/// Every ```toml block of [`doc_files`], in order.
+/// The info string of blocks that are configs for the example connector
+/// binary built with the SDK (examples/sdk-connector), not for `tributary`:
+/// docs/sdk.md's `json_feed` configs. That crate's tests check them with
+/// its own binary; [`toml_blocks`] leaves them out.
+pub const SDK_CONNECTOR_BLOCK: &str = "sdk-connector";
+
+/// Every ```toml block of [`doc_files`] that is a `tributary` config (or
+/// a fragment), in order.
 pub fn toml_blocks() -> Vec<DocBlock> {
     let root = repo_root().canonicalize().unwrap();
     let mut out = Vec::new();
@@ -56,6 +63,9 @@ pub fn toml_blocks() -> Vec<DocBlock> {
                 .map(|(_, l)| l)
                 .take_while(|l| !l.starts_with("```"))
                 .collect();
+            if info.trim() == SDK_CONNECTOR_BLOCK {
+                continue;
+            }
             out.push(DocBlock {
                 at: format!("{rel}:{}", n + 1),
                 fragment: info.trim() == "fragment",

@@ -262,8 +262,9 @@ async fn restart(
 /// `GET /connector-plugins`: every source and sink type of this binary.
 async fn plugins() -> Json<Value> {
     let version = env!("CARGO_PKG_VERSION");
-    let sources = tributary_sources::SOURCE_TYPES
-        .iter()
+    let sources = crate::app::registry()
+        .names()
+        .into_iter()
         .map(|t| json!({ "class": t, "type": "source", "version": version }));
     let sinks = tributary_sinks::SINK_TYPES
         .iter()
