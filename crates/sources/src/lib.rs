@@ -140,7 +140,9 @@ pub fn build(section: &SectionConfig, ctx: &SourceContext) -> Result<Box<dyn Sou
         )?)),
         "kafka" => Ok(Box::new(kafka::KafkaSource::from_section(section, ctx)?)),
         "singer" => Ok(Box::new(singer::SingerSource::from_section(section, ctx)?)),
-        "airbyte" => Ok(Box::new(airbyte::AirbyteSource::from_section(section, ctx)?)),
+        "airbyte" => Ok(Box::new(airbyte::AirbyteSource::from_section(
+            section, ctx,
+        )?)),
         "chargeover" => Ok(Box::new(chargeover::ChargeOverSource::from_section(
             section, ctx,
         )?)),
