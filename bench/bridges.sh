@@ -11,15 +11,19 @@
 # Target: tributary adds at most 10% wall time.
 #
 #   bench/bridges.sh
-#   ROWS=200000 COUNT=50000 bench/bridges.sh
+#   ROWS=200000 COUNT=50000 ROUNDS=3 bench/bridges.sh
+#   BIN=target/debug/tributary bench/bridges.sh   # a binary already built
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tributary/target}"
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
 scripts/setup >/dev/null
 
-cargo build --release --locked -p tributary-cli --bins >&2
-BIN="$CARGO_TARGET_DIR/release/tributary"
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --locked -p tributary-cli --bins >&2
+  BIN="$CARGO_TARGET_DIR/release/tributary"
+fi
+ROUNDS="${ROUNDS:-3}"
 TOOLS="${TRIBUTARY_TOOLS:-$HOME/.cache/tributary/tools}"
 ROWS="${ROWS:-200000}"
 COUNT="${COUNT:-50000}"
@@ -90,7 +94,7 @@ echo "{\"destination_path\": \"$WORK/jsonl\"}" > "$WORK/target.json"
 
 echo "| workload                                             |  records |    secs |  records/s |"
 echo "|------------------------------------------------------|----------|---------|------------|"
-for round in 1 2 3; do
+for round in $(seq 1 "$ROUNDS"); do
   rm -rf "$WORK/jsonl" && mkdir -p "$WORK/jsonl"
   measure "tap-postgres | target-jsonl (round $round)" "$ROWS" bash -c \
     "'$TOOLS/tap-postgres/bin/tap-postgres' --config '$WORK/tap.json' --catalog '$WORK/catalog.json' 2>/dev/null | '$TOOLS/target-jsonl/bin/target-jsonl' --config '$WORK/target.json'"
@@ -123,7 +127,7 @@ dir = "$WORK/airbyte.state"
 [runtime]
 batch_size = 5000
 TOML
-for round in 1 2 3; do
+for round in $(seq 1 "$ROUNDS"); do
   measure "source-faker read > file (round $round)" "$COUNT" bash -c \
     "'$TOOLS/source-faker/bin/source-faker' read --config '$WORK/faker.json' --catalog '$WORK/faker_catalog.json' > '$WORK/faker.jsonl' 2>/dev/null"
   base=$(cat "$WORK/last.txt")
