@@ -60,9 +60,10 @@ measure() { # name records command...
 
 # --- Singer ------------------------------------------------------------
 cat > "$WORK/tap.json" <<JSON
-{"host": "127.0.0.1", "port": 5432, "user": "postgres", "database": "test", "filter_schemas": ["$SCHEMA"]}
+{"host": "127.0.0.1", "port": 5432, "user": "postgres", "password": "postgres", "database": "test", "filter_schemas": ["$SCHEMA"]}
 JSON
-"$TOOLS/tap-postgres/bin/tap-postgres" --config "$WORK/tap.json" --discover 2>/dev/null > "$WORK/catalog.json"
+"$TOOLS/tap-postgres/bin/tap-postgres" --config "$WORK/tap.json" --discover 2>"$WORK/discover.err" > "$WORK/catalog.json" || {
+  tail -5 "$WORK/discover.err" >&2; exit 1; }
 python3 - "$WORK/catalog.json" <<'PY'
 import json, sys
 p = sys.argv[1]; c = json.load(open(p))
@@ -78,7 +79,7 @@ name = "bench_singer"
 [source]
 type = "singer"
 command = ["$TOOLS/tap-postgres/bin/tap-postgres"]
-config = { host = "127.0.0.1", port = 5432, user = "postgres", database = "test", filter_schemas = ["$SCHEMA"] }
+config = { host = "127.0.0.1", port = 5432, user = "postgres", password = "postgres", database = "test", filter_schemas = ["$SCHEMA"] }
 streams = ["$SCHEMA-items"]
 replication = { "$SCHEMA-items" = { method = "INCREMENTAL", key = "updated_at" } }
 [sink]
