@@ -14,7 +14,10 @@
 //! | `stripe_reporting` | Stripe Reporting report runs per report type × timezone (seed 004) ([`stripe`]) |
 //! | `mqtt` | MQTT 3.1.1/5 topics mapped to targets, persistent sessions, acknowledged after commit ([`mqtt`]) |
 //! | `websocket` | messages pushed by a WebSocket server: subscriptions, heartbeat, reconnects, resume tokens ([`websocket`]) |
+//! | `singer` | a Singer tap run as a child process ([`singer`], on the shared [`subprocess`] runner) |
+//! | `airbyte` | an Airbyte-protocol source run as a child process ([`airbyte`]) |
 
+pub mod airbyte;
 pub mod async_job;
 pub mod chargeover;
 pub mod file;
@@ -22,8 +25,10 @@ pub mod generator;
 pub mod http;
 pub mod kafka;
 pub mod mqtt;
+pub mod singer;
 pub mod sql;
 pub mod stripe;
+pub mod subprocess;
 pub mod websocket;
 
 pub(crate) mod push;
@@ -109,6 +114,7 @@ impl SourceContext {
 pub fn builtin() -> SourceRegistry {
     use registry::SourceType as T;
     let types = [
+        T::new("airbyte", airbyte::AirbyteSource::from_section),
         T::new("chargeover", chargeover::ChargeOverSource::from_section)
             .defaults(chargeover::apply_defaults),
         T::new("file", file::FileSource::from_section),
@@ -116,6 +122,7 @@ pub fn builtin() -> SourceRegistry {
         T::new("http", http::HttpSource::from_section),
         T::new("kafka", kafka::KafkaSource::from_section),
         T::new("mqtt", mqtt::MqttSource::from_section),
+        T::new("singer", singer::SingerSource::from_section),
         T::new("sql", sql::SqlSource::from_section),
         T::new(
             "stripe_reporting",
