@@ -36,6 +36,7 @@ mod convert;
 mod exit;
 mod logging;
 mod progress;
+mod tls_roots;
 mod validate;
 
 use clap::Parser;
@@ -55,6 +56,8 @@ fn main() -> std::process::ExitCode {
     // this covers kernels that hand them out unasked. Where the kernel
     // refuses, nothing is lost but that speed.
     let _ = rustix::thread::disable_transparent_huge_pages(true);
+    // Before the runtime's threads exist: it sets environment variables.
+    tls_roots::defer_loading();
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -26,6 +26,7 @@ pub mod sql;
 pub mod stripe;
 pub mod websocket;
 
+pub(crate) mod object_text;
 pub(crate) mod push;
 
 use std::collections::BTreeMap;
