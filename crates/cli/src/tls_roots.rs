@@ -17,9 +17,10 @@
 //! adds that directory; pointing the default file at an empty one leaves it
 //! as the only source, so trust is what it was, loaded lazily.
 //!
-//! Only when the user set neither `SSL_CERT_FILE` nor `SSL_CERT_DIR` (those
-//! are left exactly as given: set `SSL_CERT_FILE` to the bundle to load it
-//! eagerly again) and only where a hashed directory exists.
+//! Only where a hashed directory exists, and only when `SSL_CERT_FILE` and
+//! `SSL_CERT_DIR` are unset or name that same system store (the bundle
+//! inside the directory, the directory itself: many images export them so);
+//! any other value, a private CA's file or directory, is left as given.
 
 use std::path::Path;
 
@@ -37,9 +38,6 @@ const EMPTY: &str = "/dev/null";
 
 /// Must run before any other thread starts (it sets environment variables).
 pub fn defer_loading() {
-    if std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some() {
-        return;
-    }
     let Some(dir) = HASHED_DIRS
         .iter()
         .copied()
@@ -47,6 +45,13 @@ pub fn defer_loading() {
     else {
         return;
     };
+    let same = |p: &Path| p.canonicalize().ok() == Path::new(dir).canonicalize().ok();
+    let file_is_system =
+        std::env::var_os("SSL_CERT_FILE").is_none_or(|f| Path::new(&f).parent().is_some_and(same));
+    let dir_is_system = std::env::var_os("SSL_CERT_DIR").is_none_or(|d| same(Path::new(&d)));
+    if !file_is_system || !dir_is_system {
+        return;
+    }
     if !Path::new(EMPTY).exists() {
         return;
     }
