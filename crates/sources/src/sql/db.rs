@@ -420,7 +420,7 @@ impl Db {
     ) -> Result<(Vec<CatalogColumn>, Vec<String>), ConnectorError> {
         let (columns, primary_key) = match conn {
             Conn::Pg(c) => {
-                let qualified = ident::quote_table(Dialect::Postgres, schema, &name);
+                let qualified = ident::quote_table(Dialect::Postgres, schema, name);
                 let cols: Vec<(String, bool, String)> = sqlx::query_as(
                     "SELECT a.attname::text, NOT a.attnotnull, format_type(a.atttypid, a.atttypmod) \
                      FROM pg_catalog.pg_attribute a WHERE a.attrelid = CAST($1 AS regclass) \
@@ -456,7 +456,7 @@ impl Db {
                      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
                 )
                 .bind(schema)
-                .bind(&name)
+                .bind(name)
                 .fetch_all(&mut **c)
                 .await
                 .map_err(|e| self.error(ctx, e))?;
@@ -476,7 +476,7 @@ impl Db {
                      ORDER BY ORDINAL_POSITION",
                 )
                 .bind(schema)
-                .bind(&name)
+                .bind(name)
                 .fetch_all(&mut **c)
                 .await
                 .and_then(|rows| {
@@ -491,7 +491,7 @@ impl Db {
                 let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
                     "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1, ?2) ORDER BY cid",
                 )
-                .bind(&name)
+                .bind(name)
                 .bind(schema)
                 .fetch_all(&mut **c)
                 .await
