@@ -131,6 +131,8 @@ impl App {
             err!("error: App::run was called twice in one process; a process runs one binary");
             return exit::Code::Failure.into();
         }
+        // Before the runtime's threads exist: it sets environment variables.
+        crate::tls_roots::defer_loading();
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -38,6 +38,7 @@ mod convert;
 mod exit;
 mod logging;
 mod progress;
+mod tls_roots;
 mod validate;
 
 pub use app::App;

@@ -1123,3 +1123,62 @@ fn mariadb_datetime_and_timestamp_cursors_lose_nothing_to_skew_late_commits_or_p
         skew: chrono::Duration::minutes(3),
     });
 }
+
+/// TLS to PostgreSQL: `sslmode=require` encrypts without verifying, and
+/// `verify-ca` still verifies against the system's roots, now read from
+/// OpenSSL's hashed directory when a chain is verified rather than parsed
+/// whole for every connection (the server's certificate is Debian's
+/// snakeoil, which `/etc/ssl/certs` holds under its hash). `verify-full`
+/// fails (the certificate names the machine, not 127.0.0.1), so
+/// verification really happens.
+#[test]
+fn tls_connections_verify_with_system_roots_read_on_demand() {
+    let e = env("pgtls");
+    let t = &e.id;
+    let hashed = std::fs::read_dir("/etc/ssl/certs")
+        .expect("/etc/ssl/certs (ca-certificates)")
+        .flatten()
+        .any(|f| {
+            std::fs::canonicalize(f.path()).ok()
+                == std::fs::canonicalize("/etc/ssl/certs/ssl-cert-snakeoil.pem").ok()
+                && f.file_name().to_string_lossy().ends_with(".0")
+        });
+    assert!(
+        hashed,
+        "PostgreSQL's snakeoil certificate is not in /etc/ssl/certs under its hash (scripts/services sets up ssl-cert)"
+    );
+    e.pg(&format!(
+        "DROP TABLE IF EXISTS {t};
+         CREATE TABLE {t} (id int8 PRIMARY KEY, note text);
+         INSERT INTO {t} SELECT i, 'n' || i FROM generate_series(1, 3) i;"
+    ));
+    let stream = format!("[source.streams.s]\ntable = \"{t}\"\n");
+    for mode in ["require", "verify-ca"] {
+        let cfg = e.config(&format!("{PG_URL}?sslmode={mode}"), &stream, "");
+        let mut c = e.ws.cmd(&["run", "--once", "--no-progress", &cfg]);
+        // As on a bare machine: the system store, loaded on demand.
+        c.env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let o = wait_output(c.spawn().unwrap(), Duration::from_secs(120));
+        assert_exit(&o, 0);
+    }
+    assert_eq!(e.ids("s"), [(1, 2), (2, 2), (3, 2)].into_iter().collect());
+
+    let cfg = e.config(
+        &format!("{PG_URL}?sslmode=verify-full"),
+        &format!("connect_timeout = \"5s\"\n{stream}"),
+        "[runtime]\nmax_retries = 0\nrequest_retries = 0\n",
+    );
+    let mut c = e.ws.cmd(&["run", "--once", "--no-progress", &cfg]);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let o = wait_output(c.spawn().unwrap(), Duration::from_secs(120));
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("certificate verify failed"),
+        "{}",
+        stderr(&o)
+    );
+    e.pg(&format!("DROP TABLE {t}"));
+}

@@ -31,6 +31,7 @@ pub mod stripe;
 pub mod subprocess;
 pub mod websocket;
 
+pub(crate) mod object_text;
 pub(crate) mod push;
 pub mod registry;
 

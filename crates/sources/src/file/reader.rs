@@ -7,7 +7,8 @@
 use super::config::{Format, StreamSettings};
 use super::csv_records::{BadRaw, CsvFormat, CsvRecords, Next};
 use crate::http::raw_page::{field_names, project_kept, record_text, TextProblem};
-use bytes::Bytes;
+use crate::object_text::{write_str, ObjectFields};
+use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -99,7 +100,7 @@ enum Body {
     Csv {
         reader: Box<CsvRecords<Limited<File>>>,
         /// Field names from this file's header line; `None` without header.
-        header: Option<Vec<String>>,
+        header: Option<ObjectFields>,
     },
 }
 
@@ -149,8 +150,8 @@ pub(crate) struct ReaderState {
     current: Option<OpenFile>,
     /// Reused across records so reading a line allocates nothing.
     line: Vec<u8>,
-    /// `field0`, `field1`, ... for header-less CSV, built once.
-    field_names: Vec<String>,
+    /// What CSV records are written with.
+    csv: CsvScratch,
     /// The primary key's fields, as raw NDJSON records are projected on.
     key_fields: Vec<&'static str>,
 }
@@ -162,7 +163,7 @@ impl ReaderState {
             pass: None,
             current: None,
             line: Vec::with_capacity(1024),
-            field_names: Vec::new(),
+            csv: CsvScratch::default(),
             key_fields: field_names(&stream.primary_key),
             stream,
         }
@@ -254,7 +255,7 @@ impl ReaderState {
                 &mut self.line,
                 &self.key_fields,
             ),
-            Body::Csv { .. } => read_csv(stream, file, pos, out, budget, &mut self.field_names),
+            Body::Csv { .. } => read_csv(stream, file, pos, out, budget, &mut self.csv),
         };
         match result {
             Ok(FileStatus::More) => {}
@@ -378,7 +379,7 @@ fn open_file(
                 if pos.offset < after_header.offset {
                     *pos = after_header;
                 }
-                Some(names)
+                Some(ObjectFields::new(&names))
             } else {
                 None
             };
@@ -391,7 +392,7 @@ fn open_file(
             if pos.offset == 0 {
                 reader.skip_bom()?;
             }
-            reader.expected_fields = header.as_ref().map(Vec::len);
+            reader.expected_fields = header.as_ref().map(ObjectFields::columns);
             Body::Csv {
                 reader: Box::new(reader),
                 header,
@@ -743,7 +744,7 @@ fn read_csv(
     pos: &mut FilePosition,
     out: &mut Output,
     budget: usize,
-    field_names: &mut Vec<String>,
+    scratch: &mut CsvScratch,
 ) -> io::Result<FileStatus> {
     loop {
         if out.len() >= budget {
@@ -800,42 +801,75 @@ fn read_csv(
                 raw: lossy(strip_cr(raw)),
             }
         };
-        let names: &[String] = match header {
+        let fields: &ObjectFields = match header {
             Some(h) => {
-                if h.len() != n {
+                if h.columns() != n {
                     out.bad.push(bad(format!(
                         "expected {} fields (as in the header), found {n}",
-                        h.len()
+                        h.columns()
                     )));
                     continue;
                 }
                 h
             }
             None => {
-                while field_names.len() < n {
-                    field_names.push(format!("field{}", field_names.len()));
+                if scratch.headerless.columns() != n {
+                    let names: Vec<String> = (0..n).map(|i| format!("field{i}")).collect();
+                    scratch.headerless = ObjectFields::new(&names);
                 }
-                &field_names[..n]
+                &scratch.headerless
             }
         };
-        let mut map = Map::with_capacity(n);
-        let mut error = None;
-        for (i, name) in names.iter().enumerate() {
-            match std::str::from_utf8(field(i)) {
-                Ok(s) => {
-                    map.insert(name.clone(), Value::String(s.to_string()));
-                }
-                Err(e) => {
-                    error = Some(format!("invalid UTF-8 in field `{name}`: {e}"));
-                    break;
-                }
-            }
+        // Every field is checked first, in column order, so the error
+        // names the first bad one whatever the output order.
+        if let Some((i, e)) =
+            (0..n).find_map(|i| std::str::from_utf8(field(i)).err().map(|e| (i, e)))
+        {
+            out.bad.push(bad(format!(
+                "invalid UTF-8 in field `{}`: {e}",
+                fields.name(i)
+            )));
+            continue;
         }
-        match error {
-            Some(e) => out.bad.push(bad(e)),
-            None => out.records.push(record(stream, Value::Object(map))),
-        }
+        let text = fields.write::<std::convert::Infallible>(&mut scratch.buf, |i, buf| {
+            // Checked above.
+            write_str(std::str::from_utf8(field(i)).unwrap_or_default(), buf);
+            Ok(())
+        });
+        let text = match text {
+            Ok(text) => text,
+            Err(never) => match never {},
+        };
+        let cell = |name: &String| {
+            fields
+                .column(name)
+                .map(|i| Value::String(String::from_utf8_lossy(field(i)).into_owned()))
+        };
+        let key = match stream.primary_key.as_slice() {
+            [] => None,
+            [one] => cell(one),
+            many => many
+                .iter()
+                .map(cell)
+                .collect::<Option<Vec<_>>>()
+                .map(Value::Array),
+        };
+        out.records.push(Record {
+            key,
+            value: Payload::Raw(RawJson::from_checked(text)),
+            ..Record::default()
+        });
     }
+}
+
+/// Reused across the CSV records of a stream.
+#[derive(Default)]
+pub(crate) struct CsvScratch {
+    /// `field0`, `field1`, ... for header-less CSV, rebuilt when the
+    /// number of fields changes.
+    headerless: ObjectFields,
+    /// The records' text, split off record by record.
+    buf: BytesMut,
 }
 
 #[cfg(test)]

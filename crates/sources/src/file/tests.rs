@@ -121,6 +121,38 @@ async fn csv_with_header_builds_objects_and_keys() {
     );
 }
 
+/// CSV records are written as JSON text as they are read: exactly what a
+/// map of the fields serializes to (sorted, of equal names the last).
+#[tokio::test]
+async fn csv_records_are_the_json_text_of_their_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("d.csv"),
+        "b,a,b,\"q\"\"uote\"\n1,\"x \"\"y\"\" \t\\\",3,é\u{1}\n",
+    )
+    .unwrap();
+    let src = source(
+        dir.path(),
+        "[source.streams.s]\npath = \"d.csv\"\nprimary_key = [\"b\"]\n",
+        100,
+    );
+    let mut r = open(&src, "s", None).await;
+    let Poll::Batch(b) = r.poll().await.unwrap() else {
+        panic!("a batch")
+    };
+    let record = &b.records[0];
+    assert!(matches!(record.value, tributary_core::Payload::Raw(_)));
+    assert_eq!(
+        record.value.to_json_string(),
+        r#"{"a":"x \"y\" \t\\","b":"3","q\"uote":"é\u0001"}"#
+    );
+    assert_eq!(
+        record.value.to_json_string(),
+        record.value.to_value().to_string()
+    );
+    assert_eq!(record.key, Some(json!("3")));
+}
+
 #[tokio::test]
 async fn csv_without_header_and_tsv() {
     let dir = tempfile::tempdir().unwrap();

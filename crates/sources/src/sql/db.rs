@@ -10,13 +10,16 @@ use super::pg::PgColumn;
 use super::row::{decode_row, DecodedRow, Shape};
 use super::sqlite::LiteDecl;
 use super::value;
+use bytes::BytesMut;
 use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
 use sqlx::mysql::{MySqlArguments, MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::Connection as _;
 use sqlx::{Arguments, Column, ConnectOptions, Executor, Row, Statement as _, TypeInfo};
+use sqlx::{MySql, Postgres, Sqlite};
 use std::collections::HashMap;
 use std::str::FromStr;
 use tributary_core::ConnectorError;
@@ -25,6 +28,34 @@ enum Pool {
     Pg(PgPool),
     My(MySqlPool),
     Lite(SqlitePool),
+}
+
+/// A connection taken from the pool for a sequence of statements, and
+/// given back with [`Conn::release`].
+///
+/// sqlx's pool tests a connection handed back by drop (a ping) on a task of
+/// its own; a statement issued meanwhile finds no idle connection and opens
+/// another, so a run's five or six catalog, clock and row statements opened
+/// two or three connections, each with its TLS handshake and login (issue
+/// 25). Releasing before the next statement keeps them on one.
+pub enum Conn {
+    Pg(PoolConnection<Postgres>),
+    My(PoolConnection<MySql>),
+    Lite(PoolConnection<Sqlite>),
+}
+
+impl Conn {
+    /// Tests the connection and puts it back in the pool, now rather than
+    /// on a task, so the next statement finds it idle. A connection that
+    /// fails the test is closed, as on drop.
+    pub async fn release(self) {
+        // `return_to_pool` is the drop handler, run eagerly (sqlx 0.8).
+        match self {
+            Conn::Pg(mut c) => c.return_to_pool().await,
+            Conn::My(mut c) => c.return_to_pool().await,
+            Conn::Lite(mut c) => c.return_to_pool().await,
+        }
+    }
 }
 
 /// Per-column decoders of a statement, for the pool's database.
@@ -155,6 +186,16 @@ impl Db {
         classify(self.dialect, &format!("{context} ({})", self.shown), e)
     }
 
+    /// A connection for `context`'s statements (an error names it).
+    pub async fn acquire(&self, context: &str) -> Result<Conn, ConnectorError> {
+        let r = match &self.pool {
+            Pool::Pg(p) => p.acquire().await.map(Conn::Pg),
+            Pool::My(p) => p.acquire().await.map(Conn::My),
+            Pool::Lite(p) => p.acquire().await.map(Conn::Lite),
+        };
+        r.map_err(|e| self.error(context, e))
+    }
+
     pub async fn close(&self) {
         match &self.pool {
             Pool::Pg(p) => p.close().await,
@@ -204,6 +245,16 @@ impl Db {
         r.map_err(|e| self.error("cannot query the database", e))
     }
 
+    /// How many connections the pool holds (tests count them).
+    #[cfg(test)]
+    pub fn connections(&self) -> u32 {
+        match &self.pool {
+            Pool::Pg(p) => p.size(),
+            Pool::My(p) => p.size(),
+            Pool::Lite(p) => p.size(),
+        }
+    }
+
     /// Runs a statement through the source's own sessions (tests prove
     /// they are read-only).
     #[cfg(test)]
@@ -219,25 +270,28 @@ impl Db {
     /// The database server's clock (the lag bound is taken from it, not
     /// from this machine's, so clock skew cannot skip rows).
     pub async fn now(&self) -> Result<DateTime<Utc>, ConnectorError> {
-        let text: Result<String, sqlx::Error> = match &self.pool {
-            Pool::Pg(p) => {
+        let ctx = "reading the database clock";
+        let mut conn = self.acquire(ctx).await?;
+        let text: Result<String, sqlx::Error> = match &mut conn {
+            Conn::Pg(c) => {
                 sqlx::query_scalar(
                     "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
                 )
-                .fetch_one(p)
+                .fetch_one(&mut **c)
                 .await
             }
-            Pool::My(p) => sqlx::query("SELECT DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%dT%H:%i:%s.%fZ')")
-                .fetch_one(p)
+            Conn::My(c) => sqlx::query("SELECT DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%dT%H:%i:%s.%fZ')")
+                .fetch_one(&mut **c)
                 .await
                 .and_then(|r| r.try_get_unchecked::<String, _>(0)),
-            Pool::Lite(p) => {
+            Conn::Lite(c) => {
                 sqlx::query_scalar("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')")
-                    .fetch_one(p)
+                    .fetch_one(&mut **c)
                     .await
             }
         };
-        let text = text.map_err(|e| self.error("reading the database clock", e))?;
+        conn.release().await;
+        let text = text.map_err(|e| self.error(ctx, e))?;
         match value::parse_time(&text) {
             Some(value::TimeValue::Instant(t)) => Ok(t),
             _ => Err(ConnectorError::fatal(format!(
@@ -254,14 +308,20 @@ impl Db {
         match &self.pool {
             Pool::Pg(_) => Ok("public".into()),
             Pool::Lite(_) => Ok("main".into()),
-            Pool::My(p) => {
+            Pool::My(_) => {
                 if let Some(d) = &self.url_database {
                     return Ok(d.clone());
                 }
-                let row = sqlx::query("SELECT DATABASE()")
-                    .fetch_one(p)
-                    .await
-                    .map_err(|e| self.error("reading the current database", e))?;
+                let ctx = "reading the current database";
+                let conn = self.acquire(ctx).await?;
+                let Conn::My(mut c) = conn else {
+                    return Err(ConnectorError::fatal(
+                        "internal error: a connection of another database",
+                    ));
+                };
+                let row = sqlx::query("SELECT DATABASE()").fetch_one(&mut *c).await;
+                Conn::My(c).release().await;
+                let row = row.map_err(|e| self.error(ctx, e))?;
                 row.try_get_unchecked::<Option<String>, _>(0)
                     .ok()
                     .flatten()
@@ -277,8 +337,10 @@ impl Db {
 
     /// Tables and views of `schema` the session can read, sorted.
     pub async fn list_tables(&self, schema: &str) -> Result<Vec<String>, ConnectorError> {
-        let r = match &self.pool {
-            Pool::Pg(p) => {
+        let ctx = format!("listing the tables of `{schema}`");
+        let mut conn = self.acquire(&ctx).await?;
+        let r = match &mut conn {
+            Conn::Pg(c) => {
                 sqlx::query_scalar(
                     "SELECT c.relname::text FROM pg_catalog.pg_class c \
                      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
@@ -286,30 +348,31 @@ impl Db {
                      AND has_table_privilege(c.oid, 'SELECT') ORDER BY 1",
                 )
                 .bind(schema)
-                .fetch_all(p)
+                .fetch_all(&mut **c)
                 .await
             }
-            Pool::My(p) => sqlx::query(
+            Conn::My(c) => sqlx::query(
                 "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME",
             )
             .bind(schema)
-            .fetch_all(p)
+            .fetch_all(&mut **c)
             .await
             .and_then(|rows| {
                 rows.iter()
                     .map(|r| r.try_get_unchecked::<String, _>(0))
                     .collect()
             }),
-            Pool::Lite(p) => {
+            Conn::Lite(c) => {
                 let sql = format!(
                     "SELECT name FROM {}.sqlite_master WHERE type IN ('table', 'view') \
                      AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
                     ident::quote(Dialect::Sqlite, schema)
                 );
-                sqlx::query_scalar(&sql).fetch_all(p).await
+                sqlx::query_scalar(&sql).fetch_all(&mut **c).await
             }
         };
-        r.map_err(|e| self.error(&format!("listing the tables of `{schema}`"), e))
+        conn.release().await;
+        r.map_err(|e| self.error(&ctx, e))
     }
 
     /// The catalog entry of `schema.table`: an exact name match, else the
@@ -335,18 +398,38 @@ impl Db {
             }
         };
         let ctx = format!("reading the columns of `{schema}.{name}`");
-        let (columns, primary_key) = match &self.pool {
-            Pool::Pg(p) => {
-                let qualified = ident::quote_table(Dialect::Postgres, schema, &name);
+        let mut conn = self.acquire(&ctx).await?;
+        let result = self.catalog_entry(&mut conn, &ctx, schema, &name).await;
+        conn.release().await;
+        let (columns, primary_key) = result?;
+        Ok(Some(TableInfo {
+            schema: schema.to_string(),
+            name,
+            columns,
+            primary_key,
+        }))
+    }
+
+    /// The columns and primary key of `schema.name`.
+    async fn catalog_entry(
+        &self,
+        conn: &mut Conn,
+        ctx: &str,
+        schema: &str,
+        name: &str,
+    ) -> Result<(Vec<CatalogColumn>, Vec<String>), ConnectorError> {
+        let (columns, primary_key) = match conn {
+            Conn::Pg(c) => {
+                let qualified = ident::quote_table(Dialect::Postgres, schema, name);
                 let cols: Vec<(String, bool, String)> = sqlx::query_as(
                     "SELECT a.attname::text, NOT a.attnotnull, format_type(a.atttypid, a.atttypmod) \
                      FROM pg_catalog.pg_attribute a WHERE a.attrelid = CAST($1 AS regclass) \
                      AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
                 )
                 .bind(&qualified)
-                .fetch_all(p)
+                .fetch_all(&mut **c)
                 .await
-                .map_err(|e| self.error(&ctx, e))?;
+                .map_err(|e| self.error(ctx, e))?;
                 let pk: Vec<String> = sqlx::query_scalar(
                     "SELECT a.attname::text FROM pg_catalog.pg_index i \
                      JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
@@ -354,9 +437,9 @@ impl Db {
                      ORDER BY array_position(i.indkey::int2[], a.attnum)",
                 )
                 .bind(&qualified)
-                .fetch_all(p)
+                .fetch_all(&mut **c)
                 .await
-                .map_err(|e| self.error(&ctx, e))?;
+                .map_err(|e| self.error(ctx, e))?;
                 let cols = cols
                     .into_iter()
                     .map(|(name, nullable, declared)| CatalogColumn {
@@ -367,20 +450,20 @@ impl Db {
                     .collect();
                 (cols, pk)
             }
-            Pool::My(p) => {
+            Conn::My(c) => {
                 let rows = sqlx::query(
                     "SELECT COLUMN_NAME, IS_NULLABLE, COLUMN_TYPE FROM information_schema.COLUMNS \
                      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
                 )
                 .bind(schema)
-                .bind(&name)
-                .fetch_all(p)
+                .bind(name)
+                .fetch_all(&mut **c)
                 .await
-                .map_err(|e| self.error(&ctx, e))?;
+                .map_err(|e| self.error(ctx, e))?;
                 let mut cols = Vec::new();
                 for r in rows {
                     let get = |i: usize| r.try_get_unchecked::<String, _>(i);
-                    let e = |e| self.error(&ctx, e);
+                    let e = |e| self.error(ctx, e);
                     cols.push(CatalogColumn {
                         name: get(0).map_err(e)?,
                         nullable: get(1).map_err(e)? == "YES",
@@ -393,26 +476,26 @@ impl Db {
                      ORDER BY ORDINAL_POSITION",
                 )
                 .bind(schema)
-                .bind(&name)
-                .fetch_all(p)
+                .bind(name)
+                .fetch_all(&mut **c)
                 .await
                 .and_then(|rows| {
                     rows.iter()
                         .map(|r| r.try_get_unchecked::<String, _>(0))
                         .collect::<Result<Vec<String>, _>>()
                 })
-                .map_err(|e| self.error(&ctx, e))?;
+                .map_err(|e| self.error(ctx, e))?;
                 (cols, pk)
             }
-            Pool::Lite(p) => {
+            Conn::Lite(c) => {
                 let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
                     "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1, ?2) ORDER BY cid",
                 )
-                .bind(&name)
+                .bind(name)
                 .bind(schema)
-                .fetch_all(p)
+                .fetch_all(&mut **c)
                 .await
-                .map_err(|e| self.error(&ctx, e))?;
+                .map_err(|e| self.error(ctx, e))?;
                 let mut pk: Vec<(i64, String)> = rows
                     .iter()
                     .filter(|r| r.3 > 0)
@@ -430,12 +513,7 @@ impl Db {
                 (cols, pk.into_iter().map(|(_, n)| n).collect())
             }
         };
-        Ok(Some(TableInfo {
-            schema: schema.to_string(),
-            name,
-            columns,
-            primary_key,
-        }))
+        Ok((columns, primary_key))
     }
 
     /// Describes a statement's result columns without running it, and
@@ -448,10 +526,23 @@ impl Db {
         declared: Option<&HashMap<String, String>>,
     ) -> Result<(Vec<Described>, Columns), ConnectorError> {
         let ctx = "describing the stream's query";
+        let mut conn = self.acquire(ctx).await?;
+        let result = self.describe_on(&mut conn, sql, as_json, declared).await;
+        conn.release().await;
+        result.map_err(|e| self.error(ctx, e))
+    }
+
+    async fn describe_on(
+        &self,
+        conn: &mut Conn,
+        sql: &str,
+        as_json: &[String],
+        declared: Option<&HashMap<String, String>>,
+    ) -> Result<(Vec<Described>, Columns), sqlx::Error> {
         let json = |n: &str| as_json.iter().any(|j| j == n);
-        match &self.pool {
-            Pool::Pg(p) => {
-                let st = p.prepare(sql).await.map_err(|e| self.error(ctx, e))?;
+        match conn {
+            Conn::Pg(c) => {
+                let st = (&mut **c).prepare(sql).await?;
                 let mut described = Vec::new();
                 let mut cols = Vec::new();
                 for c in st.columns() {
@@ -468,8 +559,8 @@ impl Db {
                 }
                 Ok((described, Columns::Pg(cols)))
             }
-            Pool::My(p) => {
-                let st = p.prepare(sql).await.map_err(|e| self.error(ctx, e))?;
+            Conn::My(c) => {
+                let st = (&mut **c).prepare(sql).await?;
                 let mut described = Vec::new();
                 let mut cols = Vec::new();
                 for c in st.columns() {
@@ -484,8 +575,8 @@ impl Db {
                 }
                 Ok((described, Columns::My(cols)))
             }
-            Pool::Lite(p) => {
-                let st = p.prepare(sql).await.map_err(|e| self.error(ctx, e))?;
+            Conn::Lite(c) => {
+                let st = (&mut **c).prepare(sql).await?;
                 let mut described = Vec::new();
                 let mut cols = Vec::new();
                 for c in st.columns() {
@@ -518,6 +609,7 @@ impl Db {
     /// beyond what the driver buffers from the socket.
     pub fn rows<'a>(
         &'a self,
+        conn: &'a mut Conn,
         st: &'a Statement,
         columns: &'a Columns,
         shape: &'a Shape,
@@ -525,41 +617,44 @@ impl Db {
         let fail = |e: ConnectorError| futures::stream::once(async move { Err(e) }).boxed();
         let err =
             move |e: sqlx::Error| self.error(&format!("reading stream `{}`", shape.stream), e);
-        match (&self.pool, columns) {
-            (Pool::Pg(p), Columns::Pg(cols)) => {
+        match (conn, columns) {
+            (Conn::Pg(c), Columns::Pg(cols)) => {
                 let mut args = PgArguments::default();
                 for b in &st.binds {
                     if let Err(e) = bind_pg(&mut args, b) {
                         return fail(e);
                     }
                 }
+                let mut buf = BytesMut::new();
                 sqlx::query_with(&st.sql, args)
-                    .fetch(p)
-                    .map(move |r| decode_row(&r.map_err(err)?, cols, shape))
+                    .fetch(&mut **c)
+                    .map(move |r| decode_row(&r.map_err(err)?, cols, shape, &mut buf))
                     .boxed()
             }
-            (Pool::My(p), Columns::My(cols)) => {
+            (Conn::My(c), Columns::My(cols)) => {
                 let mut args = MySqlArguments::default();
                 for b in &st.binds {
                     if let Err(e) = bind_my(&mut args, b) {
                         return fail(e);
                     }
                 }
+                let mut buf = BytesMut::new();
                 sqlx::query_with(&st.sql, args)
-                    .fetch(p)
-                    .map(move |r| decode_row(&r.map_err(err)?, cols, shape))
+                    .fetch(&mut **c)
+                    .map(move |r| decode_row(&r.map_err(err)?, cols, shape, &mut buf))
                     .boxed()
             }
-            (Pool::Lite(p), Columns::Lite(cols)) => {
+            (Conn::Lite(c), Columns::Lite(cols)) => {
                 let mut args = SqliteArguments::default();
                 for b in &st.binds {
                     if let Err(e) = bind_lite(&mut args, b) {
                         return fail(e);
                     }
                 }
+                let mut buf = BytesMut::new();
                 sqlx::query_with(&st.sql, args)
-                    .fetch(p)
-                    .map(move |r| decode_row(&r.map_err(err)?, cols, shape))
+                    .fetch(&mut **c)
+                    .map(move |r| decode_row(&r.map_err(err)?, cols, shape, &mut buf))
                     .boxed()
             }
             _ => fail(ConnectorError::fatal(

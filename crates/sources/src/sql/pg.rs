@@ -9,6 +9,7 @@
 //! dimensionality, and avoids an intermediate Rust value per cell.
 
 use super::value::{self, Kind, Zone};
+use bytes::{BufMut, BytesMut};
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use serde_json::Value;
 use sqlx::postgres::{PgTypeInfo, PgTypeKind};
@@ -226,6 +227,49 @@ impl PgDecoder {
             PgDecoder::Void => Value::Null,
             PgDecoder::Array(elem) => array(b, elem, zone)?,
         })
+    }
+
+    /// Appends the JSON text of one non-null value: what [`PgDecoder::decode`]
+    /// gives, serialized, without building it for the common types.
+    pub fn write(&self, b: &[u8], zone: &Zone, out: &mut BytesMut) -> Result<(), String> {
+        let mut w = out.writer();
+        // Writing to memory cannot fail; only decoding can.
+        let _ = match self {
+            PgDecoder::Bool => {
+                let t = *b.first().ok_or("empty bool")? != 0;
+                w.get_mut()
+                    .extend_from_slice(if t { b"true" } else { b"false" });
+                Ok(())
+            }
+            PgDecoder::Int2 => serde_json::to_writer(w, &i16::from_be_bytes(fixed(b)?)),
+            PgDecoder::Int4 => serde_json::to_writer(w, &i32::from_be_bytes(fixed(b)?)),
+            PgDecoder::Int8 => serde_json::to_writer(w, &i64::from_be_bytes(fixed(b)?)),
+            PgDecoder::Text => serde_json::to_writer(w, text(b)?),
+            PgDecoder::Numeric => {
+                // Digits, a sign and a point, or NaN/Infinity: nothing to escape.
+                let s = numeric(b)?;
+                let out = w.get_mut();
+                out.put_u8(b'"');
+                out.extend_from_slice(s.as_bytes());
+                out.put_u8(b'"');
+                Ok(())
+            }
+            PgDecoder::TimestampTz | PgDecoder::Timestamp => {
+                match timestamp(i64::from_be_bytes(fixed(b)?))? {
+                    Stamp::Finite(t) => {
+                        let t = match self {
+                            PgDecoder::Timestamp => zone.to_utc(t),
+                            _ => t.and_utc(),
+                        };
+                        value::write_utc(t, w.get_mut());
+                        Ok(())
+                    }
+                    Stamp::Infinite(s) => serde_json::to_writer(w, s),
+                }
+            }
+            other => serde_json::to_writer(w, &other.decode(b, zone)?),
+        };
+        Ok(())
     }
 
     /// The value kept in a checkpoint for a keyset column: the JSON value,

@@ -6,7 +6,7 @@ use super::config::{CursorKind, Origin, Settings, StreamDef};
 use super::db::{Columns, Db, Described};
 use super::dialect::{BindValue, Dialect, Statement};
 use super::ident;
-use super::row::{KeyCodec, Shape};
+use super::row::{KeyCodec, Shape, ShapeParts};
 use super::sqlite::LiteDecl;
 use super::value::Kind;
 use serde_json::{json, Map, Value};
@@ -55,7 +55,6 @@ pub struct Plan {
     keyset_sql: Vec<String>,
     codecs: Vec<KeyCodec>,
     pub cursor: Option<CursorPlan>,
-    pub primary_key: Vec<String>,
     pub spec: StreamSpec,
     pub fetch_size: usize,
     pub batch_size: usize,
@@ -369,14 +368,12 @@ impl Plan {
                 "x-sql-dialect": dialect.name(),
             })),
         };
-        let mut by_name: Vec<usize> = (0..names.len()).collect();
-        by_name.sort_by(|a, b| names[*a].cmp(&names[*b]));
-        let shape = Shape {
-            stream: def.name.clone(),
-            names: names.clone(),
-            by_name,
+        let shape = Shape::new(ShapeParts {
+            stream: &def.name,
+            names: &names,
             type_names: described.iter().map(|d| d.type_name.clone()).collect(),
             keyset: keyset_idx.clone(),
+            primary_key: &primary_key,
             soft_delete,
             instant_of: match (&cursor, dialect) {
                 (Some(c), Dialect::Sqlite) if c.kind == CursorKind::Timestamp => {
@@ -385,7 +382,7 @@ impl Plan {
                 _ => None,
             },
             zone: settings.zone,
-        };
+        });
         Ok(Plan {
             dialect,
             keyset_sql: keyset.iter().map(|k| q(k)).collect(),
@@ -396,7 +393,6 @@ impl Plan {
             keyset,
             codecs,
             cursor,
-            primary_key,
             spec,
             fetch_size: def.fetch_size,
             batch_size: def.batch_size,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 use tributary_core::{
-    async_trait, BadRecord, Batch, Checkpoint, ConnectorError, LoadMode, Op, Poll, Record,
+    async_trait, BadRecord, Batch, Checkpoint, ConnectorError, LoadMode, Op, Poll, RawJson, Record,
     RunProgress, StreamReader, DELETED_AT_HEADER,
 };
 
@@ -185,6 +185,11 @@ impl Run {
         let mut bad: Vec<BadRecord> = Vec::new();
         // First the repeated hour again (paged on its own position, the
         // checkpoints keeping the run's start), then on from the start.
+        // One connection for every page (see `Conn`).
+        let mut conn = self
+            .db
+            .acquire(&format!("reading stream `{}`", plan.spec.name))
+            .await?;
         let mut reread = self.reread();
         let mut page_after: Option<Vec<Value>> = match reread {
             Some(_) => None,
@@ -201,7 +206,7 @@ impl Run {
                 bound,
                 plan.paged().then_some(plan.fetch_size),
             )?;
-            let mut rows = self.db.rows(&st, &plan.columns, &plan.shape);
+            let mut rows = self.db.rows(&mut conn, &st, &plan.columns, &plan.shape);
             let mut n = 0usize;
             let mut cut = false;
             // A watchdog instead of a timeout per row (a timer per row costs
@@ -235,7 +240,6 @@ impl Run {
                     }
                 }
                 n += 1;
-                let key = Record::key_from_fields(&row.value, &plan.primary_key);
                 match row.bad {
                     Some(error) => bad.push(BadRecord {
                         location: format!(
@@ -245,11 +249,11 @@ impl Run {
                             Value::Array(row.keyset.clone())
                         ),
                         error,
-                        raw: row.value.to_string().into(),
+                        raw: String::from_utf8_lossy(&row.text).into_owned().into(),
                     }),
                     None => records.push(Record {
-                        key,
-                        value: row.value.into(),
+                        key: row.key,
+                        value: RawJson::from_checked(row.text).into(),
                         op: if row.deleted { Op::Delete } else { Op::Upsert },
                         headers: row
                             .deleted_at
@@ -291,6 +295,7 @@ impl Run {
                 break;
             }
         }
+        conn.release().await;
         let last = self.checkpoint(&after, true);
         if !records.is_empty() || !bad.is_empty() || last != self.start {
             let batch = Batch {

@@ -8,8 +8,9 @@ use super::ident::TableName;
 use super::plan::Plan;
 use super::reader::{Run, SqlCheckpoint, FULL_REFRESH, INCREMENTAL};
 use crate::SourceContext;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tributary_config::{ConfigError, SectionConfig};
 use tributary_core::{
     async_trait, Checkpoint, ConnectorError, RunProgress, Source, StreamReader, StreamSpec,
@@ -24,7 +25,16 @@ pub struct SqlSource {
     /// Created on first use: building a pool needs the async runtime, and
     /// building the source must not (config checks run without one).
     db: Mutex<Option<Arc<Db>>>,
+    /// Plans `discover` just resolved, each taken by the stream's next
+    /// `open` if that comes within [`FRESH_PLAN`]: the runtime discovers
+    /// then opens at once, and resolving twice cost four more catalog
+    /// round trips per stream before the first row. Later runs resolve
+    /// again, so a changed table is seen.
+    fresh: Mutex<HashMap<String, (Instant, Plan)>>,
 }
+
+/// How long a plan resolved by `discover` may be reused by `open`.
+const FRESH_PLAN: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for SqlSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,6 +55,7 @@ impl SqlSource {
             streams: r.streams,
             discover_all: r.discover_all,
             db: Mutex::new(None),
+            fresh: Mutex::new(HashMap::new()),
         })
     }
 
@@ -121,9 +132,13 @@ impl Source for SqlSource {
     async fn discover(&self) -> Result<Vec<StreamSpec>, ConnectorError> {
         let db = self.db()?;
         let mut specs = Vec::new();
+        let mut fresh = HashMap::new();
         for def in self.defs(&db).await? {
-            specs.push(Plan::resolve(&db, &self.settings, &def).await?.spec);
+            let plan = Plan::resolve(&db, &self.settings, &def).await?;
+            specs.push(plan.spec.clone());
+            fresh.insert(def.name.clone(), (Instant::now(), plan));
         }
+        *self.fresh.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
         Ok(specs)
     }
 
@@ -134,7 +149,16 @@ impl Source for SqlSource {
     ) -> Result<Box<dyn StreamReader>, ConnectorError> {
         let def = self.def(&stream.name)?;
         let db = self.db()?;
-        let plan = Plan::resolve(&db, &self.settings, &def).await?;
+        let fresh = self
+            .fresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&stream.name)
+            .filter(|(at, _)| at.elapsed() < FRESH_PLAN);
+        let plan = match fresh {
+            Some((_, plan)) => plan,
+            None => Plan::resolve(&db, &self.settings, &def).await?,
+        };
         let start = match &checkpoint {
             Some(c) => SqlCheckpoint::parse(&stream.name, c)?,
             None => SqlCheckpoint::default(),

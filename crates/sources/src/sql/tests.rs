@@ -205,6 +205,66 @@ async fn postgres_types_round_trip() {
         .unwrap();
 }
 
+/// Rows travel as their JSON text, written cell by cell: it must be exactly
+/// what the value's compact serialization is (fields sorted), escapes and
+/// all, and a whole run, catalog to last page,
+/// uses one connection of the pool.
+#[tokio::test]
+async fn rows_are_written_as_exact_json_text_over_one_connection() {
+    let db = pg().await;
+    let t = unique("pg_text");
+    db.execute(
+        format!(
+            "DROP TABLE IF EXISTS {t};
+             CREATE TABLE {t} (id int8 PRIMARY KEY, \"we\"\"ird\" text, at timestamptz, n numeric(6,3), ok bool);
+             INSERT INTO {t} VALUES
+               (1, E'quo\"te \\\\ tab\\t nl\\n ctl\\x01 é 😀', '2024-01-15 10:00:00+00', 1.5, true),
+               (2, NULL, '2024-01-15 10:00:00.5+00', -0.001, false),
+               (3, '', '0001-01-01 00:00:00.000001+00', 0, NULL);"
+        )
+        .as_str(),
+    )
+    .await
+    .unwrap();
+    let src = source(
+        PG_URL,
+        &format!(
+            "fetch_size = 2\n[source.streams.s]\ntable = \"{t}\"\nincremental = {{ column = \"id\", kind = \"id\" }}\n\
+             [source.streams.q]\nquery = \"SELECT id, n AS dup, 'x' AS \\\"_stream\\\" FROM {t}\"\nprimary_key = [\"id\"]\n"
+        ),
+        100,
+    );
+    assert_eq!(src.discover().await.unwrap().len(), 2);
+    let r = read(&src, "s", None).await.unwrap();
+    assert_eq!(r.ids("id"), vec![1, 2, 3]);
+    let texts: Vec<String> = r.records.iter().map(|r| r.value.to_json_string()).collect();
+    assert_eq!(
+        texts,
+        vec![
+            r#"{"at":"2024-01-15T10:00:00Z","id":1,"n":"1.500","ok":true,"we\"ird":"quo\"te \\ tab\t nl\n ctl\u0001 é 😀"}"#,
+            r#"{"at":"2024-01-15T10:00:00.500Z","id":2,"n":"-0.001","ok":false,"we\"ird":null}"#,
+            r#"{"at":"0001-01-01T00:00:00.000001Z","id":3,"n":"0.000","ok":null,"we\"ird":""}"#,
+        ]
+    );
+    for (text, record) in texts.iter().zip(&r.records) {
+        assert!(matches!(record.value, tributary_core::Payload::Raw(_)));
+        assert_eq!(*text, record.value.to_value().to_string());
+    }
+    assert_eq!(r.records[2].key, Some(json!(3)));
+    assert_eq!(src.db().unwrap().connections(), 1);
+
+    // A query's column named like a metadata field is an ordinary field.
+    let q = read(&src, "q", None).await.unwrap();
+    assert_eq!(
+        q.records[0].value.to_json_string(),
+        r#"{"_stream":"x","dup":"1.500","id":1}"#
+    );
+    assert_eq!(src.db().unwrap().connections(), 1);
+    db.execute(format!("DROP TABLE {t}").as_str())
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn mariadb_types_round_trip() {
     let db = my().await;

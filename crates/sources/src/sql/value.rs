@@ -137,6 +137,47 @@ pub fn fmt_utc(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
+/// Appends `"` [`fmt_utc`] `"` without allocating: the text of every
+/// timestamp cell, so it is written digit by digit for years 0 to 9999
+/// (other years and leap seconds, rare, through `fmt_utc`).
+pub fn write_utc(t: DateTime<Utc>, out: &mut bytes::BytesMut) {
+    use chrono::{Datelike, Timelike};
+    let (year, nanos) = (t.year(), t.nanosecond());
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+        out.extend_from_slice(b"\"");
+        out.extend_from_slice(fmt_utc(t).as_bytes());
+        out.extend_from_slice(b"\"");
+        return;
+    }
+    // `"YYYY-MM-DDTHH:MM:SS` then `.f{3,6,9}` then `Z"`.
+    let mut s = *b"\"0000-00-00T00:00:00.000000000Z\"";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for k in (at..at + width).rev() {
+            s[k] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(1, 4, year as u32);
+    put(6, 2, t.month());
+    put(9, 2, t.day());
+    put(12, 2, t.hour());
+    put(15, 2, t.minute());
+    put(18, 2, t.second());
+    let (value, width) = if nanos == 0 {
+        (0, 0)
+    } else if nanos % 1_000_000 == 0 {
+        (nanos / 1_000_000, 3)
+    } else if nanos % 1000 == 0 {
+        (nanos / 1000, 6)
+    } else {
+        (nanos, 9)
+    };
+    put(21, width, value);
+    let end = if width == 0 { 20 } else { 21 + width };
+    out.extend_from_slice(&s[..end]);
+    out.extend_from_slice(b"Z\"");
+}
+
 /// A wall-clock time without zone: `2024-01-02T03:04:05.123456`.
 pub fn fmt_naive(t: NaiveDateTime) -> String {
     let mut s = fmt_utc(t.and_utc());
@@ -263,6 +304,32 @@ mod tests {
             ny.to_local(ny.to_utc(at("2024-01-15 12:00"))),
             at("2024-01-15 12:00")
         );
+    }
+
+    #[test]
+    fn written_timestamps_are_fmt_utc_quoted() {
+        for text in [
+            "2024-01-02T03:04:05Z",
+            "2024-01-02T03:04:05.100Z",
+            "2024-01-02T03:04:05.123456Z",
+            "0001-12-31T23:59:59.000001Z",
+            "9999-12-31T23:59:59.999999999Z",
+        ] {
+            let t = DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .with_timezone(&Utc);
+            let mut out = bytes::BytesMut::new();
+            write_utc(t, &mut out);
+            assert_eq!(&out[..], format!("\"{}\"", fmt_utc(t)).as_bytes(), "{text}");
+        }
+        let far = chrono::NaiveDate::from_ymd_opt(10000, 1, 1)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc();
+        let mut out = bytes::BytesMut::new();
+        write_utc(far, &mut out);
+        assert_eq!(&out[..], format!("\"{}\"", fmt_utc(far)).as_bytes());
     }
 
     #[test]

@@ -1,0 +1,138 @@
+//! Records written as JSON object text straight from their fields, for the
+//! sources whose records are rows (sql, CSV): the text is what a
+//! `serde_json` map of the same fields would serialize to (fields sorted
+//! by name, of equal names the last), without building the map, dropping
+//! it and serializing it again in the sink (issue 25).
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// The field names of a row layout, resolved once per header or statement.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectFields {
+    /// Column indices in the order of their names; of columns sharing a
+    /// name, only the last, as a map built from them would hold.
+    order: Vec<usize>,
+    /// Per column: its name as a JSON string and a colon (`"id":`), escaped
+    /// once instead of once per cell.
+    quoted: Vec<Vec<u8>>,
+    names: Vec<String>,
+}
+
+impl ObjectFields {
+    pub fn new(names: &[String]) -> ObjectFields {
+        let mut order: Vec<usize> = (0..names.len()).collect();
+        order.sort_by(|a, b| names[*a].cmp(&names[*b]));
+        // The sort is stable: of equal names the last comes last; keep it.
+        let mut kept: Vec<usize> = Vec::with_capacity(order.len());
+        for i in order {
+            match kept.last_mut() {
+                Some(last) if names[*last] == names[i] => *last = i,
+                _ => kept.push(i),
+            }
+        }
+        let quoted = names
+            .iter()
+            .map(|n| {
+                // A string always serializes.
+                let mut q = serde_json::to_vec(n).unwrap_or_default();
+                q.push(b':');
+                q
+            })
+            .collect();
+        ObjectFields {
+            order: kept,
+            quoted,
+            names: names.to_vec(),
+        }
+    }
+
+    /// How many columns the layout has (fields in the text may be fewer).
+    pub fn columns(&self) -> usize {
+        self.names.len()
+    }
+
+    /// The name of column `i`.
+    pub fn name(&self, i: usize) -> &str {
+        &self.names[i]
+    }
+
+    /// Whether column `i` is written (not shadowed by a later one of its name).
+    pub fn is_written(&self, i: usize) -> bool {
+        self.order.contains(&i)
+    }
+
+    /// The column a field name stands for in the text.
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.order.iter().copied().find(|&i| self.names[i] == name)
+    }
+
+    /// Writes `{"a":…,"b":…}` into `buf`, each value by `cell(column, buf)`,
+    /// and splits it off as its own `Bytes`. Rows share `buf`'s allocations
+    /// (one per [`ROW_CHUNK`], freed when the last row in it is).
+    pub fn write<E>(
+        &self,
+        buf: &mut BytesMut,
+        mut cell: impl FnMut(usize, &mut BytesMut) -> Result<(), E>,
+    ) -> Result<Bytes, E> {
+        if buf.capacity() - buf.len() < ROW_CHUNK / 16 {
+            buf.reserve(ROW_CHUNK);
+        }
+        buf.put_u8(b'{');
+        for (n, &i) in self.order.iter().enumerate() {
+            if n > 0 {
+                buf.put_u8(b',');
+            }
+            buf.extend_from_slice(&self.quoted[i]);
+            if let Err(e) = cell(i, buf) {
+                buf.clear();
+                return Err(e);
+            }
+        }
+        buf.put_u8(b'}');
+        Ok(buf.split().freeze())
+    }
+}
+
+/// Room made in a row buffer at a time.
+pub const ROW_CHUNK: usize = 64 * 1024;
+
+/// Appends `s` as a JSON string.
+pub fn write_str(s: &str, buf: &mut BytesMut) {
+    // Writing to memory cannot fail.
+    let _ = serde_json::to_writer(buf.writer(), s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Map, Value};
+
+    #[test]
+    fn text_is_what_a_map_of_the_fields_serializes_to() {
+        let names: Vec<String> = ["b", "a\"q", "b", "c"].map(String::from).to_vec();
+        let cells = ["1", "2", "3", "4"];
+        let fields = ObjectFields::new(&names);
+        let mut buf = BytesMut::new();
+        let text = fields
+            .write::<()>(&mut buf, |i, b| {
+                write_str(cells[i], b);
+                Ok(())
+            })
+            .unwrap();
+        let map: Map<String, Value> = names
+            .iter()
+            .zip(cells)
+            .map(|(n, c)| (n.clone(), json!(c)))
+            .collect();
+        assert_eq!(&text[..], Value::Object(map).to_string().as_bytes());
+        assert_eq!(fields.column("b"), Some(2));
+        assert!(!fields.is_written(0));
+        // A failed cell leaves nothing behind for the next row.
+        assert!(fields.write(&mut buf, |_, _| Err("bad")).is_err());
+        let empty = ObjectFields::new(&[]);
+        assert_eq!(
+            &empty.write::<()>(&mut buf, |_, _| Ok(())).unwrap()[..],
+            b"{}"
+        );
+    }
+}
