@@ -14,7 +14,10 @@
 //! | `stripe_reporting` | Stripe Reporting report runs per report type × timezone (seed 004) ([`stripe`]) |
 //! | `mqtt` | MQTT 3.1.1/5 topics mapped to targets, persistent sessions, acknowledged after commit ([`mqtt`]) |
 //! | `websocket` | messages pushed by a WebSocket server: subscriptions, heartbeat, reconnects, resume tokens ([`websocket`]) |
+//! | `singer` | a Singer tap run as a child process ([`singer`], on the shared [`subprocess`] runner) |
+//! | `airbyte` | an Airbyte-protocol source run as a child process ([`airbyte`]) |
 
+pub mod airbyte;
 pub mod async_job;
 pub mod chargeover;
 pub mod file;
@@ -22,8 +25,10 @@ pub mod generator;
 pub mod http;
 pub mod kafka;
 pub mod mqtt;
+pub mod singer;
 pub mod sql;
 pub mod stripe;
+pub mod subprocess;
 pub mod websocket;
 
 pub(crate) mod push;
@@ -103,12 +108,14 @@ impl SourceContext {
 
 /// Every value `[source] type` accepts.
 pub const SOURCE_TYPES: &[&str] = &[
+    "airbyte",
     "chargeover",
     "file",
     "generator",
     "http",
     "kafka",
     "mqtt",
+    "singer",
     "sql",
     "stripe_reporting",
     "websocket",
@@ -132,6 +139,8 @@ pub fn build(section: &SectionConfig, ctx: &SourceContext) -> Result<Box<dyn Sou
             section, ctx,
         )?)),
         "kafka" => Ok(Box::new(kafka::KafkaSource::from_section(section, ctx)?)),
+        "singer" => Ok(Box::new(singer::SingerSource::from_section(section, ctx)?)),
+        "airbyte" => Ok(Box::new(airbyte::AirbyteSource::from_section(section, ctx)?)),
         "chargeover" => Ok(Box::new(chargeover::ChargeOverSource::from_section(
             section, ctx,
         )?)),
