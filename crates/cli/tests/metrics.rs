@@ -15,24 +15,6 @@ const CFG: &str = include_str!("fixtures/demo.toml");
 /// What Prometheus 2.x sends when it scrapes.
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
-fn tools() -> PathBuf {
-    std::env::var_os("TRIBUTARY_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/tributary/tools")
-        })
-}
-
-fn tool(rel: &str) -> PathBuf {
-    let path = tools().join(rel);
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/setup, which installs the reference parsers",
-        path.display()
-    );
-    path
-}
-
 /// Runs `program args` with `input` on stdin: (exit code, stdout, stderr).
 fn pipe(program: &PathBuf, args: &[&str], input: &str) -> (i32, String, String) {
     let mut child = Command::new(program)

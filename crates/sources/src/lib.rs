@@ -16,11 +16,13 @@
 //! | `websocket` | messages pushed by a WebSocket server: subscriptions, heartbeat, reconnects, resume tokens ([`websocket`]) |
 //! | `singer` | a Singer tap run as a child process ([`singer`], on the shared [`subprocess`] runner) |
 //! | `airbyte` | an Airbyte-protocol source run as a child process ([`airbyte`]) |
+//! | `fivetran` | a Fivetran Connector SDK connector (`connector.py`) run unchanged as a child process ([`fivetran`]) |
 
 pub mod airbyte;
 pub mod async_job;
 pub mod chargeover;
 pub mod file;
+pub mod fivetran;
 pub mod generator;
 pub mod http;
 pub mod kafka;
@@ -111,6 +113,7 @@ pub const SOURCE_TYPES: &[&str] = &[
     "airbyte",
     "chargeover",
     "file",
+    "fivetran",
     "generator",
     "http",
     "kafka",
@@ -140,7 +143,12 @@ pub fn build(section: &SectionConfig, ctx: &SourceContext) -> Result<Box<dyn Sou
         )?)),
         "kafka" => Ok(Box::new(kafka::KafkaSource::from_section(section, ctx)?)),
         "singer" => Ok(Box::new(singer::SingerSource::from_section(section, ctx)?)),
-        "airbyte" => Ok(Box::new(airbyte::AirbyteSource::from_section(section, ctx)?)),
+        "airbyte" => Ok(Box::new(airbyte::AirbyteSource::from_section(
+            section, ctx,
+        )?)),
+        "fivetran" => Ok(Box::new(fivetran::FivetranSource::from_section(
+            section, ctx,
+        )?)),
         "chargeover" => Ok(Box::new(chargeover::ChargeOverSource::from_section(
             section, ctx,
         )?)),

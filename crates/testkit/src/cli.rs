@@ -209,6 +209,29 @@ pub fn assert_exit(o: &Output, code: i32) {
 }
 
 /// The repository root (for examples/ and bench/).
+/// Where `scripts/setup` installs the tools tests run beside the binary
+/// (reference parsers, the Python connectors of the bridges' tests):
+/// `$TRIBUTARY_TOOLS`, by default `~/.cache/tributary/tools`.
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("TRIBUTARY_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/tributary/tools")
+        })
+}
+
+/// A file under [`tools_dir`], which must exist: a missing tool fails the
+/// test, naming the script that installs it.
+pub fn tool(rel: &str) -> PathBuf {
+    let path = tools_dir().join(rel);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/setup, which installs the tests' tools",
+        path.display()
+    );
+    path
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

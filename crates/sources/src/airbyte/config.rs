@@ -86,18 +86,33 @@ pub(crate) struct Settings {
     pub batch_size: usize,
 }
 
-pub(crate) fn resolve(section: &SectionConfig, default_batch: usize) -> Result<Settings, ConfigError> {
+pub(crate) fn resolve(
+    section: &SectionConfig,
+    default_batch: usize,
+) -> Result<Settings, ConfigError> {
     let cfg: AirbyteConfig = section.parse()?;
     crate::check_batch_size(section, "batch_size", cfg.batch_size)?;
-    let command = child_command(section, &cfg.command, &cfg.env, cfg.silence_timeout, "airbyte")?;
+    let command = child_command(
+        section,
+        &cfg.command,
+        &cfg.env,
+        cfg.silence_timeout,
+        "airbyte",
+    )?;
     let manifest = cfg.manifest.map(|p| section.resolve_path(&p));
     if let Some(p) = &manifest {
         if !p.is_file() {
-            return Err(section.error("manifest", format!("manifest file `{}` does not exist", p.display())));
+            return Err(section.error(
+                "manifest",
+                format!("manifest file `{}` does not exist", p.display()),
+            ));
         }
     }
     if cfg.streams.as_ref().is_some_and(Vec::is_empty) {
-        return Err(section.error("streams", "streams is empty: name at least one, or remove it to read every stream"));
+        return Err(section.error(
+            "streams",
+            "streams is empty: name at least one, or remove it to read every stream",
+        ));
     }
     Ok(Settings {
         command,

@@ -72,7 +72,12 @@ impl AirbyteSource {
         let config = JsonFile::write("config", &self.settings.config)?;
         let cmd = self.command(verb, &config);
         let mut child = Child::spawn(&cmd)?;
-        let mut protocol = Protocol::new(cmd.label.clone(), String::new(), Vec::new(), SyncMode::FullRefresh);
+        let mut protocol = Protocol::new(
+            cmd.label.clone(),
+            String::new(),
+            Vec::new(),
+            SyncMode::FullRefresh,
+        );
         let mut out = Vec::new();
         loop {
             match child.next().await {
@@ -114,10 +119,14 @@ impl AirbyteSource {
         let catalog = msgs
             .into_iter()
             .find(|m| m.get("type").and_then(Value::as_str) == Some("CATALOG"))
-            .ok_or_else(|| ConnectorError::fatal(format!("{label}: `discover` sent no CATALOG message")))?;
+            .ok_or_else(|| {
+                ConnectorError::fatal(format!("{label}: `discover` sent no CATALOG message"))
+            })?;
         match catalog.pointer("/catalog/streams") {
             Some(Value::Array(a)) => Ok(a.clone()),
-            _ => Err(ConnectorError::fatal(format!("{label}: its CATALOG has no `streams` array"))),
+            _ => Err(ConnectorError::fatal(format!(
+                "{label}: its CATALOG has no `streams` array"
+            ))),
         }
     }
 
@@ -170,7 +179,8 @@ impl AirbyteSource {
             None if supports("incremental") => SyncMode::Incremental,
             None => SyncMode::FullRefresh,
         };
-        let source_cursor = entry.get("source_defined_cursor").and_then(Value::as_bool) == Some(true);
+        let source_cursor =
+            entry.get("source_defined_cursor").and_then(Value::as_bool) == Some(true);
         let default_cursor = strings(entry.get("default_cursor_field"));
         let cursor_field = match (source_cursor, sync.cursor_field) {
             (true, _) => default_cursor,
@@ -227,7 +237,11 @@ impl AirbyteSource {
         } else {
             Err(ConnectorError::config(format!(
                 "source.config: missing {} (required by the connector's spec)",
-                missing.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                missing
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )))
         }
     }
@@ -239,7 +253,11 @@ fn name_of(entry: &Value) -> Option<&str> {
 
 fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -252,8 +270,14 @@ impl Source for AirbyteSource {
         let status = msgs
             .iter()
             .find(|m| m.get("type").and_then(Value::as_str) == Some("CONNECTION_STATUS"))
-            .ok_or_else(|| ConnectorError::fatal(format!("{label}: `check` sent no CONNECTION_STATUS")))?;
-        if status.pointer("/connectionStatus/status").and_then(Value::as_str) == Some("SUCCEEDED") {
+            .ok_or_else(|| {
+                ConnectorError::fatal(format!("{label}: `check` sent no CONNECTION_STATUS"))
+            })?;
+        if status
+            .pointer("/connectionStatus/status")
+            .and_then(Value::as_str)
+            == Some("SUCCEEDED")
+        {
             return Ok(());
         }
         let message = status
@@ -281,7 +305,9 @@ impl Source for AirbyteSource {
         let entry = entries
             .iter()
             .find(|e| name_of(e) == Some(stream.name.as_str()))
-            .ok_or_else(|| ConnectorError::config(format!("the connector offers no stream `{}`", stream.name)))?;
+            .ok_or_else(|| {
+                ConnectorError::config(format!("the connector offers no stream `{}`", stream.name))
+            })?;
         let c = self.configured(entry)?;
         let catalog = json!({"streams": [{
             "stream": entry,
@@ -315,7 +341,12 @@ impl Source for AirbyteSource {
         } else {
             LoadMode::Initial
         };
-        let protocol = Protocol::new(cmd.label.clone(), stream.name.clone(), c.primary_key, c.mode);
+        let protocol = Protocol::new(
+            cmd.label.clone(),
+            stream.name.clone(),
+            c.primary_key,
+            c.mode,
+        );
         let pending = Pending::new(json!({ "state": state }), StatePolicy::AfterNext);
         Ok(Box::new(LineReader::new(
             child,
@@ -378,7 +409,10 @@ impl Protocol {
                     .and_then(Value::as_str)
                     .and_then(StderrLevel::named)
                     .unwrap_or(StderrLevel::Info);
-                let text = msg.pointer("/log/message").and_then(Value::as_str).unwrap_or("");
+                let text = msg
+                    .pointer("/log/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 level.log(&self.label, &tributary_core::secret::redact(text));
                 true
             }
@@ -399,15 +433,15 @@ impl Protocol {
     }
 
     fn key(&self, data: &Value) -> Option<Value> {
-        let one = |path: &Vec<String>| {
-            path.iter()
-                .try_fold(data, |v, p| v.get(p))
-                .cloned()
-        };
+        let one = |path: &Vec<String>| path.iter().try_fold(data, |v, p| v.get(p)).cloned();
         match self.primary_key.as_slice() {
             [] => None,
             [single] => one(single),
-            many => many.iter().map(one).collect::<Option<Vec<_>>>().map(Value::Array),
+            many => many
+                .iter()
+                .map(one)
+                .collect::<Option<Vec<_>>>()
+                .map(Value::Array),
         }
     }
 }
@@ -417,7 +451,9 @@ impl Protocol {
 fn trace_error(label: &str, msg: &Value) -> ConnectorError {
     let error = msg.pointer("/trace/error");
     let text = |k: &str| error.and_then(|e| e.get(k)).and_then(Value::as_str);
-    let message = text("message").or_else(|| text("internal_message")).unwrap_or("no message");
+    let message = text("message")
+        .or_else(|| text("internal_message"))
+        .unwrap_or("no message");
     let failure = text("failure_type").unwrap_or("system_error");
     let message = format!(
         "{label} reported a {failure}: {}",
@@ -434,11 +470,19 @@ impl LineProtocol for Protocol {
         let msg: Value = match serde_json::from_str(&line.text) {
             Ok(v @ Value::Object(_)) => v,
             Ok(_) => {
-                pending.bad(bad_line(&self.label, &line, "not an Airbyte message: a JSON value that is not an object"));
+                pending.bad(bad_line(
+                    &self.label,
+                    &line,
+                    "not an Airbyte message: a JSON value that is not an object",
+                ));
                 return Ok(());
             }
             Err(e) => {
-                pending.bad(bad_line(&self.label, &line, format!("not an Airbyte message: invalid JSON: {e}")));
+                pending.bad(bad_line(
+                    &self.label,
+                    &line,
+                    format!("not an Airbyte message: invalid JSON: {e}"),
+                ));
                 return Ok(());
             }
         };
@@ -447,11 +491,17 @@ impl LineProtocol for Protocol {
         }
         match msg.get("type").and_then(Value::as_str) {
             Some("RECORD") => {
-                if msg.pointer("/record/stream").and_then(Value::as_str) != Some(self.stream.as_str()) {
+                if msg.pointer("/record/stream").and_then(Value::as_str)
+                    != Some(self.stream.as_str())
+                {
                     return Ok(());
                 }
                 let Some(data @ Value::Object(_)) = msg.pointer("/record/data") else {
-                    pending.bad(bad_line(&self.label, &line, "a RECORD message without a `data` object"));
+                    pending.bad(bad_line(
+                        &self.label,
+                        &line,
+                        "a RECORD message without a `data` object",
+                    ));
                     return Ok(());
                 };
                 let mut r = Record::new(data.clone());
@@ -460,7 +510,11 @@ impl LineProtocol for Protocol {
             }
             Some("STATE") => {
                 let Some(Value::Object(state)) = msg.get("state") else {
-                    pending.bad(bad_line(&self.label, &line, "a STATE message without a `state` object"));
+                    pending.bad(bad_line(
+                        &self.label,
+                        &line,
+                        "a STATE message without a `state` object",
+                    ));
                     return Ok(());
                 };
                 let mut state = state.clone();
@@ -489,7 +543,11 @@ impl LineProtocol for Protocol {
                 }
             }
             Some(_) => {}
-            None => pending.bad(bad_line(&self.label, &line, "not an Airbyte message: no `type`")),
+            None => pending.bad(bad_line(
+                &self.label,
+                &line,
+                "not an Airbyte message: no `type`",
+            )),
         }
         Ok(())
     }

@@ -73,10 +73,19 @@ pub(crate) struct Settings {
     pub batch_size: usize,
 }
 
-pub(crate) fn resolve(section: &SectionConfig, default_batch: usize) -> Result<Settings, ConfigError> {
+pub(crate) fn resolve(
+    section: &SectionConfig,
+    default_batch: usize,
+) -> Result<Settings, ConfigError> {
     let cfg: SingerConfig = section.parse()?;
     crate::check_batch_size(section, "batch_size", cfg.batch_size)?;
-    let command = child_command(section, &cfg.command, &cfg.env, cfg.silence_timeout, "singer")?;
+    let command = child_command(
+        section,
+        &cfg.command,
+        &cfg.env,
+        cfg.silence_timeout,
+        "singer",
+    )?;
     for (stream, r) in &cfg.replication {
         if let Some(m) = &r.method {
             if !matches!(m.as_str(), "INCREMENTAL" | "FULL_TABLE" | "LOG_BASED") {
@@ -95,16 +104,25 @@ pub(crate) fn resolve(section: &SectionConfig, default_batch: usize) -> Result<S
     }
     if let Some(streams) = &cfg.streams {
         if streams.is_empty() {
-            return Err(section.error("streams", "streams is empty: name at least one, or remove it to read every stream"));
+            return Err(section.error(
+                "streams",
+                "streams is empty: name at least one, or remove it to read every stream",
+            ));
         }
     }
     if !matches!(cfg.catalog_flag.as_str(), "--catalog" | "--properties") {
-        return Err(section.error("catalog_flag", "catalog_flag must be \"--catalog\" or \"--properties\""));
+        return Err(section.error(
+            "catalog_flag",
+            "catalog_flag must be \"--catalog\" or \"--properties\"",
+        ));
     }
     let catalog = cfg.catalog.map(|p| section.resolve_path(&p));
     if let Some(p) = &catalog {
         if !p.is_file() {
-            return Err(section.error("catalog", format!("catalog file `{}` does not exist", p.display())));
+            return Err(section.error(
+                "catalog",
+                format!("catalog file `{}` does not exist", p.display()),
+            ));
         }
     }
     Ok(Settings {

@@ -3,8 +3,7 @@
 
 use super::config::{resolve, Settings};
 use crate::subprocess::{
-    bad_line, collect, Child, JsonFile, LineProtocol, LineReader, Pending, StatePolicy,
-    StdoutLine,
+    bad_line, collect, Child, JsonFile, LineProtocol, LineReader, Pending, StatePolicy, StdoutLine,
 };
 use crate::SourceContext;
 use serde_json::{json, Map, Value};
@@ -76,9 +75,8 @@ impl SingerSource {
                 collect(&cmd).await?.join("\n")
             }
         };
-        let catalog: Value = serde_json::from_str(&text).map_err(|e| {
-            ConnectorError::fatal(format!("{label}: its catalog is not JSON: {e}"))
-        })?;
+        let catalog: Value = serde_json::from_str(&text)
+            .map_err(|e| ConnectorError::fatal(format!("{label}: its catalog is not JSON: {e}")))?;
         if !catalog.get("streams").is_some_and(Value::is_array) {
             return Err(ConnectorError::fatal(format!(
                 "{label}: its catalog has no `streams` array"
@@ -109,7 +107,11 @@ impl SingerSource {
                     .ok_or_else(|| {
                         ConnectorError::config(format!(
                             "source.streams: the tap offers no stream `{name}`; it offers: {}",
-                            if offered.is_empty() { "none".to_string() } else { offered.join(", ") }
+                            if offered.is_empty() {
+                                "none".to_string()
+                            } else {
+                                offered.join(", ")
+                            }
                         ))
                     })
             })
@@ -121,7 +123,11 @@ impl SingerSource {
         let root = root_metadata(entry);
         let strings = |v: Option<&Value>| -> Vec<String> {
             v.and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let mut primary_key = strings(entry.get("key_properties"));
@@ -164,9 +170,7 @@ impl SingerSource {
         if let Some(k) = &key {
             obj.insert("replication_key".into(), json!(k));
         }
-        let metadata = obj
-            .entry("metadata")
-            .or_insert_with(|| json!([]));
+        let metadata = obj.entry("metadata").or_insert_with(|| json!([]));
         if let Value::Array(list) = metadata {
             if !list.iter().any(is_root) {
                 list.push(json!({"breadcrumb": [], "metadata": {}}));
@@ -327,11 +331,19 @@ impl LineProtocol for SingerProtocol {
         let msg: Value = match serde_json::from_str(&line.text) {
             Ok(v @ Value::Object(_)) => v,
             Ok(_) => {
-                pending.bad(bad_line(&self.label, &line, "not a Singer message: a JSON value that is not an object"));
+                pending.bad(bad_line(
+                    &self.label,
+                    &line,
+                    "not a Singer message: a JSON value that is not an object",
+                ));
                 return Ok(());
             }
             Err(e) => {
-                pending.bad(bad_line(&self.label, &line, format!("not a Singer message: invalid JSON: {e}")));
+                pending.bad(bad_line(
+                    &self.label,
+                    &line,
+                    format!("not a Singer message: invalid JSON: {e}"),
+                ));
                 return Ok(());
             }
         };

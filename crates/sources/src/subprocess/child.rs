@@ -76,7 +76,10 @@ impl ChildCommand {
 /// not a retried spawn failure.
 pub fn resolve_program(program: &str, base_dir: &Path) -> Result<PathBuf, String> {
     if program.is_empty() {
-        return Err("the command is empty: give the program first, e.g. [\".venv/bin/tap-postgres\"]".into());
+        return Err(
+            "the command is empty: give the program first, e.g. [\".venv/bin/tap-postgres\"]"
+                .into(),
+        );
     }
     let executable = |p: &Path| {
         use std::os::unix::fs::PermissionsExt;
@@ -267,7 +270,8 @@ impl Child {
             if self.overlong {
                 // Only a prefix is kept, for the bad record's context.
                 let room = KEPT_OF_OVERLONG.saturating_sub(self.partial.len());
-                self.partial.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                self.partial
+                    .extend_from_slice(&chunk[..chunk.len().min(room)]);
             } else {
                 self.partial.extend_from_slice(chunk);
             }
@@ -341,11 +345,7 @@ impl Child {
             (None, Some(sig)) => format!("was killed by signal {sig}"),
             _ => format!("ended ({status})"),
         };
-        ConnectorError::retryable(format!(
-            "{} {how}{}",
-            self.label,
-            self.tail_for_errors()
-        ))
+        ConnectorError::retryable(format!("{} {how}{}", self.label, self.tail_for_errors()))
     }
 
     async fn hung(&mut self, limit: Duration) -> ConnectorError {
@@ -397,7 +397,10 @@ pub async fn collect(cmd: &ChildCommand) -> Result<Vec<String>, ConnectorError> 
         match child.next().await? {
             Output::Line(l) => lines.push(l.text),
             Output::Bad(b) => {
-                return Err(ConnectorError::fatal(format!("{}: {}", b.location, b.error)))
+                return Err(ConnectorError::fatal(format!(
+                    "{}: {}",
+                    b.location, b.error
+                )))
             }
             Output::Finished => return Ok(lines),
         }

@@ -86,7 +86,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // No process has pid 4194305 (above Linux's pid_max limit).
         let stale = dir.path().join(format!("{PREFIX}4194305-config-x.json"));
-        let ours = dir.path().join(format!("{PREFIX}{}-config-y.json", std::process::id()));
+        let ours = dir
+            .path()
+            .join(format!("{PREFIX}{}-config-y.json", std::process::id()));
         let other = dir.path().join("unrelated.json");
         for p in [&stale, &ours, &other] {
             std::fs::write(p, "{}").unwrap();

@@ -51,7 +51,10 @@ mod tests {
             StderrLevel::of("2024-05-01 10:00:00,123 | WARNING  | tap-postgres | slow"),
             Some(StderrLevel::Warn)
         );
-        assert_eq!(StderrLevel::of("INFO:root:starting"), Some(StderrLevel::Info));
+        assert_eq!(
+            StderrLevel::of("INFO:root:starting"),
+            Some(StderrLevel::Info)
+        );
         assert_eq!(StderrLevel::of("[ERROR] boom"), Some(StderrLevel::Error));
         assert_eq!(StderrLevel::of("CRITICAL failed"), Some(StderrLevel::Error));
         assert_eq!(StderrLevel::of("  File \"tap.py\", line 3"), None);

@@ -3,9 +3,7 @@
 
 use super::{Child, JsonFile, Output, Pending, StdoutLine};
 use std::time::Duration;
-use tributary_core::{
-    BadRecord, Batch, Checkpoint, ConnectorError, LoadMode, Poll, StreamReader,
-};
+use tributary_core::{BadRecord, Batch, Checkpoint, ConnectorError, LoadMode, Poll, StreamReader};
 
 /// How long records wait for more before they go to the sink without a new
 /// state (a tap that sends its only state at the end still delivers as it reads).

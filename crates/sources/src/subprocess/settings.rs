@@ -26,7 +26,8 @@ pub fn child_command(
             "command is empty: give the program and its arguments, e.g. [\".venv/bin/tap-postgres\"]",
         ));
     };
-    let path = resolve_program(program, &section.base_dir).map_err(|e| section.error("command", e))?;
+    let path =
+        resolve_program(program, &section.base_dir).map_err(|e| section.error("command", e))?;
     // `python3 tap.py` is named by its script.
     let base = |p: &str| {
         std::path::Path::new(p)
@@ -61,7 +62,9 @@ fn toml_to_json(v: &toml::Value) -> Value {
     match v {
         toml::Value::String(s) => Value::String(s.clone()),
         toml::Value::Integer(i) => Value::from(*i),
-        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        toml::Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+        }
         toml::Value::Boolean(b) => Value::Bool(*b),
         // A TOML date-time is a string to a JSON reader.
         toml::Value::Datetime(d) => Value::String(d.to_string()),
@@ -74,7 +77,9 @@ fn toml_to_json(v: &toml::Value) -> Value {
     }
 }
 
-fn register_secrets(v: &Value, secret_key: bool) {
+/// Registers with the redactor the string values under keys that name a
+/// credential, in a config that did not come through `${ENV}` (a file).
+pub fn register_secrets(v: &Value, secret_key: bool) {
     match v {
         Value::String(s) if secret_key => tributary_core::secret::register_credentials(s),
         Value::Object(m) => {

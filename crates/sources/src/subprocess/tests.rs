@@ -32,14 +32,24 @@ async fn lines_are_numbered_and_a_clean_exit_finishes() {
 
 #[tokio::test]
 async fn a_crash_is_retryable_and_quotes_the_last_stderr_lines() {
-    let script = "echo '{\"ok\":1}'; for i in $(seq 1 30); do echo \"ERROR line $i\" >&2; done; exit 3";
+    let script =
+        "echo '{\"ok\":1}'; for i in $(seq 1 30); do echo \"ERROR line $i\" >&2; done; exit 3";
     let mut child = Child::spawn(&sh(script)).unwrap();
     let err = lines(&mut child).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Retryable);
     let msg = err.to_string();
-    assert!(msg.starts_with("test child exited with status 3; its last stderr lines:"), "{msg}");
-    assert!(msg.contains("ERROR line 30") && msg.contains("ERROR line 23"), "{msg}");
-    assert!(!msg.contains("ERROR line 22"), "only the last 8 lines: {msg}");
+    assert!(
+        msg.starts_with("test child exited with status 3; its last stderr lines:"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("ERROR line 30") && msg.contains("ERROR line 23"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("ERROR line 22"),
+        "only the last 8 lines: {msg}"
+    );
     assert_eq!(child.stderr_tail().len(), STDERR_TAIL_LINES);
 }
 
@@ -63,7 +73,9 @@ async fn a_silent_child_is_killed_after_the_silence_timeout() {
 
 #[tokio::test]
 async fn invalid_utf8_and_overlong_lines_are_bad_records_with_context() {
-    let mut cmd = sh("printf 'ok\\n\\377\\376\\n'; head -c 5000 /dev/zero | tr '\\0' x; printf '\\nafter\\n'");
+    let mut cmd = sh(
+        "printf 'ok\\n\\377\\376\\n'; head -c 5000 /dev/zero | tr '\\0' x; printf '\\nafter\\n'",
+    );
     cmd.max_line_bytes = 4096;
     let mut child = Child::spawn(&cmd).unwrap();
     assert!(matches!(child.next().await.unwrap(), Output::Line(_)));
@@ -76,7 +88,10 @@ async fn invalid_utf8_and_overlong_lines_are_bad_records_with_context() {
         panic!("overlong is bad")
     };
     assert_eq!(b.location, "test child stdout line 3");
-    assert_eq!(b.error, "the line is longer than 4096 bytes (its first bytes are kept)");
+    assert_eq!(
+        b.error,
+        "the line is longer than 4096 bytes (its first bytes are kept)"
+    );
     assert_eq!(b.raw.len(), 1024);
     assert_eq!(lines(&mut child).await.unwrap(), ["after"]);
 }
@@ -85,7 +100,10 @@ async fn invalid_utf8_and_overlong_lines_are_bad_records_with_context() {
 async fn an_unread_child_blocks_on_its_pipe() {
     let dir = tempfile::tempdir().unwrap();
     let done = dir.path().join("done");
-    let script = format!("head -c 4000000 /dev/zero | tr '\\0' 'x'; echo; touch {}", done.display());
+    let script = format!(
+        "head -c 4000000 /dev/zero | tr '\\0' 'x'; echo; touch {}",
+        done.display()
+    );
     let mut child = Child::spawn(&sh(&script)).unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(!done.exists(), "the child ran ahead of its reader");
@@ -98,8 +116,11 @@ async fn dropping_a_child_kills_it() {
     let child = Child::spawn(&sh("exec sleep 30")).unwrap();
     let pid = child.pid().unwrap();
     drop(child);
-    let gone = || !Path::new(&format!("/proc/{pid}")).exists()
-        || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "));
+    let gone = || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    };
     for _ in 0..50 {
         if gone() {
             return;
@@ -113,11 +134,17 @@ async fn dropping_a_child_kills_it() {
 fn programs_resolve_relative_to_the_config_or_on_path() {
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(
-        resolve_program("sh", dir.path()).unwrap().file_name().unwrap(),
+        resolve_program("sh", dir.path())
+            .unwrap()
+            .file_name()
+            .unwrap(),
         "sh"
     );
     let err = resolve_program(".venv/bin/tap-nope", dir.path()).unwrap_err();
-    assert!(err.contains(".venv/bin/tap-nope` is not an executable file"), "{err}");
+    assert!(
+        err.contains(".venv/bin/tap-nope` is not an executable file"),
+        "{err}"
+    );
     let err = resolve_program("tap-nope-xyz", dir.path()).unwrap_err();
     assert_eq!(
         err,
