@@ -447,6 +447,15 @@ fn a_checkpoint_sent_before_its_rows_loses_nothing_unless_checkpoints_are_truste
     assert!(seen.contains(&41), "{seen:?}");
 }
 
+/// Runs `cfg`, which must fail (exit 1) saying `message`; its log.
+fn fails_with(ws: &Workspace, cfg: &str, message: &str) -> String {
+    let o = ws.run(&["run", cfg, "--no-progress"]);
+    assert_exit(&o, 1);
+    let log = stderr(&o);
+    assert!(log.contains(message), "no `{message}` in:\n{log}");
+    log
+}
+
 #[test]
 fn raises_hangs_errors_and_truncates_fail_with_clear_messages() {
     let ws = Workspace::new(env!("CARGO_BIN_EXE_tributary"));
@@ -465,12 +474,10 @@ fn raises_hangs_errors_and_truncates_fail_with_clear_messages() {
         ),
         "",
     );
-    let o = ws.run(&["run", &cfg, "--no-progress"]);
-    assert_exit(&o, 1);
-    let log = stderr(&o);
-    assert!(
-        log.contains("failed while executing update() error: boom 42: the API said no"),
-        "{log}"
+    let log = fails_with(
+        &ws,
+        &cfg,
+        "failed while executing update() error: boom 42: the API said no",
     );
     assert!(log.contains("RuntimeError"), "{log}");
     assert_eq!(state(&ws, &cfg), json!({"state": {"n": 1}}));
@@ -485,12 +492,10 @@ fn raises_hangs_errors_and_truncates_fail_with_clear_messages() {
         "silence_timeout = \"2s\"",
     );
     let started = std::time::Instant::now();
-    let o = ws.run(&["run", &cfg, "--no-progress"]);
-    assert_exit(&o, 1);
-    assert!(
-        stderr(&o).contains("wrote nothing for 2s (silence_timeout): killed it"),
-        "{}",
-        stderr(&o)
+    fails_with(
+        &ws,
+        &cfg,
+        "wrote nothing for 2s (silence_timeout): killed it",
     );
     assert!(started.elapsed() < Duration::from_secs(60));
     assert_eq!(state(&ws, &cfg), json!({"state": {"n": 1}}));
@@ -504,13 +509,10 @@ fn raises_hangs_errors_and_truncates_fail_with_clear_messages() {
         ),
         "",
     );
-    let o = ws.run(&["run", &cfg, "--no-progress"]);
-    assert_exit(&o, 1);
-    assert!(
-        stderr(&o)
-            .contains("reported an error with op.error(): the account is locked: call support"),
-        "{}",
-        stderr(&o)
+    fails_with(
+        &ws,
+        &cfg,
+        "reported an error with op.error(): the account is locked: call support",
     );
     assert_eq!(
         std::fs::read_to_string(ws.path("reports/attempts")).unwrap(),
@@ -522,13 +524,7 @@ fn raises_hangs_errors_and_truncates_fail_with_clear_messages() {
         "{head}def update(configuration, state):\n    op.truncate('t')\n    op.upsert('t', {{'id': 9}})\n    yield op.checkpoint({{'n': 9}})\n{tail}"
     );
     let cfg = fake(&ws, "truncates", &code, "");
-    let o = ws.run(&["run", &cfg, "--no-progress"]);
-    assert_exit(&o, 1);
-    assert!(
-        stderr(&o).contains("called op.truncate(\"t\")"),
-        "{}",
-        stderr(&o)
-    );
+    fails_with(&ws, &cfg, "called op.truncate(\"t\")");
     let cfg = fake(&ws, "truncates", &code, "truncate = \"ignore\"");
     let o = ws.run(&["run", &cfg, "--no-progress"]);
     assert_exit(&o, 0);
