@@ -9,7 +9,7 @@
 #
 #   bench/fivetran.sh               # 100k items, 5 alternating pairs
 #   ITEMS=20000 RUNS=3 bench/fivetran.sh
-#   PROFILE=debug bench/fivetran.sh # the debug build, no release build (rough figures)
+#   BIN=target/debug bench/fivetran.sh  # binaries already built (tributary, restsim): no build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -19,15 +19,13 @@ command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -
 TOOLS="${TRIBUTARY_TOOLS:-$HOME/.cache/tributary/tools}"
 [ -x "$TOOLS/fivetran/bin/fivetran" ] || { echo "run scripts/setup first (the fivetran-connector-sdk virtualenv)" >&2; exit 1; }
 
-PROFILE="${PROFILE:-release}"
-if [ "$PROFILE" = release ]; then
+if [ -z "${BIN:-}" ]; then
   cargo build --release --locked -p tributary-cli -p tributary-testkit --bins >&2
-else
-  cargo build --locked -p tributary-cli -p tributary-testkit --bins >&2
+  BIN="$CARGO_TARGET_DIR/release"
 fi
-BIN="$CARGO_TARGET_DIR/$PROFILE"
 ITEMS="${ITEMS:-100000}"
 WORK="${BENCH_DIR:-$(mktemp -d /tmp/tributary-fivetran-bench.XXXXXX)}"
+mkdir -p "$WORK"
 echo "work dir: $WORK" >&2
 
 "$BIN/restsim" --items "$ITEMS" --port 0 --max-page-size 1000 > "$WORK/sim.url" 2>"$WORK/sim.err" &
@@ -73,7 +71,7 @@ for _ in $(seq 1 "$RUNS"); do
   # Fresh state each time: the first sync reads every item.
   rm -rf "$WORK/project/files"
   measure "fivetran debug (SDK -> DuckDB)" \
-    env -C "$WORK/project" "$TOOLS/fivetran/bin/fivetran" debug --project-path "$WORK/project"
+    env -C "$WORK/project" PATH="$TOOLS/fivetran/bin:$PATH" "$TOOLS/fivetran/bin/fivetran" debug "$WORK/project"
   grep -q "Upserts *| *$ITEMS " "$WORK/stdout.txt" "$WORK/stderr.txt" || {
     echo "fivetran debug did not upsert $ITEMS rows" >&2; cat "$WORK/stdout.txt" >&2; exit 1; }
   base=$(cat "$WORK/last_secs")
