@@ -62,6 +62,19 @@ fn complete(text: &str, kafka: &str) -> String {
     for (from, to) in hosts {
         t = t.replace(from, to);
     }
+    // The bridges' examples run the connectors scripts/setup installs.
+    for (program, venv) in [
+        ("tap-postgres", "tap-postgres"),
+        ("tap-rest-api-msdk", "tap-rest-api-msdk"),
+        ("source-faker", "source-faker"),
+        ("source-declarative-manifest", "airbyte-cdk"),
+    ] {
+        let venv_bin = format!("\".venv/bin/{program}\"");
+        if t.contains(&venv_bin) {
+            let path = tool(&format!("{venv}/bin/{program}"));
+            t = t.replace(&venv_bin, &format!("\"{}\"", path.display()));
+        }
+    }
     let mut head = String::new();
     if !has(&t, "name") {
         head.push_str("name = \"docs\"\n");
@@ -98,6 +111,10 @@ fn check(dir: &Path, block: &DocBlock, kafka: &str) -> Result<(), String> {
     std::fs::write(dir.join("data/invoices.csv"), "id,total\n1,9.5\n").unwrap();
     if block.text.contains("ca_file = \"certs/ca.pem\"") {
         self_signed_ca(&dir.join("certs"));
+    }
+    if block.text.contains("manifest = \"manifest.yaml\"") {
+        let fixture = repo_root().join("crates/cli/tests/fixtures/bridges/rest_sim_manifest.yaml");
+        std::fs::copy(fixture, dir.join("manifest.yaml")).unwrap();
     }
     if block.text.contains("sqlite://data/app.db") {
         sqlite_db(&dir.join("data/app.db"));

@@ -56,10 +56,16 @@ impl Workspace {
 
     /// Runs to completion (with a generous timeout) and returns the output.
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_for(args, Duration::from_secs(120))
+    }
+
+    /// [`Workspace::run`] for commands that start slow child processes
+    /// (the bridges' Python connectors on a busy machine).
+    pub fn run_for(&self, args: &[&str], timeout: Duration) -> Output {
         let mut c = self.cmd(args);
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
         let child = c.spawn().expect("spawn tributary");
-        wait_output(child, Duration::from_secs(120))
+        wait_output(child, timeout)
     }
 
     pub fn spawn(&self, args: &[&str]) -> Child {

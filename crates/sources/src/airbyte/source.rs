@@ -52,14 +52,12 @@ impl AirbyteSource {
         })
     }
 
-    fn command(&self, verb: &str, config: &JsonFile) -> ChildCommand {
-        let mut cmd = self
-            .settings
-            .command
-            .clone()
-            .arg(verb)
-            .arg("--config")
-            .arg(config.path());
+    /// `VERB [--config FILE] [--manifest-path M]`: `spec` takes no config.
+    fn command(&self, verb: &str, config: Option<&JsonFile>) -> ChildCommand {
+        let mut cmd = self.settings.command.clone().arg(verb);
+        if let Some(config) = config {
+            cmd = cmd.arg("--config").arg(config.path());
+        }
         if let Some(m) = &self.settings.manifest {
             cmd = cmd.arg("--manifest-path").arg(m);
         }
@@ -69,8 +67,11 @@ impl AirbyteSource {
     /// Runs a command to its end: its messages, LOG messages logged, a
     /// TRACE error (or a failed exit) as the error.
     async fn messages(&self, verb: &str) -> Result<Vec<Value>, ConnectorError> {
-        let config = JsonFile::write("config", &self.settings.config)?;
-        let cmd = self.command(verb, &config);
+        let config = match verb {
+            "spec" => None,
+            _ => Some(JsonFile::write("config", &self.settings.config)?),
+        };
+        let cmd = self.command(verb, config.as_ref());
         let mut child = Child::spawn(&cmd)?;
         let mut protocol = Protocol::new(
             cmd.label.clone(),
@@ -230,7 +231,8 @@ impl AirbyteSource {
         let required = strings(spec.pointer("/spec/connectionSpecification/required"));
         let missing: Vec<String> = required
             .into_iter()
-            .filter(|k| self.settings.config.get(k).is_none())
+            // `__injected_declarative_manifest`: what `--manifest-path` fills in.
+            .filter(|k| !k.starts_with("__") && self.settings.config.get(k).is_none())
             .collect();
         if missing.is_empty() {
             Ok(())
@@ -320,7 +322,7 @@ impl Source for AirbyteSource {
         let config = JsonFile::write("config", &self.settings.config)?;
         let catalog = JsonFile::write("catalog", &catalog)?;
         let mut cmd = self
-            .command("read", &config)
+            .command("read", Some(&config))
             .arg("--catalog")
             .arg(catalog.path());
         let mut files = vec![config, catalog];

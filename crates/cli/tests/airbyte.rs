@@ -1,0 +1,282 @@
+//! The `airbyte` source end to end: the binary runs real connectors from
+//! PyPI (`airbyte-source-faker` with a fixed seed, and airbyte-cdk's
+//! `source-declarative-manifest` with a manifest for the testkit's REST
+//! simulator), installed by `scripts/setup` into virtualenvs under
+//! `$TRIBUTARY_TOOLS`, and a fake source (`fixtures/bridges/fake_connector.py`)
+//! that crashes, hangs, prints garbage, reports errors and sends its STATEs
+//! before the records they cover.
+
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::time::Duration;
+use tributary_testkit::cli::*;
+use tributary_testkit::sim::rest::RestSim;
+
+/// Python connectors start slowly on a busy machine.
+const SLOW: Duration = Duration::from_secs(400);
+
+fn ids(values: &[Value]) -> Vec<i64> {
+    values.iter().filter_map(|v| v["id"].as_i64()).collect()
+}
+
+fn state(ws: &Workspace, cfg: &str, stream: &str) -> Value {
+    let o = ws.run(&["state", "get", cfg, "--stream", stream]);
+    assert_exit(&o, 0);
+    serde_json::from_str(&stdout(&o)).unwrap()
+}
+
+#[test]
+fn source_faker_resumes_after_kill_9_and_full_refreshes_start_over() {
+    let ws = Workspace::new(env!("CARGO_BIN_EXE_tributary"));
+    let faker = tool("source-faker/bin/source-faker");
+    // source-faker regenerates every user when a state says it has read
+    // before, unless `always_updated = false`, when it reads none.
+    let write = |always_updated: bool| {
+        let path = ws.write(
+            "faker.toml",
+            &format!(
+                r#"name = "faker"
+[source]
+type = "airbyte"
+command = ["{faker}"]
+config = {{ count = 8000, seed = 1, records_per_slice = 250, always_updated = {always_updated}, parallelism = 1 }}
+streams = ["users", "products"]
+sync = {{ products = {{ mode = "full_refresh" }} }}
+
+[sink]
+type = "file"
+dir = "out"
+"#,
+                faker = faker.display()
+            ),
+        );
+        path.to_str().unwrap().to_string()
+    };
+    let cfg = write(true);
+    // Nobody reads its log: a full stderr pipe would block it.
+    let mut child = ws
+        .cmd(&["run", &cfg])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(SLOW, "part of the users", || {
+        ws.written_lines("out", "faker.users") >= 2_500
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at_kill = ws.written_lines("out", "faker.users");
+    assert!(at_kill < 8_000, "the run ended before the kill ({at_kill})");
+    let committed = state(&ws, &cfg, "users");
+    assert_eq!(committed["state"]["type"], "STREAM", "{committed}");
+    let offset = committed["state"]["stream"]["stream_state"]["loop_offset"]
+        .as_i64()
+        .unwrap();
+    assert!(offset > 0 && offset < 8_000, "{committed}");
+
+    // The restart hands the committed STATE back; nothing is missing.
+    let o = ws.run_for(&["run", "--once", &cfg], SLOW);
+    assert_exit(&o, 0);
+    let log = stderr(&o);
+    assert!(
+        log.contains(&format!(
+            "Setting state of SourceFaker stream to {{'loop_offset': {offset}"
+        )),
+        "{log}"
+    );
+    let users = ids(&ws.output("out", "faker.users"));
+    let distinct: BTreeSet<i64> = users.iter().copied().collect();
+    assert_eq!(distinct, (1..=8_000).collect::<BTreeSet<_>>());
+    let done = state(&ws, &cfg, "users");
+    assert_eq!(
+        done["state"]["stream"]["stream_state"]["loop_offset"],
+        8_000
+    );
+    assert_eq!(
+        done["state"]["stream"]["stream_descriptor"],
+        json!({"name": "users"})
+    );
+    // A completed full refresh leaves no position: the next one starts over.
+    assert_eq!(state(&ws, &cfg, "products"), json!({"state": null}));
+    let products = ids(&ws.output("out", "faker.products"));
+    assert_eq!(
+        products.iter().copied().collect::<BTreeSet<_>>(),
+        (1..=100).collect::<BTreeSet<_>>()
+    );
+
+    // Incremental with nothing new: no user; every product once more.
+    let cfg = write(false);
+    let o = ws.run_for(&["run", "--once", &cfg], SLOW);
+    assert_exit(&o, 0);
+    assert_eq!(ws.output("out", "faker.users").len(), users.len());
+    let again = ids(&ws.output("out", "faker.products"));
+    assert_eq!(again.len(), products.len() + 100);
+    assert_eq!(
+        again[products.len()..]
+            .iter()
+            .copied()
+            .collect::<BTreeSet<_>>(),
+        (1..=100).collect::<BTreeSet<_>>()
+    );
+}
+
+#[test]
+fn a_declarative_manifest_reads_the_rest_simulator_full_then_incremental() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = rt.block_on(RestSim::start(120));
+    let ws = Workspace::new(env!("CARGO_BIN_EXE_tributary"));
+    let sdm = tool("airbyte-cdk/bin/source-declarative-manifest");
+    let manifest = repo_root().join("crates/cli/tests/fixtures/bridges/rest_sim_manifest.yaml");
+    let write = |config: &str| {
+        let path = ws.write(
+            "rest.toml",
+            &format!(
+                r#"name = "restab"
+[source]
+type = "airbyte"
+command = ["{sdm}"]
+manifest = "{manifest}"
+config = {{ {config} }}
+
+[sink]
+type = "file"
+dir = "out"
+"#,
+                sdm = sdm.display(),
+                manifest = manifest.display()
+            ),
+        );
+        path.to_str().unwrap().to_string()
+    };
+    let cfg = write(&format!(
+        "base_url = \"{}\", start_date = \"2020-01-01T00:00:00Z\"",
+        sim.base_url()
+    ));
+    let o = ws.run_for(&["check", &cfg], SLOW);
+    assert_exit(&o, 0);
+
+    let o = ws.run_for(&["run", "--once", &cfg], SLOW);
+    assert_exit(&o, 0);
+    let first = ws.output("out", "restab.items");
+    assert_eq!(ids(&first), (1..=120).collect::<Vec<_>>());
+    let last = sim.item(120).unwrap()["updated_at"].clone();
+    assert_eq!(
+        state(&ws, &cfg, "items"),
+        json!({"state": {"type": "STREAM", "stream": {
+            "stream_descriptor": {"name": "items"},
+            "stream_state": {"updated_at": last}
+        }}})
+    );
+
+    // Incremental: the changed items and the boundary one (inclusive).
+    sim.set_now("2025-01-01T00:00:00Z".parse().unwrap());
+    assert!(sim.modify(5) && sim.modify(60));
+    let o = ws.run_for(&["run", "--once", &cfg], SLOW);
+    assert_exit(&o, 0);
+    let all = ws.output("out", "restab.items");
+    assert_eq!(ids(&all[120..]), vec![120, 5, 60]);
+    assert_eq!(all[121]["version"], 2);
+}
+
+/// `fake_connector.py` as an Airbyte source, with a plan of runs.
+fn fake(ws: &Workspace, plan: &str) -> String {
+    ws.write("plan", plan);
+    let script = repo_root().join("crates/cli/tests/fixtures/bridges/fake_connector.py");
+    let cfg = ws.write(
+        "fake.toml",
+        &format!(
+            r#"name = "fake"
+[source]
+type = "airbyte"
+command = ["python3", "{script}"]
+config = {{ plan = "{plan}", total = 60, chunk = 10 }}
+silence_timeout = "2s"
+
+[sink]
+type = "file"
+dir = "out"
+
+[runtime]
+batch_size = 7
+backoff_initial = "50ms"
+backoff_max = "100ms"
+
+[bad_records]
+policy = "dead_letter"
+"#,
+            script = script.display(),
+            plan = ws.path("plan").display()
+        ),
+    );
+    cfg.to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_source_that_crashes_hangs_and_prints_garbage_loses_nothing() {
+    let ws = Workspace::new(env!("CARGO_BIN_EXE_tributary"));
+    let cfg = fake(&ws, "crash 15\nhang 12\ngarbage 3\n");
+    let o = ws.run_for(&["run", "--once", &cfg], SLOW);
+    assert_exit(&o, 0);
+    let log = stderr(&o);
+    assert!(
+        log.contains(
+            "airbyte fake_connector.py (items) exited with status 1; its last stderr lines:"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("RuntimeError: the upstream API went away"),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "airbyte fake_connector.py (items) wrote nothing for 2s (silence_timeout): killed it"
+        ),
+        "{log}"
+    );
+    let got = ids(&ws.output("out", "fake.items"));
+    let distinct: BTreeSet<i64> = got.iter().copied().collect();
+    assert_eq!(distinct, (1..=60).collect::<BTreeSet<_>>(), "{got:?}");
+    let dead = std::fs::read_to_string(ws.path(".tributary/dead_letter/fake.ndjson")).unwrap();
+    assert!(dead.contains("this is not a message"), "{dead}");
+    assert!(
+        dead.contains("not an Airbyte message: invalid JSON"),
+        "{dead}"
+    );
+    assert_eq!(
+        state(&ws, &cfg, "items"),
+        json!({"state": {"type": "STREAM", "stream": {
+            "stream_descriptor": {"name": "items"}, "stream_state": {"id": 60}
+        }}})
+    );
+}
+
+#[test]
+fn a_trace_config_error_stops_without_retrying() {
+    let ws = Workspace::new(env!("CARGO_BIN_EXE_tributary"));
+    let cfg = fake(&ws, "config_error\n");
+    let o = ws.run_for(&["run", "--once", &cfg], SLOW);
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "airbyte fake_connector.py (items) reported a config_error: The API key is invalid."
+        ),
+        "{err}"
+    );
+    // One read, no retries.
+    assert_eq!(std::fs::read_to_string(ws.path("plan.n")).unwrap(), "1");
+
+    // `check` runs spec: a key it requires is missing by name.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("plan = ", "plan_file = ");
+    ws.write("fake.toml", &text);
+    let o = ws.run_for(&["check", &cfg], SLOW);
+    assert_exit(&o, 3);
+    let err = stderr(&o);
+    assert!(
+        err.contains("source.config: missing `plan` (required by the connector's spec)"),
+        "{err}"
+    );
+}
