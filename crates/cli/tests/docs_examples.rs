@@ -119,6 +119,9 @@ fn check(dir: &Path, block: &DocBlock, kafka: &str) -> Result<(), String> {
     if block.text.contains("sqlite://data/app.db") {
         sqlite_db(&dir.join("data/app.db"));
     }
+    if block.text.contains("type = \"fivetran\"") {
+        fivetran_project(dir);
+    }
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tributary"));
     cmd.arg("check")
         .arg(&file)
@@ -149,6 +152,31 @@ fn check(dir: &Path, block: &DocBlock, kafka: &str) -> Result<(), String> {
             stdout(&o),
             stderr(&o)
         ))
+    }
+}
+
+/// What the `fivetran` examples name: `.venv/bin/python` with the SDK
+/// (the one `scripts/setup` installs) and the example connector in
+/// `connector/`, whose `schema()` `check` runs.
+fn fivetran_project(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join(".venv/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let python = bin.join("python");
+    let sdk = tool("fivetran/bin/python");
+    std::fs::write(
+        &python,
+        format!("#!/bin/sh\nexec '{}' \"$@\"\n", sdk.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(dir.join("connector")).unwrap();
+    for file in ["connector.py", "api.py"] {
+        std::fs::copy(
+            repo_root().join("examples/fivetran").join(file),
+            dir.join("connector").join(file),
+        )
+        .unwrap();
     }
 }
 

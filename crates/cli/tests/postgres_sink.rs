@@ -13,60 +13,8 @@ fn workspace() -> Workspace {
     Workspace::new(env!("CARGO_BIN_EXE_tributary"))
 }
 
-/// A scratch schema, dropped on drop; queries run on a private runtime.
-struct Db {
-    schema: String,
-    rt: tokio::runtime::Runtime,
-}
-
-impl Db {
-    fn new() -> Db {
-        let db = Db {
-            schema: pg::unique_schema("t_cli"),
-            rt: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap(),
-        };
-        db.exec(&format!("CREATE SCHEMA \"{}\"", db.schema));
-        db
-    }
-
-    fn exec(&self, sql: &str) {
-        self.rt.block_on(async {
-            let mut c = pg::connect().await;
-            sqlx::raw_sql(sql)
-                .execute(&mut c)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        })
-    }
-
-    /// The rows of a query as JSON objects.
-    fn rows(&self, sql: &str) -> Vec<Value> {
-        self.rt
-            .block_on(async { pg::rows(&mut pg::connect().await, sql).await })
-    }
-
-    fn table(&self, name: &str) -> String {
-        format!("\"{}\".\"{name}\"", self.schema)
-    }
-
-    /// The `[sink]` table writing into this schema.
-    fn sink(&self, extra: &str) -> String {
-        format!(
-            "[sink]\ntype = \"postgres\"\nurl = \"{}\"\nschema = \"{}\"\n{extra}\n",
-            pg::url(),
-            self.schema
-        )
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        pg::drop_schema(&self.schema);
-    }
-}
+/// A scratch schema of this test's own.
+type Db = pg::Scratch;
 
 fn state_get(ws: &Workspace, cfg: &str, stream: &str) -> Value {
     let o = ws.run(&["state", "get", cfg, "--stream", stream]);
@@ -77,7 +25,7 @@ fn state_get(ws: &Workspace, cfg: &str, stream: &str) -> Value {
 #[test]
 fn file_source_to_postgres_upserts_exact_rows_and_commits_the_checkpoint() {
     let ws = workspace();
-    let db = Db::new();
+    let db = Db::new("t_cli");
     ws.write(
         "data/orders.ndjson",
         concat!(
@@ -159,7 +107,7 @@ enabled = false
 #[test]
 fn kill_9_with_exactly_once_then_restart_holds_every_record_exactly_once() {
     let ws = workspace();
-    let db = Db::new();
+    let db = Db::new("t_cli");
     let total = 24_000u64;
     let cfg = ws.write(
         "gen.toml",

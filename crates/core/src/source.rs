@@ -1,4 +1,6 @@
-use crate::{Checkpoint, CheckpointSummary, ConnectorError, LoadMode, Record, StreamSpec};
+use crate::{
+    Checkpoint, CheckpointSummary, ConnectorError, LoadMode, Record, SinkStream, StreamSpec,
+};
 
 /// The consumer-group offsets a checkpoint of a Kafka stream stands for:
 /// what the source would commit to its group once the checkpoint is
@@ -81,6 +83,16 @@ pub trait Source: Send + Sync {
         _checkpoint: &Checkpoint,
     ) -> Option<GroupOffsets> {
         None
+    }
+
+    /// The targets a source routes records to itself ([`Record::target`]),
+    /// each with the key and schema of its records, for sinks that create
+    /// tables ([`crate::Sink::set_streams`]). A bridged connector's one
+    /// stream (one state, as a Fivetran connector has) feeds several
+    /// tables of different keys. Known once [`Source::discover`] returned;
+    /// the default routes nothing.
+    fn routed_targets(&self) -> Vec<SinkStream> {
+        Vec::new()
     }
 
     /// A cheap, non-blocking view of the source's condition for health endpoints.

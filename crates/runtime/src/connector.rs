@@ -274,7 +274,7 @@ async fn run_attempt(
     }
 
     let sink_streams = config.sink_streams(&streams);
-    sink.set_streams(&sink_streams);
+    sink.set_streams(&[sink_streams.clone(), source.routed_targets()].concat());
     let targets = sink_streams.into_iter().map(|s| s.target).collect();
     let Some(mut in_sink) =
         done!(sink_checkpoints_with_retries(&config, sink.as_mut(), &stop).await)

@@ -16,11 +16,13 @@
 //! | `websocket` | messages pushed by a WebSocket server: subscriptions, heartbeat, reconnects, resume tokens ([`websocket`]) |
 //! | `singer` | a Singer tap run as a child process ([`singer`], on the shared [`subprocess`] runner) |
 //! | `airbyte` | an Airbyte-protocol source run as a child process ([`airbyte`]) |
+//! | `fivetran` | a Fivetran Connector SDK connector (`connector.py`) run unchanged as a child process ([`fivetran`]) |
 
 pub mod airbyte;
 pub mod async_job;
 pub mod chargeover;
 pub mod file;
+pub mod fivetran;
 pub mod generator;
 pub mod http;
 pub mod kafka;
@@ -119,6 +121,7 @@ pub fn builtin() -> SourceRegistry {
         T::new("chargeover", chargeover::ChargeOverSource::from_section)
             .defaults(chargeover::apply_defaults),
         T::new("file", file::FileSource::from_section),
+        T::new("fivetran", fivetran::FivetranSource::from_section),
         T::new("generator", generator::GeneratorSource::from_section),
         T::new("http", http::HttpSource::from_section),
         T::new("kafka", kafka::KafkaSource::from_section),

@@ -70,3 +70,62 @@ pub fn drop_schema(schema: &str) {
     })
     .join();
 }
+
+/// A scratch schema of its own for one test, dropped on drop; its queries
+/// run on a private runtime, so a synchronous test (one that runs the
+/// binary) can use it.
+pub struct Scratch {
+    pub schema: String,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Scratch {
+    /// Creates the schema, named from `prefix` ([`unique_schema`]).
+    pub fn new(prefix: &str) -> Scratch {
+        let db = Scratch {
+            schema: unique_schema(prefix),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime"),
+        };
+        db.exec(&format!("CREATE SCHEMA \"{}\"", db.schema));
+        db
+    }
+
+    pub fn exec(&self, sql: &str) {
+        self.rt.block_on(async {
+            let mut c = connect().await;
+            sqlx::raw_sql(sql)
+                .execute(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        })
+    }
+
+    /// The rows of a query as JSON objects.
+    pub fn rows(&self, sql: &str) -> Vec<Value> {
+        self.rt
+            .block_on(async { rows(&mut connect().await, sql).await })
+    }
+
+    /// `"schema"."name"`.
+    pub fn table(&self, name: &str) -> String {
+        format!("\"{}\".\"{name}\"", self.schema)
+    }
+
+    /// The `[sink]` table writing into this schema, with `extra` lines.
+    pub fn sink(&self, extra: &str) -> String {
+        format!(
+            "[sink]\ntype = \"postgres\"\nurl = \"{}\"\nschema = \"{}\"\n{extra}\n",
+            url(),
+            self.schema
+        )
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        drop_schema(&self.schema);
+    }
+}

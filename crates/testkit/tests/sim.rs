@@ -677,6 +677,33 @@ async fn rest_windows_single_and_lines() {
 }
 
 #[tokio::test]
+async fn rest_deletion_log_lists_removals_in_order_after_a_sequence_number() {
+    let sim = RestSim::start(5).await;
+    sim.set_now(utc("2024-02-01T00:00:00Z"));
+    let base = sim.base_url();
+    let http = reqwest::Client::new();
+    let (_, _, body) = get_json(&http, &format!("{base}/items/deleted")).await;
+    assert_eq!(body, serde_json::json!({"data": []}));
+    assert!(sim.remove(4));
+    assert!(sim.remove(2));
+    assert!(!sim.remove(2), "a second removal logs nothing");
+    let (_, _, body) = get_json(&http, &format!("{base}/items/deleted")).await;
+    assert_eq!(
+        body["data"],
+        serde_json::json!([
+            {"seq": 1, "id": 4, "deleted_at": "2024-02-01T00:00:00Z"},
+            {"seq": 2, "id": 2, "deleted_at": "2024-02-01T00:00:00Z"},
+        ])
+    );
+    let (_, _, body) = get_json(&http, &format!("{base}/items/deleted?after=1&limit=5")).await;
+    assert_eq!(ids(body["data"].as_array().unwrap(), "id"), vec![2]);
+    let (_, _, body) = get_json(&http, &format!("{base}/items/keyset?after_id=0")).await;
+    assert_eq!(ids(body["data"].as_array().unwrap(), "id"), vec![1, 3, 5]);
+    let (status, _, _) = get_json(&http, &format!("{base}/items/deleted?after=x")).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
 async fn rest_static_auth_modes_reject_without_echoing_secrets() {
     let http = reqwest::Client::new();
     let cases = [

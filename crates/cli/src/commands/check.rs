@@ -47,7 +47,7 @@ pub async fn check(path: &Path) -> CmdResult {
         streams.len(),
         names.join(", ")
     );
-    sink.set_streams(&config.sink_streams(&streams));
+    sink.set_streams(&[config.sink_streams(&streams), source.routed_targets()].concat());
     sink.check().await.map_err(|e| check_failed("sink", e))?;
     out!("sink     ok: type `{}`", config.sink.kind);
     match &config.state {

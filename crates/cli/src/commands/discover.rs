@@ -24,8 +24,24 @@ pub async fn discover(path: &Path) -> CmdResult {
             })
         })
         .collect();
-    let text = serde_json::to_string_pretty(&json!({ "connector": config.name, "streams": out }))
-        .map_err(|e| Failure::new(Code::Failure, e))?;
+    // Tables a stream's records route themselves to (a bridged connector's).
+    let routed: Vec<serde_json::Value> = source
+        .routed_targets()
+        .iter()
+        .map(|t| {
+            json!({
+                "name": t.spec.name,
+                "primary_key": t.spec.primary_key,
+                "json_schema": t.spec.json_schema,
+                "target": t.target,
+            })
+        })
+        .collect();
+    let mut doc = json!({ "connector": config.name, "streams": out });
+    if !routed.is_empty() {
+        doc["tables"] = json!(routed);
+    }
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| Failure::new(Code::Failure, e))?;
     out!("{text}");
     Ok(Code::Success)
 }

@@ -47,7 +47,7 @@ pub use child::{
 pub use files::JsonFile;
 pub use logs::StderrLevel;
 pub use reader::{bad_line, LineProtocol, LineReader};
-pub use settings::{child_command, config_json, DEFAULT_SILENCE_TIMEOUT};
+pub use settings::{child_command, config_json, register_secrets, DEFAULT_SILENCE_TIMEOUT};
 
 #[cfg(test)]
 mod tests;

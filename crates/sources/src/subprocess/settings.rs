@@ -77,7 +77,9 @@ fn toml_to_json(v: &toml::Value) -> Value {
     }
 }
 
-fn register_secrets(v: &Value, secret_key: bool) {
+/// Registers with the redactor the string values under keys that name a
+/// credential, in a config that did not come through `${ENV}` (a file).
+pub fn register_secrets(v: &Value, secret_key: bool) {
     match v {
         Value::String(s) if secret_key => tributary_core::secret::register_credentials(s),
         Value::Object(m) => {

@@ -33,6 +33,7 @@
 //! | `GET /items/single[?id=]` | `{"item":{...}}` (default: the lowest id) |
 //! | `GET /items/{id}/lines` | `{"data":[{"line_id":..,"item_id":id,..}]}`, 2 or 3 lines per item |
 //! | `GET /items/loop?cursor=&limit=` | the first page, always with the same `next_cursor` (broken pagination) |
+//! | `GET /items/deleted?after=&limit=` | `{"data":[{"seq":n,"id":..,"deleted_at":".."}]}`: the deletions [`RestSim::remove`] made, in order, after sequence number `after` (default 0) |
 //! | `POST /oauth/token` | OAuth2 client credentials (only with [`RestAuth::OAuth2`]) |
 //!
 //! Errors are JSON `{"error":"..","message":".."}` with 400, 401, 404, 405.
@@ -198,6 +199,9 @@ struct RestState {
     visibility_delay: i64,
     /// Writes not visible yet: `(visible at ms, id, item)`, in write order.
     pending: Vec<(i64, i64, Item)>,
+    /// `(id, deleted at ms)` of every [`RestSim::remove`], in order: entry
+    /// `i` has sequence number `i + 1` (`GET /items/deleted`).
+    deletions: Vec<(i64, i64)>,
     edits: Option<(EditMode, usize)>,
     limit_fault: Option<(usize, u16)>,
     auth: RestAuth,
@@ -251,6 +255,7 @@ impl RestSim {
             history: Vec::new(),
             visibility_delay: 0,
             pending: Vec::new(),
+            deletions: Vec::new(),
             edits: None,
             limit_fault: None,
             auth: config.auth,
@@ -328,7 +333,8 @@ impl RestSim {
         lock(&self.inner.state).modify(id)
     }
 
-    /// Deletes an item; whether it existed.
+    /// Deletes an item, logging the deletion for `GET /items/deleted` at
+    /// the simulator's clock; whether it existed.
     pub fn remove(&self, id: i64) -> bool {
         let mut st = lock(&self.inner.state);
         match st.items.remove(&id) {
@@ -336,6 +342,8 @@ impl RestSim {
                 if let Ok(i) = st.order.binary_search(&(st.wall(item.ts), id)) {
                     st.order.remove(i);
                 }
+                let now = st.now_ms();
+                st.deletions.push((id, now));
                 true
             }
             None => false,
@@ -925,9 +933,10 @@ impl Inner {
             ["items", "search"] if parts.method == Method::POST => self.search(body),
             ["items", "single"] if get => self.single(&params),
             ["items", "loop"] if get => self.looping(&params),
+            ["items", "deleted"] if get => self.deleted(&params),
             ["items", id, "lines"] if get => self.lines(id),
             ["items", "offset" | "page" | "cursor" | "next-url" | "link" | "keyset" | "single" | "loop"
-            | "search"]
+            | "search" | "deleted"]
             | ["items", _, "lines"] => Err(error(405, "method_not_allowed", "Method not allowed.")),
             _ => Err(error(404, "not_found", "Not found.")),
         };
@@ -1252,6 +1261,24 @@ impl Inner {
         }
         buf.push(b'}');
         Ok(buf.into())
+    }
+
+    /// The deletion log after sequence number `after`, oldest first.
+    fn deleted(&self, params: &Params) -> Result<Answer, ApiError> {
+        let limit = self.page_size(params, "limit")?;
+        let after = usize::try_from(params.number("after")?.unwrap_or(0)).unwrap_or(usize::MAX);
+        let st = lock(&self.state);
+        let rows: Vec<Value> = st
+            .deletions
+            .iter()
+            .enumerate()
+            .skip(after)
+            .take(limit)
+            .map(|(i, &(id, at))| json!({"seq": i + 1, "id": id, "deleted_at": time_string(at)}))
+            .collect();
+        Ok(serde_json::to_vec(&json!({ "data": rows }))
+            .unwrap_or_default()
+            .into())
     }
 
     fn search(&self, body: &[u8]) -> Result<Answer, ApiError> {
