@@ -29,7 +29,8 @@
 #
 # `ROWS=eos` runs only the two state-in-Kafka rows (what exactly-once
 # costs), their order swapped every round so that load from elsewhere on
-# the machine hits both alike; `BEFORE=path/to/tributary` adds the
+# the machine hits both alike; `ROWS=connect` runs only Kafka Connect and
+# tributary's defaults, in alternating order (bench/peers.sh uses it); `BEFORE=path/to/tributary` adds the
 # exactly-once row run by another build (before/after a change).
 #
 #   bench/kafka.sh                  # 1M lines, 3 rounds, compression none
@@ -184,6 +185,9 @@ url = \"kafka://$BROKER/state-$topic\"" ;;
   write_config "$config" "$prelude" "$sink_extra"
   rm -rf "$WORK/.tributary"
   measure "$name" "$round" "$bin" run --once --no-progress --log-level warn "$WORK/$config.toml"
+  # A run that delivered too few records must not count as a result.
+  "$REL/kafka_wait" "$BROKER" "$topic" "$LINES" 30 >/dev/null || {
+    echo "$name: the topic $topic does not hold $LINES records" >&2; exit 1; }
 }
 
 echo "| workload                                       |   records |   secs |    records/s |     MB/s | peak RSS MiB |"
@@ -205,6 +209,16 @@ eos_rows() {
 for round in $(seq 1 "$RUNS"); do
   if [ "$ROWS" = eos ]; then
     eos_rows "$round"
+    continue
+  fi
+  if [ "$ROWS" = connect ]; then
+    if [ $((round % 2)) = 1 ]; then
+      connect_standalone "$round"
+      run_tributary "tributary, defaults (+ metadata fields)" "$round" defaults
+    else
+      run_tributary "tributary, defaults (+ metadata fields)" "$round" defaults
+      connect_standalone "$round"
+    fi
     continue
   fi
   measure "ProducerPerformance (Kafka's tool, JVM)" "$round" \
