@@ -635,24 +635,39 @@ fn deploy_change_and_undeploy_through_the_cli_and_rest() {
         &[],
         Duration::from_secs(30),
     );
-    // `tributary status --cluster` from either worker.
+    // `tributary status --cluster` from either worker. Each worker learns
+    // the others' states from the status topic, so a view may lag the
+    // worker that was asked above by a moment: it must catch up.
     for w in &workers {
-        let o = c.ws.run(&["status", "--cluster", "--admin-addr", &id(w)]);
-        assert_exit(&o, 0);
-        let text = stdout(&o);
-        assert!(
-            text.contains(&format!(
-                "cluster `{}`: 2 worker(s), 3 connector(s)",
-                c.name
-            )),
-            "{text}"
-        );
-        for n in [&a, &b, &r] {
-            let line = text
-                .lines()
-                .find(|l| l.starts_with(n.as_str()))
-                .unwrap_or_default();
-            assert!(line.contains("RUNNING"), "{line}\n{text}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let o = c.ws.run(&["status", "--cluster", "--admin-addr", &id(w)]);
+            assert_exit(&o, 0);
+            let text = stdout(&o);
+            assert!(
+                text.contains(&format!(
+                    "cluster `{}`: 2 worker(s), 3 connector(s)",
+                    c.name
+                )),
+                "{text}"
+            );
+            let not_running: Vec<&str> = [&a, &b, &r]
+                .into_iter()
+                .map(|n| {
+                    text.lines()
+                        .find(|l| l.starts_with(n.as_str()))
+                        .unwrap_or_default()
+                })
+                .filter(|line| !line.contains("RUNNING"))
+                .collect();
+            if not_running.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not RUNNING after 30 s: {not_running:?}\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
         }
     }
 

@@ -35,7 +35,7 @@ fn unknown_key_names_file_line_and_suggests() {
 fn unknown_source_type_suggests_the_closest() {
     check_config_error(
         "name = \"g\"\n[source]\ntype = \"generatr\"\n[sink]\ntype = \"stdout\"\n",
-        "3: source.type: unknown source type `generatr`; known types: airbyte, chargeover, file, generator, http, kafka, mqtt, singer, sql, stripe_reporting, websocket (did you mean `generator`?)",
+        "3: source.type: unknown source type `generatr`; known types: airbyte, chargeover, file, fivetran, generator, http, kafka, mqtt, singer, sql, stripe_reporting, websocket (did you mean `generator`?)",
     );
 }
 
