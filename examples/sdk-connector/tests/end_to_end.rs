@@ -160,7 +160,7 @@ async fn config_errors_name_the_line_and_types_include_the_built_ins() {
     let o = run(d, &["check", "kind.toml"]);
     assert_eq!(code(&o), 2);
     let err = text(&o.stderr);
-    assert!(err.contains("unknown source type `json_fed`; known types: chargeover, file, generator, http, json_feed, json_queue, kafka"), "{err}");
+    assert!(err.contains("unknown source type `json_fed`; known types: airbyte, chargeover, file, fivetran, generator, http, json_feed, json_queue, kafka"), "{err}");
 
     // A built-in source in the same binary.
     std::fs::write(
