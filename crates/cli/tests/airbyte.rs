@@ -60,8 +60,14 @@ dir = "out"
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    wait_until(SLOW, "part of the users", || {
-        ws.written_lines("out", "faker.users") >= 2_500
+    // Killed once part of the users arrived and a STATE covering some of
+    // them was committed (the running connector's snapshot answers
+    // `state get`): lines in the file alone do not mean a commit yet.
+    wait_until(SLOW, "part of the users and a committed STATE", || {
+        ws.written_lines("out", "faker.users") >= 2_500 && {
+            let o = ws.run(&["state", "get", &cfg, "--stream", "users"]);
+            o.status.success() && stdout(&o).contains("loop_offset")
+        }
     });
     child.kill().unwrap();
     child.wait().unwrap();
