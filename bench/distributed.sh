@@ -36,21 +36,7 @@ mkdir -p "$WORK"
 export WORK
 echo "work dir: $WORK" >&2
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export BROKER="127.0.0.1:$PORT"
-rm -rf "$WORK/broker"
-scripts/kafka run "$WORK/broker" "$PORT" >"$WORK/broker.log" 2>&1 &
-broker_pid=$!
-cleanup() {
-  kill "$broker_pid" 2>/dev/null || true
-  wait "$broker_pid" 2>/dev/null || true
-}
-trap cleanup EXIT
-for _ in $(seq 1 600); do
-  grep -q "Kafka Server started" "$WORK/broker.log" 2>/dev/null && break
-  kill -0 "$broker_pid" 2>/dev/null || { cat "$WORK/broker.log" >&2; exit 1; }
-  sleep 0.1
-done
+. bench/own_broker.sh
 
 python3 - <<'PY'
 import json, os, re, signal, statistics, subprocess, time, urllib.request

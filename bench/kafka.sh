@@ -69,22 +69,7 @@ fi
 bytes=$(stat -c %s "$input")
 echo "input: $LINES lines, $((bytes / LINES)) bytes per line" >&2
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-PORT=$(free_port)
-BROKER="127.0.0.1:$PORT"
-rm -rf "$WORK/broker"
-scripts/kafka run "$WORK/broker" "$PORT" >"$WORK/broker.log" 2>&1 &
-broker_pid=$!
-cleanup() {
-  kill "$broker_pid" 2>/dev/null || true
-  wait "$broker_pid" 2>/dev/null || true
-}
-trap cleanup EXIT
-for _ in $(seq 1 600); do
-  grep -q "Kafka Server started" "$WORK/broker.log" 2>/dev/null && break
-  kill -0 "$broker_pid" 2>/dev/null || { cat "$WORK/broker.log" >&2; exit 1; }
-  sleep 0.1
-done
+. bench/own_broker.sh
 echo "Apache Kafka at $BROKER" >&2
 
 results="$WORK/results.tsv"
