@@ -257,6 +257,41 @@ fn a_source_that_crashes_hangs_and_prints_garbage_loses_nothing() {
     );
 }
 
+/// A source that prints records and dies before its next STATE, every
+/// time: its re-read records are no progress, the retries run out and the
+/// run fails with its last stderr, the committed state unchanged.
+#[test]
+fn a_source_that_dies_between_states_every_time_exhausts_its_retries() {
+    let ws = Workspace::new(env!("CARGO_BIN_EXE_tributary"));
+    // As in the Singer test: run 1 commits state 10; later runs hand over
+    // 11..17 and die before state 20 is confirmed.
+    let cfg = fake(&ws, "crash 15\ncrash 9\n");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("[runtime]\n", "[runtime]\nmax_retries = 2\n");
+    ws.write("fake.toml", &text);
+    let o = ws.run_for(&["run", "--once", &cfg], SLOW);
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(
+        err.contains("connector `fake`, stream `items`: gave up after 2 consecutive retryable errors; last: airbyte fake_connector.py (items) exited with status 1; its last stderr lines:"),
+        "{err}"
+    );
+    assert!(
+        err.contains("RuntimeError: the upstream API went away"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(ws.path("plan.n")).unwrap(), "3");
+    assert_eq!(
+        state(&ws, &cfg, "items"),
+        json!({"state": {"type": "STREAM", "stream": {
+            "stream_descriptor": {"name": "items"}, "stream_state": {"id": 10}
+        }}})
+    );
+    let got = ids(&ws.output("out", "fake.items"));
+    assert_eq!(got.len(), 10 + 2 * 7, "{got:?}");
+}
+
 #[test]
 fn a_trace_config_error_stops_without_retrying() {
     let ws = Workspace::new(env!("CARGO_BIN_EXE_tributary"));

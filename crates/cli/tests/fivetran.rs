@@ -464,8 +464,8 @@ fn raises_hangs_errors_and_truncates_fail_with_clear_messages() {
 
     // update() raises: retried, then the run fails with the exception and
     // its traceback; the state is the last one the connector went past.
-    // (It raises at once when retried: records read again count as
-    // progress, which would renew the retry budget.)
+    // (Rows read again after a restart are no progress: only a newer
+    // checkpoint renews the retry budget.)
     let cfg = fake(
         &ws,
         "raises",

@@ -293,6 +293,49 @@ fn a_tap_that_crashes_hangs_and_prints_garbage_loses_nothing() {
     );
 }
 
+/// A tap that prints records and dies before its next STATE, every time,
+/// makes no progress: the records it re-reads are no advance, so the
+/// retries run out (instead of restarting it forever, duplicating those
+/// records each time) and the run fails with the tap's last words, the
+/// committed checkpoint where the last real progress left it.
+#[test]
+fn a_tap_that_dies_between_states_every_time_exhausts_its_retries() {
+    let ws = Workspace::new(env!("CARGO_BIN_EXE_tributary"));
+    // Run 1 commits state 10 (ids 1..10), reads 11..15 and dies. Every
+    // later run hands over a batch of 11..17 (batch_size 7), reads 18 and
+    // 19 and dies before the STATE that would confirm state 20.
+    let cfg = fake(&ws, "crash 15\ncrash 9\n", 60, "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("[runtime]\n", "[runtime]\nmax_retries = 2\n");
+    ws.write("fake.toml", &text);
+    let started = std::time::Instant::now();
+    let o = ws.run_for(&["run", "--once", &cfg], SLOW);
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(
+        err.contains("connector `fake`, stream `items`: gave up after 2 consecutive retryable errors; last: singer fake_connector.py (items) exited with status 1; its last stderr lines:"),
+        "{err}"
+    );
+    assert!(
+        err.contains("RuntimeError: the upstream API went away"),
+        "{err}"
+    );
+    // The first run and two retries, no more.
+    assert_eq!(std::fs::read_to_string(ws.path("plan.n")).unwrap(), "3");
+    assert!(started.elapsed() < SLOW, "{:?}", started.elapsed());
+    assert_eq!(
+        state(&ws, &cfg, "items"),
+        json!({"state": {"bookmarks": {"items": {"id": 10}}}})
+    );
+    // 1..10 once, then 11..17 from each of the two runs that died: the
+    // duplicates stop with the retries.
+    let got = ids(&ws.output("out", "fake.items"));
+    let distinct: BTreeSet<i64> = got.iter().copied().collect();
+    assert_eq!(distinct, (1..=17).collect::<BTreeSet<_>>(), "{got:?}");
+    assert_eq!(got.len(), 10 + 2 * 7, "{got:?}");
+}
+
 #[test]
 fn config_errors_name_the_key() {
     let ws = Workspace::new(env!("CARGO_BIN_EXE_tributary"));

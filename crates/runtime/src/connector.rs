@@ -790,6 +790,7 @@ impl StreamTask {
         attempt: &mut u32,
     ) -> Result<StreamEnd, ConnectorError> {
         let interruptible = reader.commits_interrupt_poll();
+        let records_are_progress = reader.records_are_progress();
         loop {
             self.deliver_commits(reader).await?;
             let poll_started = Instant::now();
@@ -812,8 +813,12 @@ impl StreamTask {
                     // handed to the policy moved the position past it). API
                     // sources hand over an empty batch recording a failure
                     // (`retry_count`) before returning it: only its attempt
-                    // keys changed, which is no progress.
-                    if !batch.records.is_empty()
+                    // keys changed, which is no progress. Records alone
+                    // are none either for a reader whose records count
+                    // only once a later checkpoint covers them (a bridge's
+                    // child that dies between STATEs, every time, would
+                    // otherwise be restarted forever).
+                    if (!batch.records.is_empty() && records_are_progress)
                         || !batch.bad_records.is_empty()
                         || tributary_core::checkpoint::advanced(
                             self.position.as_ref(),

@@ -7,6 +7,10 @@
 //!   finished run). A child that dies is a retryable error: the runtime
 //!   reopens the stream from its committed checkpoint after its usual
 //!   backoff, which restarts the child; `runtime.max_retries` bounds it.
+//!   Only a confirmed state is progress (the reader's
+//!   `records_are_progress` is false): a child that prints records and
+//!   dies before its next state, every time, uses up the retries instead
+//!   of being restarted forever.
 //!   The child runs under `setpriv --pdeathsig KILL` where util-linux has
 //!   it, so `kill -9` of tributary takes the child along.
 //! - **Backpressure.** Stdout is read only when the reader polls

@@ -120,6 +120,13 @@ impl<P: LineProtocol> StreamReader for LineReader<P> {
         }
     }
 
+    /// A child's records are progress only once a STATE after them is
+    /// confirmed: one that dies before its next STATE every time makes
+    /// none, and the runtime's retries run out instead of going on forever.
+    fn records_are_progress(&self) -> bool {
+        false
+    }
+
     async fn close(&mut self) -> Result<(), ConnectorError> {
         self.child.kill().await;
         Ok(())
