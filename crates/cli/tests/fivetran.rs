@@ -46,9 +46,14 @@ impl Env {
 
     /// `crm.toml`: the example connector into `sink`.
     fn config(&self, sink: &str) -> String {
+        self.config_for("crm", &repo_root().join("examples/fivetran"), sink)
+    }
+
+    /// `NAME.toml`: the connector in `project` against the simulator, into `sink`.
+    fn config_for(&self, name: &str, project: &std::path::Path, sink: &str) -> String {
         let text = format!(
             r#"
-name = "crm"
+name = "{name}"
 
 [source]
 type = "fivetran"
@@ -65,11 +70,11 @@ backoff_max = "50ms"
 
 {sink}"#,
             python = python().display(),
-            project = repo_root().join("examples/fivetran").display(),
+            project = project.display(),
             base = self.sim.base_url(),
         );
         self.ws
-            .write("crm.toml", &text)
+            .write(&format!("{name}.toml"), &text)
             .to_string_lossy()
             .into_owned()
     }
@@ -242,6 +247,110 @@ fn example_connector_keeps_postgres_equal_to_the_live_api_across_updates_and_del
         json!({"last_id": 1202, "total_synced": 1202})
     );
     assert_eq!(state["state"]["deletes"], json!({"after": 2}));
+}
+
+/// A connector that upserts whole rows on its first sync and, on the next,
+/// sends `op.update` with only some columns: Fivetran changes only the
+/// columns an update names and creates no row for a key it has not got.
+const UPDATES: &str = r#"
+from fivetran_connector_sdk import Connector, Operations as op
+import api
+
+def schema(configuration):
+    return [{"table": "items", "primary_key": ["id"], "columns": {
+        "id": "LONG", "name": "STRING", "amount": {"type": "DECIMAL", "precision": 12, "scale": 2}, "version": "INT"}}]
+
+def items(configuration):
+    after = 0
+    while True:
+        rows = api.get(configuration, "/items/keyset", {"after_id": after, "limit": 7})["data"]
+        if not rows:
+            return
+        yield from rows
+        after = rows[-1]["id"]
+
+def update(configuration, state):
+    sync = state.get("sync", 0) + 1
+    for item in items(configuration):
+        if sync == 1:
+            amount = None if item.get("amount") is None else f"{item['amount']:.2f}"
+            op.upsert("items", {"id": item["id"], "name": item["name"], "amount": amount, "version": item["version"]})
+        else:
+            # Only the version: name and amount stay what the table holds.
+            op.update("items", {"id": item["id"], "version": item["version"]})
+    if sync > 1:
+        op.update("items", {"id": 2, "name": "two, renamed"})
+        op.update("items", {"id": 2, "amount": None})
+        op.update("items", {"id": 4242, "name": "never upserted"})
+    yield op.checkpoint({"sync": sync})
+
+connector = Connector(update=update, schema=schema)
+"#;
+
+#[test]
+fn op_update_changes_only_the_columns_it_names_and_creates_no_row() {
+    let env = Env::new(20);
+    let project = env.ws.write("updates/connector.py", UPDATES);
+    let project = project.parent().unwrap().to_path_buf();
+    std::fs::copy(
+        repo_root().join("examples/fivetran/api.py"),
+        project.join("api.py"),
+    )
+    .unwrap();
+    let db = Scratch::new("t_fivetran_upd");
+    let cfg = env.config_for("upd", &project, &db.sink("exactly_once = true"));
+    let table = db.table("upd_items");
+    let rows = || {
+        db.rows(&format!(
+            "SELECT id, name, amount::text AS amount, version, _deleted FROM {table} ORDER BY id"
+        ))
+    };
+
+    let o = env.run(&["run", &cfg, "--no-progress"]);
+    assert_exit(&o, 0);
+    let first = rows();
+    assert_eq!(first.len(), 20);
+    assert!(first
+        .iter()
+        .all(|r| r["version"] == 1 && !r["name"].is_null()));
+
+    // The API changes: versions move, item 7 is renamed there (the
+    // connector's updates do not send names, so the table keeps the old).
+    for id in [3, 5] {
+        assert!(env.sim.modify(id));
+    }
+    env.sim
+        .insert(json!({"id": 7, "name": "seven, renamed", "amount": 1.5, "version": 4}));
+    let o = env.run(&["run", &cfg, "--no-progress"]);
+    assert_exit(&o, 0);
+
+    let mut want = first.clone();
+    for row in &mut want {
+        let id = row["id"].as_i64().unwrap();
+        row["version"] = env.sim.item(id).unwrap()["version"].clone();
+        if id == 2 {
+            row["name"] = json!("two, renamed");
+            row["amount"] = Value::Null;
+        }
+    }
+    assert_eq!(want[2]["version"], 2);
+    assert_eq!(want[6]["version"], 4);
+    assert_eq!(rows(), want);
+    // The update of a key the table does not have created no row.
+    assert_eq!(
+        db.rows(&format!(
+            "SELECT count(*) AS n FROM {table} WHERE id = 4242"
+        ))[0]["n"],
+        0
+    );
+    // The state committed with the rows, exactly once.
+    assert_eq!(
+        db.rows(&format!(
+            "SELECT checkpoint FROM {} WHERE connector = 'upd'",
+            db.table("tributary_checkpoints")
+        )),
+        vec![json!({"checkpoint": {"state": {"sync": 2}}})]
+    );
 }
 
 #[test]

@@ -23,7 +23,7 @@ pub use checkpoint::{Checkpoint, CheckpointSummary, Progress};
 pub use clock::{Clock, ManualClock, ShiftedClock, SystemClock};
 pub use error::{ConnectorError, ErrorClass};
 pub use payload::{ExtraFields, Payload, RawJson};
-pub use record::{Headers, Op, Record, DELETED_AT_HEADER};
+pub use record::{Headers, Op, Record, DELETED_AT_HEADER, OP_HEADER, PARTIAL_UPDATE};
 pub use schedule::{Schedule, ScheduleError};
 pub use secret::Secret;
 pub use sink::{BatchInfo, Sink, SinkStream};

@@ -11,7 +11,28 @@ pub type Headers = Vec<(String, String)>;
 /// deleted rows records that time rather than its own clock's.
 pub const DELETED_AT_HEADER: &str = "tributary.deleted_at";
 
+/// The header of an upsert record that changes only the columns it names
+/// (Fivetran's `op.update`), with the value [`PARTIAL_UPDATE`]. A sink that
+/// keeps one row per key (the PostgreSQL sink in upsert mode) sets those
+/// columns of the row with the record's key, leaves the others as they are
+/// and creates no row when there is none; other sinks write it as they
+/// write an upsert, header included.
+pub const OP_HEADER: &str = "tributary.op";
+
+/// The value of [`OP_HEADER`] that marks a partial update.
+pub const PARTIAL_UPDATE: &str = "update";
+
 impl Record {
+    /// Whether this upsert names only the columns it changes
+    /// ([`OP_HEADER`]: [`PARTIAL_UPDATE`]).
+    pub fn is_partial_update(&self) -> bool {
+        self.op == Op::Upsert
+            && self
+                .headers
+                .iter()
+                .any(|(k, v)| k == OP_HEADER && v == PARTIAL_UPDATE)
+    }
+
     /// The source's deletion time ([`DELETED_AT_HEADER`]), if it sent one.
     pub fn deleted_at(&self) -> Option<&str> {
         self.headers

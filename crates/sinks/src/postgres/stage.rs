@@ -20,6 +20,12 @@ enum Action {
     Upsert,
     /// Plain `INSERT` (append mode, or a table without a key).
     Insert,
+    /// Upsert mode, a partial update ([`Record::is_partial_update`],
+    /// Fivetran's `op.update`): `UPDATE` the columns the record names of
+    /// the row with its key; the others keep their values, and no row is
+    /// created when none has the key (Fivetran: "updates existing row by
+    /// primary key without creating new record").
+    Update,
     /// Hard delete by key.
     Delete,
     /// Upsert mode, soft delete of a record without values: flag the row
@@ -76,7 +82,7 @@ impl PostgresSink {
                 .or(default_target)
                 .unwrap_or(&fallback);
             let t = self.route(target);
-            let action = self.action(t, record.op, &values[i])?;
+            let action = self.action(t, record.op, record.is_partial_update(), &values[i])?;
             let row = self.row(t, action, i, record, &values[i])?;
             match segments.last_mut() {
                 Some(s) if s.table == t && s.target == target && s.action == action => {
@@ -96,7 +102,13 @@ impl PostgresSink {
         Ok(())
     }
 
-    fn action(&mut self, t: usize, op: Op, value: &Value) -> Result<Action, ConnectorError> {
+    fn action(
+        &mut self,
+        t: usize,
+        op: Op,
+        partial: bool,
+        value: &Value,
+    ) -> Result<Action, ConnectorError> {
         let (mode, soft) = (self.settings.mode, self.soft());
         let table = &mut self.tables[t];
         let keyless = table.pk.is_empty();
@@ -112,6 +124,7 @@ impl PostgresSink {
                 }
                 Action::Insert
             }
+            Op::Upsert if mode == WriteMode::Upsert && partial => Action::Update,
             Op::Upsert if mode == WriteMode::Upsert => Action::Upsert,
             Op::Upsert => Action::Insert,
             Op::Delete if keyless => {
@@ -339,9 +352,14 @@ impl PostgresSink {
             Action::Upsert | Action::SoftDelete | Action::SoftDeleteRow
         ) {
             rows = last_per_key(rows);
+        } else if segment.action == Action::Update {
+            rows = merged_per_key(rows);
         }
         for chunk in rows.chunks(self.settings.batch_size) {
             let (sql, payload) = self.statement(t, segment.action, chunk)?;
+            if sql.is_empty() {
+                continue; // an update naming only key columns changes nothing
+            }
             let what = format!("writing into {}", self.tables[t].sql);
             self.run(
                 Stmt {
@@ -670,7 +688,10 @@ impl PostgresSink {
             };
             let extra = deleted_at.as_ref().map(|(c, v)| (Cow::Borrowed(*c), v));
             for (c, v) in row.fields.iter().map(|(c, v)| (c.clone(), *v)).chain(extra) {
-                if v.is_null() || !shape.index.contains_key(c.as_ref()) {
+                // A partial update's null is a value: the column it names
+                // becomes NULL; elsewhere a null is the column's default.
+                let skip_null = v.is_null() && action != Action::Update;
+                if skip_null || !shape.index.contains_key(c.as_ref()) {
                     continue;
                 }
                 if !first {
@@ -737,6 +758,33 @@ impl PostgresSink {
                      ON CONFLICT ({pk_list}) {conflict}"
                 )
             }
+            Action::Update => {
+                // Each row sets the columns it names (`d.j ? 'c'`, a null
+                // included) and keeps the others; a key no row has matches
+                // nothing. Key columns are matched, never set.
+                let sets: Vec<String> = shape
+                    .columns
+                    .iter()
+                    .zip(&used)
+                    .filter(|((c, _), u)| **u && !table.pk.contains(c))
+                    .map(|((c, _), _)| {
+                        let q = quote(c);
+                        let name = c.replace('\'', "''");
+                        format!("{q} = CASE WHEN d.j ? '{name}' THEN (d.r).{q} ELSE x.{q} END")
+                    })
+                    .collect();
+                if sets.is_empty() {
+                    return Ok((String::new(), payload));
+                }
+                let on: Vec<String> = pk.iter().map(|c| format!("x.{c} = (d.r).{c}")).collect();
+                format!(
+                    "UPDATE {t_sql} AS x SET {} FROM (SELECT e.j, \
+                     jsonb_populate_record(NULL::{t_sql}, e.j) AS r \
+                     FROM jsonb_array_elements($1::jsonb) AS e(j)) AS d WHERE {}",
+                    sets.join(", "),
+                    on.join(" AND ")
+                )
+            }
             Action::Delete => {
                 let on: Vec<String> = pk.iter().map(|c| format!("x.{c} = d.{c}")).collect();
                 format!(
@@ -787,6 +835,33 @@ fn last_per_key(rows: Vec<Row<'_>>) -> Vec<Row<'_>> {
         .collect()
 }
 
+/// Partial updates of one key merged into one row, in order: a later
+/// update's columns over an earlier one's, the union of what they name (one
+/// `UPDATE … FROM` may not change a row twice either).
+fn merged_per_key(rows: Vec<Row<'_>>) -> Vec<Row<'_>> {
+    let mut at: HashMap<String, usize> = HashMap::with_capacity(rows.len());
+    let mut merged: Vec<Row<'_>> = Vec::with_capacity(rows.len());
+    for row in rows {
+        match at.get(&key_text(&row.key)) {
+            Some(&i) => {
+                let into = &mut merged[i];
+                for (column, value) in row.fields {
+                    match into.fields.iter_mut().find(|(c, _)| *c == column) {
+                        Some(slot) => slot.1 = value,
+                        None => into.fields.push((column, value)),
+                    }
+                }
+                into.record = row.record;
+            }
+            None => {
+                at.insert(key_text(&row.key), merged.len());
+                merged.push(row);
+            }
+        }
+    }
+    merged
+}
+
 /// A key as PostgreSQL compares it after conversion: strings unquoted, so
 /// `1` and `"1"` (both `'1'` in a text column) are one key.
 fn key_text(key: &[&Value]) -> String {
@@ -815,6 +890,51 @@ mod tests {
         assert_ne!(
             key_text(&[&Value::from("a"), &Value::from("b")]),
             key_text(&[&Value::from("ab"), &Value::from("")])
+        );
+    }
+
+    fn row<'a>(record: usize, key: &'a Value, fields: &[(&'a str, &'a Value)]) -> Row<'a> {
+        Row {
+            record,
+            fields: fields
+                .iter()
+                .map(|(k, v)| (Cow::Borrowed(*k), *v))
+                .collect(),
+            key: vec![key],
+            deleted_at: None,
+        }
+    }
+
+    fn fields(row: &Row<'_>) -> Vec<(String, Value)> {
+        row.fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), (*v).clone()))
+            .collect()
+    }
+
+    #[test]
+    fn partial_updates_of_one_key_merge_in_order() {
+        let (one, two) = (Value::from(1), Value::from(2));
+        let (a, b, null) = (Value::from("a"), Value::from("b"), Value::Null);
+        let merged = merged_per_key(vec![
+            row(0, &one, &[("id", &one), ("name", &a)]),
+            row(1, &two, &[("id", &two), ("name", &b)]),
+            row(2, &one, &[("id", &one), ("amount", &null), ("name", &b)]),
+        ]);
+        assert_eq!(merged.len(), 2);
+        // The later update's columns over the earlier's, the union of both.
+        assert_eq!(
+            fields(&merged[0]),
+            vec![
+                ("id".into(), one.clone()),
+                ("name".into(), b.clone()),
+                ("amount".into(), Value::Null)
+            ]
+        );
+        assert_eq!(merged[0].record, 2);
+        assert_eq!(
+            fields(&merged[1]),
+            vec![("id".into(), two.clone()), ("name".into(), b.clone())]
         );
     }
 }

@@ -23,9 +23,9 @@ use tributary_core::{
 /// loader and turns every operation into a line (see the file).
 const DRIVER: &str = include_str!("driver.py");
 
-/// The header an `op.update` record carries: a sink that upserts replaces
-/// the row, so columns the update leaves out are not kept.
-pub const OP_HEADER: &str = "tributary.fivetran_op";
+/// The header an `op.update` record carries ([`tributary_core::OP_HEADER`]:
+/// `update`): the PostgreSQL sink sets only the columns it names.
+pub use tributary_core::OP_HEADER;
 
 pub struct FivetranSource {
     config: FivetranConfig,
@@ -393,7 +393,7 @@ impl FivetranProtocol {
             }
             .into(),
             headers: if update {
-                vec![(OP_HEADER.into(), "update".into())]
+                vec![(OP_HEADER.into(), tributary_core::PARTIAL_UPDATE.into())]
             } else {
                 Vec::new()
             },
