@@ -58,6 +58,13 @@ measure() { # name records command...
   echo "$secs" > "$WORK/last.txt"
 }
 
+# A timed run counts only if it delivered every record: an empty or short
+# output (a connector that failed quietly) would make a fast, false figure.
+check_records() { # what expected got
+  [ "$3" -eq "$2" ] || { echo "$1: $3 records, expected $2" >&2; exit 1; }
+}
+lines_in() { cat "$1"/* 2>/dev/null | wc -l; }
+
 # --- Singer ------------------------------------------------------------
 cat > "$WORK/tap.json" <<JSON
 {"host": "127.0.0.1", "port": 5432, "user": "postgres", "password": "postgres", "database": "test", "filter_schemas": ["$SCHEMA"]}
@@ -99,9 +106,11 @@ for round in $(seq 1 "$ROUNDS"); do
   rm -rf "$WORK/jsonl" && mkdir -p "$WORK/jsonl"
   measure "tap-postgres | target-jsonl (round $round)" "$ROWS" bash -c \
     "'$TOOLS/tap-postgres/bin/tap-postgres' --config '$WORK/tap.json' --catalog '$WORK/catalog.json' 2>/dev/null | '$TOOLS/target-jsonl/bin/target-jsonl' --config '$WORK/target.json'"
+  check_records target-jsonl "$ROWS" "$(lines_in "$WORK/jsonl")"
   base=$(cat "$WORK/last.txt")
   rm -rf "$WORK/out" "$WORK/singer.state"
-  measure "tributary singer tap-postgres → file (round $round)" "$ROWS" "$BIN" run --once "$WORK/singer.toml"
+  measure "tributary singer tap-postgres -> file (round $round)" "$ROWS" "$BIN" run --once "$WORK/singer.toml"
+  check_records "tributary singer" "$ROWS" "$(lines_in "$WORK/out")"
   ours=$(cat "$WORK/last.txt")
   printf "|   added wall time: %+.1f%% |\n" "$(echo "($ours / $base - 1) * 100" | bc -l)"
 done
@@ -131,9 +140,11 @@ TOML
 for round in $(seq 1 "$ROUNDS"); do
   measure "source-faker read > file (round $round)" "$COUNT" bash -c \
     "'$TOOLS/source-faker/bin/source-faker' read --config '$WORK/faker.json' --catalog '$WORK/faker_catalog.json' > '$WORK/faker.jsonl' 2>/dev/null"
+  check_records "source-faker read" "$COUNT" "$(grep -c '"type": *"RECORD"' "$WORK/faker.jsonl")"
   base=$(cat "$WORK/last.txt")
   rm -rf "$WORK/out" "$WORK/airbyte.state"
-  measure "tributary airbyte source-faker → file (round $round)" "$COUNT" "$BIN" run --once "$WORK/airbyte.toml"
+  measure "tributary airbyte source-faker -> file (round $round)" "$COUNT" "$BIN" run --once "$WORK/airbyte.toml"
+  check_records "tributary airbyte" "$COUNT" "$(lines_in "$WORK/out")"
   ours=$(cat "$WORK/last.txt")
   printf "|   added wall time: %+.1f%% |\n" "$(echo "($ours / $base - 1) * 100" | bc -l)"
 done
