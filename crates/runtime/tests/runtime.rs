@@ -709,3 +709,107 @@ async fn a_stream_its_source_marks_stuck_reports_stuck_and_the_mark_is_committed
         "report run failed 3 times in a row"
     );
 }
+
+/// A source whose reader hands over records at the position it was opened
+/// at (no newer checkpoint), then fails retryably, every time: a bridge's
+/// child that prints records and dies before its next STATE. It stops
+/// failing after `opens_before_end` opens.
+struct RereadingSource {
+    records_are_progress: bool,
+    opens: Arc<Mutex<u32>>,
+    opens_before_end: u32,
+}
+
+struct RereadingReader {
+    records_are_progress: bool,
+    polls: u32,
+    end: bool,
+}
+
+#[tributary_core::async_trait]
+impl tributary_core::Source for RereadingSource {
+    async fn check(&self) -> Result<(), tributary_core::ConnectorError> {
+        Ok(())
+    }
+    async fn discover(
+        &self,
+    ) -> Result<Vec<tributary_core::StreamSpec>, tributary_core::ConnectorError> {
+        Ok(vec![tributary_core::StreamSpec::new("items")])
+    }
+    async fn open(
+        &self,
+        _stream: &tributary_core::StreamSpec,
+        _checkpoint: Option<Checkpoint>,
+    ) -> Result<Box<dyn tributary_core::StreamReader>, tributary_core::ConnectorError> {
+        let mut opens = self.opens.lock().unwrap();
+        *opens += 1;
+        Ok(Box::new(RereadingReader {
+            records_are_progress: self.records_are_progress,
+            polls: 0,
+            end: *opens >= self.opens_before_end,
+        }))
+    }
+}
+
+#[tributary_core::async_trait]
+impl tributary_core::StreamReader for RereadingReader {
+    async fn poll(&mut self) -> Result<tributary_core::Poll, tributary_core::ConnectorError> {
+        self.polls += 1;
+        match self.polls {
+            1 => Ok(tributary_core::Poll::Batch(tributary_core::Batch::new(
+                vec![tributary_core::Record::new(
+                    json!({"_stream": "items", "n": 0}),
+                )],
+                Checkpoint(json!({"next": 0})),
+                tributary_core::LoadMode::Incremental,
+            ))),
+            _ if self.end => Ok(tributary_core::Poll::End),
+            _ => Err(tributary_core::ConnectorError::retryable(
+                "the child exited with status 1",
+            )),
+        }
+    }
+
+    fn records_are_progress(&self) -> bool {
+        self.records_are_progress
+    }
+}
+
+#[tokio::test]
+async fn records_at_an_unmoved_checkpoint_are_no_progress_for_readers_that_say_so() {
+    for records_are_progress in [false, true] {
+        let h = Harness::new();
+        let dir = tempdir();
+        let mut cfg = config("c", &dir);
+        cfg.runtime.max_retries = 3;
+        cfg.runtime.backoff_initial = Duration::from_millis(1);
+        cfg.runtime.backoff_max = Duration::from_millis(2);
+        let opens = Arc::new(Mutex::new(0));
+        let parts = ConnectorParts {
+            config: cfg,
+            source: Arc::new(RereadingSource {
+                records_are_progress,
+                opens: opens.clone(),
+                opens_before_end: 10,
+            }),
+            sink: Box::new(MemorySink(h.sink.clone())),
+            state: h.state.clone(),
+        };
+        let result = run_connector(parts, h.env(Arc::new(SystemClock))).await;
+        if records_are_progress {
+            // Each batch of records renews the budget: it took ten opens
+            // (forever, for a child that never stops dying).
+            result.unwrap();
+            assert_eq!(*opens.lock().unwrap(), 10);
+        } else {
+            let err = result.unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "connector `c`, stream `items`: gave up after 3 consecutive retryable errors; last: the child exited with status 1"
+            );
+            // The first open and three retries.
+            assert_eq!(*opens.lock().unwrap(), 4);
+        }
+        assert_eq!(h.committed("items"), Some(json!({"next": 0})));
+    }
+}
