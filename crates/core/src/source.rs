@@ -136,17 +136,18 @@ pub trait StreamReader: Send {
         false
     }
 
-    /// Whether handing over records is progress on its own, resetting the
-    /// runtime's retry budget (`runtime.max_retries`). True for sources whose
-    /// every batch checkpoint moves past its records (a file offset, a
-    /// keyset position). False for readers whose records become durable
+    /// Whether handing over records (and bad records) is progress on its
+    /// own, resetting the runtime's retry budget (`runtime.max_retries`).
+    /// True for sources whose every batch checkpoint moves past its records
+    /// (a file offset, a keyset position). False for readers whose records become durable
     /// progress only once a later checkpoint covers them: the bridges'
     /// children (a Singer tap, an Airbyte source, a Fivetran connector)
     /// send records between STATEs, and a child that prints records and
     /// dies before its next STATE, every time, re-reads the same records
-    /// forever. For those only an advanced checkpoint (or bad records,
-    /// which the policy has dealt with) is progress, so such a child ends
-    /// the run once the retries are used up (DESIGN.md invariant 4).
+    /// forever. For those only an advanced checkpoint is progress: bad
+    /// records at an unmoved checkpoint are read again after a crash just
+    /// like records, so they are none either. Such a child ends the run
+    /// once the retries are used up (DESIGN.md invariant 4).
     fn records_are_progress(&self) -> bool {
         true
     }

@@ -813,13 +813,14 @@ impl StreamTask {
                     // handed to the policy moved the position past it). API
                     // sources hand over an empty batch recording a failure
                     // (`retry_count`) before returning it: only its attempt
-                    // keys changed, which is no progress. Records alone
-                    // are none either for a reader whose records count
-                    // only once a later checkpoint covers them (a bridge's
+                    // keys changed, which is no progress. Records and
+                    // bad records alone are none either for a reader whose
+                    // records count only once a later checkpoint covers
+                    // them: they are read again after a crash (a bridge's
                     // child that dies between STATEs, every time, would
                     // otherwise be restarted forever).
-                    if (!batch.records.is_empty() && records_are_progress)
-                        || !batch.bad_records.is_empty()
+                    let handed_over = !batch.records.is_empty() || !batch.bad_records.is_empty();
+                    if (handed_over && records_are_progress)
                         || tributary_core::checkpoint::advanced(
                             self.position.as_ref(),
                             &batch.checkpoint,

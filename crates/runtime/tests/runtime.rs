@@ -716,12 +716,15 @@ async fn a_stream_its_source_marks_stuck_reports_stuck_and_the_mark_is_committed
 /// failing after `opens_before_end` opens.
 struct RereadingSource {
     records_are_progress: bool,
+    /// A line that is no message instead of a record.
+    bad: bool,
     opens: Arc<Mutex<u32>>,
     opens_before_end: u32,
 }
 
 struct RereadingReader {
     records_are_progress: bool,
+    bad: bool,
     polls: u32,
     end: bool,
 }
@@ -745,6 +748,7 @@ impl tributary_core::Source for RereadingSource {
         *opens += 1;
         Ok(Box::new(RereadingReader {
             records_are_progress: self.records_are_progress,
+            bad: self.bad,
             polls: 0,
             end: *opens >= self.opens_before_end,
         }))
@@ -756,13 +760,22 @@ impl tributary_core::StreamReader for RereadingReader {
     async fn poll(&mut self) -> Result<tributary_core::Poll, tributary_core::ConnectorError> {
         self.polls += 1;
         match self.polls {
-            1 => Ok(tributary_core::Poll::Batch(tributary_core::Batch::new(
-                vec![tributary_core::Record::new(
-                    json!({"_stream": "items", "n": 0}),
-                )],
-                Checkpoint(json!({"next": 0})),
-                tributary_core::LoadMode::Incremental,
-            ))),
+            1 => {
+                let record = tributary_core::Record::new(json!({"_stream": "items", "n": 0}));
+                let mut batch = tributary_core::Batch::new(
+                    if self.bad { Vec::new() } else { vec![record] },
+                    Checkpoint(json!({"next": 0})),
+                    tributary_core::LoadMode::Incremental,
+                );
+                if self.bad {
+                    batch.bad_records.push(tributary_core::BadRecord {
+                        location: "child stdout line 1".into(),
+                        error: "not a message".into(),
+                        raw: "garbage".into(),
+                    });
+                }
+                Ok(tributary_core::Poll::Batch(batch))
+            }
             _ if self.end => Ok(tributary_core::Poll::End),
             _ => Err(tributary_core::ConnectorError::retryable(
                 "the child exited with status 1",
@@ -777,10 +790,12 @@ impl tributary_core::StreamReader for RereadingReader {
 
 #[tokio::test]
 async fn records_at_an_unmoved_checkpoint_are_no_progress_for_readers_that_say_so() {
-    for records_are_progress in [false, true] {
+    // Records, then bad records (a line read again after each crash too).
+    for (records_are_progress, bad) in [(false, false), (false, true), (true, false)] {
         let h = Harness::new();
         let dir = tempdir();
         let mut cfg = config("c", &dir);
+        cfg.bad_records.policy = BadRecordPolicy::Skip;
         cfg.runtime.max_retries = 3;
         cfg.runtime.backoff_initial = Duration::from_millis(1);
         cfg.runtime.backoff_max = Duration::from_millis(2);
@@ -789,6 +804,7 @@ async fn records_at_an_unmoved_checkpoint_are_no_progress_for_readers_that_say_s
             config: cfg,
             source: Arc::new(RereadingSource {
                 records_are_progress,
+                bad,
                 opens: opens.clone(),
                 opens_before_end: 10,
             }),
