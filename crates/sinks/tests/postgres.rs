@@ -353,6 +353,95 @@ async fn upsert_replaces_rows_and_append_appends() {
     );
 }
 
+/// A partial update (`tributary.op: update`, Fivetran's `op.update`).
+fn update(target: &str, key: Value, value: Value) -> Record {
+    Record {
+        headers: vec![(
+            tributary_core::OP_HEADER.into(),
+            tributary_core::PARTIAL_UPDATE.into(),
+        )],
+        ..keyed(target, key, value)
+    }
+}
+
+#[tokio::test]
+async fn partial_updates_change_only_the_columns_they_name() {
+    let db = Db::new().await;
+    let mut sink = db.sink("primary_key = [\"a\", \"b\"]");
+    sink.write(&[
+        keyed(
+            "t",
+            json!([1, "x"]),
+            json!({"n": 1, "a'b": "q", "s": "one"}),
+        ),
+        keyed(
+            "t",
+            json!([1, "y"]),
+            json!({"n": 2, "a'b": "r", "s": "two"}),
+        ),
+    ])
+    .await
+    .unwrap();
+    sink.flush().await.unwrap();
+    sink.write(&[
+        // Two updates of one key in one write: both apply, in order.
+        update("t", json!([1, "x"]), json!({"a'b": "q2"})),
+        update("t", json!([1, "x"]), json!({"s": null, "added": true})),
+        // A key no row has: no row.
+        update("t", json!([9, "z"]), json!({"s": "ghost"})),
+        // Only key columns: nothing to change.
+        update("t", json!([1, "y"]), json!({"a": 1, "b": "y"})),
+    ])
+    .await
+    .unwrap();
+    sink.flush().await.unwrap();
+    let t = db.table("t");
+    let query = format!("SELECT a, b, n, \"a'b\", s, added, _deleted FROM {t} ORDER BY b");
+    let rows = || db.rows(&query);
+    assert_eq!(
+        rows().await,
+        vec![
+            json!({"a": 1, "b": "x", "n": 1, "a'b": "q2", "s": null, "added": true, "_deleted": false}),
+            json!({"a": 1, "b": "y", "n": 2, "a'b": "r", "s": "two", "added": null, "_deleted": false}),
+        ]
+    );
+    // An upsert after an update of the same key replaces the row, in order.
+    sink.write(&[
+        update("t", json!([1, "y"]), json!({"n": 20})),
+        keyed("t", json!([1, "y"]), json!({"s": "whole"})),
+        update("t", json!([1, "y"]), json!({"n": 21})),
+    ])
+    .await
+    .unwrap();
+    sink.flush().await.unwrap();
+    assert_eq!(
+        rows().await[1],
+        json!({"a": 1, "b": "y", "n": 21, "a'b": null, "s": "whole", "added": null, "_deleted": false})
+    );
+
+    // Append mode keeps history: an update is a new row of what it names.
+    let mut append = db.sink("primary_key = [\"id\"]\nmode = \"append\"");
+    append
+        .write(&[
+            keyed("log", json!(1), json!({"id": 1, "s": "a"})),
+            update("log", json!(1), json!({"id": 1, "n": 5})),
+        ])
+        .await
+        .unwrap();
+    append.flush().await.unwrap();
+    assert_eq!(
+        db.rows(&format!(
+            "SELECT id, s, n FROM {} ORDER BY n NULLS FIRST",
+            db.table("log")
+        ))
+        .await,
+        vec![
+            json!({"id": 1, "s": "a", "n": null}),
+            json!({"id": 1, "s": null, "n": 5})
+        ]
+    );
+}
+
 #[tokio::test]
 async fn hard_delete_removes_rows_in_record_order() {
     let db = Db::new().await;
