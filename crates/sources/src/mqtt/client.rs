@@ -61,14 +61,34 @@ impl Client {
     }
 }
 
-/// The generation of the current connection (see the module docs).
+/// The generation of the current connection (see the module docs), and
+/// how many acknowledgements the driver has written to the socket.
 #[derive(Debug, Default)]
 pub(crate) struct Link {
     generation: AtomicU64,
     connected: AtomicBool,
+    acks_sent: AtomicU64,
+    /// Woken when an acknowledgement is written or the connection changes.
+    changed: tokio::sync::Notify,
 }
 
 impl Link {
+    /// PUBACKs and PUBRECs written to the socket (flushed) so far.
+    pub fn acks_sent(&self) -> u64 {
+        self.acks_sent.load(Ordering::Acquire)
+    }
+
+    fn ack_sent(&self) {
+        self.acks_sent.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves on the next acknowledgement written or connection change
+    /// after it was created.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+
     pub fn current(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
@@ -80,7 +100,9 @@ impl Link {
 
     fn next(&self, connected: bool) -> u64 {
         self.connected.store(connected, Ordering::Release);
-        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.changed.notify_waiters();
+        generation
     }
 }
 
@@ -214,6 +236,10 @@ impl Driver {
                     self.suback(refused.map(|i| (i, "Failure".to_string())))
                         .await
                 }
+                Ok(E::Outgoing(rumqttc::Outgoing::PubAck(_) | rumqttc::Outgoing::PubRec(_))) => {
+                    self.link.ack_sent();
+                    Flow::Continue
+                }
                 Ok(_) => Flow::Continue,
                 Err(ConnectionError::ConnectionRefused(code)) => {
                     let permanent = !matches!(code, rumqttc::ConnectReturnCode::ServiceUnavailable);
@@ -257,6 +283,11 @@ impl Driver {
                             .then(|| (i, format!("{c:?}")))
                     });
                     self.suback(refused).await
+                }
+                // rumqttc reports an outgoing packet after flushing it.
+                Ok(E::Outgoing(rumqttc::Outgoing::PubAck(_) | rumqttc::Outgoing::PubRec(_))) => {
+                    self.link.ack_sent();
+                    Flow::Continue
                 }
                 Ok(_) => Flow::Continue,
                 Err(ConnectionError::ConnectionRefused(code)) => {

@@ -43,7 +43,8 @@ impl MqttSource {
     }
 }
 
-/// How long a poll waits for a first message before reporting `Idle`.
+/// How long `committed` waits for its acknowledgements to be written.
+const ACK_FLUSH_WAIT: Duration = Duration::from_secs(5);
 
 #[async_trait]
 impl Source for MqttSource {
@@ -110,6 +111,7 @@ impl Source for MqttSource {
             reader: crate::push::generated_id(),
             delivered: 0,
             pending: VecDeque::new(),
+            early: VecDeque::new(),
             batch_size: self.settings.batch_size,
             failed: None,
         }))
@@ -128,15 +130,54 @@ pub struct MqttReader {
     /// connection generation, the PUBLISH), in arrival order, which is the
     /// order MQTT requires acknowledgements in.
     pending: VecDeque<(u64, u64, Delivery)>,
+    /// Events taken from `rx` while `committed` waited; polled first.
+    early: VecDeque<Event>,
     batch_size: usize,
     failed: Option<ConnectorError>,
+}
+
+impl MqttReader {
+    /// Returns once `target` acknowledgements are on the socket, not
+    /// merely queued: a crash after the commit would otherwise leave them
+    /// unsent, and the broker would deliver committed messages again. The
+    /// driver writes them only between two events, and it waits while our
+    /// channel is full, so messages are taken from the channel meanwhile
+    /// (up to two batches; the next polls hand them over first). Gives up
+    /// when the connection changes (the broker re-sends what was not
+    /// acknowledged on it: a duplicate at worst) or after a while.
+    async fn wait_acks_written(&mut self, target: u64, generation: u64) {
+        let link = self.link.clone();
+        let deadline = tokio::time::Instant::now() + ACK_FLUSH_WAIT;
+        let room = self.batch_size.saturating_mul(2).max(16);
+        loop {
+            let changed = link.changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if link.acks_sent() >= target || link.current() != generation {
+                return;
+            }
+            tokio::select! {
+                _ = &mut changed => {}
+                event = self.rx.recv(), if self.early.len() < room => match event {
+                    Some(event) => self.early.push_back(event),
+                    // The driver ended; the next poll says why.
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    warn!("mqtt: acknowledgements not written within {ACK_FLUSH_WAIT:?}; the broker may deliver committed messages again");
+                    return;
+                }
+            }
+        }
+    }
 }
 
 #[async_trait]
 impl StreamReader for MqttReader {
     async fn poll(&mut self) -> Result<Poll, ConnectorError> {
         let (delivered, pending) = (&mut self.delivered, &mut self.pending);
-        let drained = push::drain(
+        let drained = push::drain_buffered(
+            &mut self.early,
             &mut self.rx,
             self.batch_size,
             &mut self.failed,
@@ -171,6 +212,11 @@ impl StreamReader for MqttReader {
             return Ok(());
         }
         let current = self.link.current();
+        // Every earlier commit waited for its acknowledgements to be
+        // written (or gave up on a lost connection), so counting from here
+        // counts this commit's.
+        let sent_before = self.link.acks_sent();
+        let mut queued = 0;
         while let Some((n, generation, _)) = self.pending.front() {
             if *n > cp.delivered {
                 break;
@@ -182,12 +228,14 @@ impl StreamReader for MqttReader {
             if stale {
                 continue;
             }
-            if let Err(e) = self.client.ack(&delivery) {
+            match self.client.ack(&delivery) {
+                Ok(()) => queued += 1,
                 // The broker re-sends what was not acknowledged: a duplicate
                 // at worst, never a loss.
-                warn!(error = %e, "mqtt: could not queue an acknowledgement");
+                Err(e) => warn!(error = %e, "mqtt: could not queue an acknowledgement"),
             }
         }
+        self.wait_acks_written(sent_before + queued, current).await;
         Ok(())
     }
 
