@@ -52,6 +52,18 @@ impl Client {
         }
     }
 
+    /// Queues an UNSUBSCRIBE from `filter`, a filter nobody subscribed
+    /// to (so it changes nothing). The broker handles a connection's
+    /// packets in order, so its UNSUBACK proves every acknowledgement
+    /// queued before it was received and processed, which a socket write
+    /// does not (a connection reset discards what the broker had not read).
+    pub fn barrier(&self, filter: &str) -> Result<(), String> {
+        match self {
+            Client::V4(c) => c.try_unsubscribe(filter).map_err(|e| e.to_string()),
+            Client::V5(c) => c.try_unsubscribe(filter).map_err(|e| e.to_string()),
+        }
+    }
+
     /// A clean DISCONNECT; the broker keeps a persistent session.
     pub async fn disconnect(&self) {
         let _ = match self {
@@ -62,29 +74,30 @@ impl Client {
 }
 
 /// The generation of the current connection (see the module docs), and
-/// how many acknowledgements the driver has written to the socket.
+/// how many UNSUBACKs the broker has sent (the barrier of
+/// [`Client::barrier`]).
 #[derive(Debug, Default)]
 pub(crate) struct Link {
     generation: AtomicU64,
     connected: AtomicBool,
-    acks_sent: AtomicU64,
-    /// Woken when an acknowledgement is written or the connection changes.
+    unsubacks: AtomicU64,
+    /// Woken on an UNSUBACK or a connection change.
     changed: tokio::sync::Notify,
 }
 
 impl Link {
-    /// PUBACKs and PUBRECs written to the socket (flushed) so far.
-    pub fn acks_sent(&self) -> u64 {
-        self.acks_sent.load(Ordering::Acquire)
+    /// UNSUBACKs received so far.
+    pub fn unsubacks(&self) -> u64 {
+        self.unsubacks.load(Ordering::Acquire)
     }
 
-    fn ack_sent(&self) {
-        self.acks_sent.fetch_add(1, Ordering::AcqRel);
+    fn unsuback(&self) {
+        self.unsubacks.fetch_add(1, Ordering::AcqRel);
         self.changed.notify_waiters();
     }
 
-    /// Resolves on the next acknowledgement written or connection change
-    /// after it was created.
+    /// Resolves on the next UNSUBACK or connection change after it was
+    /// created.
     pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
         self.changed.notified()
     }
@@ -236,8 +249,8 @@ impl Driver {
                     self.suback(refused.map(|i| (i, "Failure".to_string())))
                         .await
                 }
-                Ok(E::Outgoing(rumqttc::Outgoing::PubAck(_) | rumqttc::Outgoing::PubRec(_))) => {
-                    self.link.ack_sent();
+                Ok(E::Incoming(Packet::UnsubAck(_))) => {
+                    self.link.unsuback();
                     Flow::Continue
                 }
                 Ok(_) => Flow::Continue,
@@ -284,9 +297,8 @@ impl Driver {
                     });
                     self.suback(refused).await
                 }
-                // rumqttc reports an outgoing packet after flushing it.
-                Ok(E::Outgoing(rumqttc::Outgoing::PubAck(_) | rumqttc::Outgoing::PubRec(_))) => {
-                    self.link.ack_sent();
+                Ok(E::Incoming(Packet::UnsubAck(_))) => {
+                    self.link.unsuback();
                     Flow::Continue
                 }
                 Ok(_) => Flow::Continue,

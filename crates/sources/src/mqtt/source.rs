@@ -43,7 +43,7 @@ impl MqttSource {
     }
 }
 
-/// How long `committed` waits for its acknowledgements to be written.
+/// How long `committed` waits for the broker to confirm its acknowledgements.
 const ACK_FLUSH_WAIT: Duration = Duration::from_secs(5);
 
 #[async_trait]
@@ -103,12 +103,15 @@ impl Source for MqttSource {
         let (tx, rx) = mpsc::channel(self.settings.batch_size.saturating_mul(2).max(16));
         let link = Arc::new(Link::default());
         let (client, task) = client::start(self.settings.clone(), link.clone(), tx)?;
+        let reader = crate::push::generated_id();
         Ok(Box::new(MqttReader {
             rx,
             _task: AbortOnDropHandle::new(task),
             client,
             link,
-            reader: crate::push::generated_id(),
+            // The reader id is a UUID: no `+`, `#` or `/` a client id may hold.
+            barrier_filter: format!("tributary/ack-barrier/{reader}"),
+            reader,
             delivered: 0,
             pending: VecDeque::new(),
             early: VecDeque::new(),
@@ -125,6 +128,8 @@ pub struct MqttReader {
     client: Client,
     link: Arc<Link>,
     reader: String,
+    /// What [`Client::barrier`] unsubscribes from: no one's subscription.
+    barrier_filter: String,
     delivered: u64,
     /// QoS 1/2 messages handed over and not yet acknowledged: (number,
     /// connection generation, the PUBLISH), in arrival order, which is the
@@ -137,15 +142,22 @@ pub struct MqttReader {
 }
 
 impl MqttReader {
-    /// Returns once `target` acknowledgements are on the socket, not
-    /// merely queued: a crash after the commit would otherwise leave them
-    /// unsent, and the broker would deliver committed messages again. The
-    /// driver writes them only between two events, and it waits while our
-    /// channel is full, so messages are taken from the channel meanwhile
-    /// (up to two batches; the next polls hand them over first). Gives up
-    /// when the connection changes (the broker re-sends what was not
-    /// acknowledged on it: a duplicate at worst) or after a while.
-    async fn wait_acks_written(&mut self, target: u64, generation: u64) {
+    /// Returns once the broker has received the acknowledgements queued
+    /// before (an UNSUBACK after them: [`Client::barrier`]), not when they
+    /// are merely queued or written: a crash after the commit would
+    /// otherwise lose them, and the broker would deliver committed
+    /// messages again. The driver runs the connection only between two
+    /// events, and it waits while our channel is full, so messages are
+    /// taken from the channel meanwhile (up to two batches; the next polls
+    /// hand them over first). Gives up when the connection changes (the
+    /// broker re-sends what was not acknowledged on it: a duplicate at
+    /// worst) or after a while.
+    async fn wait_acks_received(&mut self, generation: u64) {
+        let target = self.link.unsubacks() + 1;
+        if let Err(e) = self.client.barrier(&self.barrier_filter) {
+            warn!(error = %e, "mqtt: could not queue the acknowledgements' barrier");
+            return;
+        }
         let link = self.link.clone();
         let deadline = tokio::time::Instant::now() + ACK_FLUSH_WAIT;
         let room = self.batch_size.saturating_mul(2).max(16);
@@ -153,7 +165,7 @@ impl MqttReader {
             let changed = link.changed();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if link.acks_sent() >= target || link.current() != generation {
+            if link.unsubacks() >= target || link.current() != generation {
                 return;
             }
             tokio::select! {
@@ -164,7 +176,7 @@ impl MqttReader {
                     None => return,
                 },
                 _ = tokio::time::sleep_until(deadline) => {
-                    warn!("mqtt: acknowledgements not written within {ACK_FLUSH_WAIT:?}; the broker may deliver committed messages again");
+                    warn!("mqtt: the broker did not confirm the acknowledgements within {ACK_FLUSH_WAIT:?}; it may deliver committed messages again");
                     return;
                 }
             }
@@ -212,10 +224,6 @@ impl StreamReader for MqttReader {
             return Ok(());
         }
         let current = self.link.current();
-        // Every earlier commit waited for its acknowledgements to be
-        // written (or gave up on a lost connection), so counting from here
-        // counts this commit's.
-        let sent_before = self.link.acks_sent();
         let mut queued = 0;
         while let Some((n, generation, _)) = self.pending.front() {
             if *n > cp.delivered {
@@ -235,7 +243,9 @@ impl StreamReader for MqttReader {
                 Err(e) => warn!(error = %e, "mqtt: could not queue an acknowledgement"),
             }
         }
-        self.wait_acks_written(sent_before + queued, current).await;
+        if queued > 0 {
+            self.wait_acks_received(current).await;
+        }
         Ok(())
     }
 
