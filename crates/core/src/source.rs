@@ -125,13 +125,14 @@ pub trait StreamReader: Send {
         Ok(())
     }
 
-    /// True for push sources whose `poll` waits for data to arrive and that
-    /// acknowledge upstream in [`StreamReader::committed`]: the runtime then
-    /// drops a waiting poll as soon as a commit comes in, delivers it and
-    /// polls again. Without this an MQTT broker that stopped sending because
-    /// every message in its window awaits our acknowledgement would wait
-    /// for the poll's idle timeout. Only for readers whose `poll` loses
-    /// nothing when dropped at an await point (the contract above).
+    /// True for push sources whose `poll` waits for data to arrive (and
+    /// that may acknowledge upstream in [`StreamReader::committed`]): the
+    /// runtime then drops a waiting poll as soon as a commit comes in,
+    /// delivers it and polls again on the same reader. Without this an MQTT
+    /// broker that stopped sending because every message in its window
+    /// awaits our acknowledgement would wait for the poll's idle timeout.
+    /// Only for readers whose `poll` loses nothing when dropped at an await
+    /// point (the contract above).
     fn commits_interrupt_poll(&self) -> bool {
         false
     }

@@ -122,3 +122,48 @@ async fn a_stream_too_short_to_prove_anything_is_refused() {
     let m = message(kit.restart_continues_exactly().await);
     assert!(m.ends_with("the stream gave 1 batch(es) with records; the checks need at least 2 (more data, or a smaller batch size)"), "{m}");
 }
+
+#[tokio::test]
+async fn a_waived_check_is_left_out_by_name_and_needs_a_reason() {
+    use tributary_sdk::conformance::Check;
+    let kit = flawed("skips_on_restart").0;
+    let failed: Vec<&'static str> = kit
+        .run_all()
+        .await
+        .expect_err("the flaw fails a check")
+        .iter()
+        .map(|v| v.check)
+        .collect();
+    assert!(failed.contains(&"restart_continues_exactly"), "{failed:?}");
+    // Waiving exactly what fails: the rest still runs and passes, and the
+    // waivers are listed with their reasons.
+    let mut waiving = kit.clone();
+    for check in Check::ALL {
+        if failed.contains(&check.name()) {
+            waiving = waiving.without(check, "this test's source skips on purpose");
+        }
+    }
+    waiving.run_all().await.unwrap();
+    assert_eq!(waiving.waived().len(), failed.len());
+    assert!(
+        waiving
+            .waived()
+            .iter()
+            .all(|(c, why)| failed.contains(&c.name())
+                && why == "this test's source skips on purpose")
+    );
+    // Called directly, a waived check still runs.
+    assert!(waiving.restart_continues_exactly().await.is_err());
+    // A waiver needs a reason.
+    let m = flawed("none")
+        .0
+        .without(Check::CancelSafePoll, " ")
+        .run_all()
+        .await
+        .unwrap_err();
+    assert_eq!(m.len(), 1);
+    assert_eq!(
+        m[0].to_string(),
+        "conformance check `cancel_safe_poll` failed: waived by `Kit::without` with an empty reason: say why the check cannot apply to this source"
+    );
+}

@@ -8,6 +8,7 @@
 use crate::http::template::Template;
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tributary_config::units::de_duration;
@@ -46,6 +47,19 @@ pub(crate) async fn drain<M>(
     batch_size: usize,
     failed: &mut Option<ConnectorError>,
     task: &str,
+    track: impl FnMut(M),
+) -> Result<Option<Drained>, ConnectorError> {
+    drain_buffered(&mut VecDeque::new(), rx, batch_size, failed, task, track).await
+}
+
+/// [`drain`], taking the events in `early` (received from `rx` before,
+/// in order) first.
+pub(crate) async fn drain_buffered<M>(
+    early: &mut VecDeque<PushEvent<M>>,
+    rx: &mut mpsc::Receiver<PushEvent<M>>,
+    batch_size: usize,
+    failed: &mut Option<ConnectorError>,
+    task: &str,
     mut track: impl FnMut(M),
 ) -> Result<Option<Drained>, ConnectorError> {
     if let Some(e) = failed.take() {
@@ -53,10 +67,13 @@ pub(crate) async fn drain<M>(
     }
     let ended = || ConnectorError::fatal(format!("the {task} ended unexpectedly"));
     // `recv` is cancel-safe; after it nothing awaits.
-    let first = match tokio::time::timeout(IDLE_AFTER, rx.recv()).await {
-        Err(_) => return Ok(None),
-        Ok(None) => return Err(ended()),
-        Ok(Some(event)) => event,
+    let first = match early.pop_front() {
+        Some(event) => event,
+        None => match tokio::time::timeout(IDLE_AFTER, rx.recv()).await {
+            Err(_) => return Ok(None),
+            Ok(None) => return Err(ended()),
+            Ok(Some(event)) => event,
+        },
     };
     let mut out = Drained {
         records: Vec::new(),
@@ -78,7 +95,7 @@ pub(crate) async fn drain<M>(
             }
         }
         if out.records.len() + out.bad.len() < batch_size {
-            next = rx.try_recv().ok();
+            next = early.pop_front().or_else(|| rx.try_recv().ok());
         }
     }
     if out.records.is_empty() && out.bad.is_empty() {

@@ -311,6 +311,26 @@ impl Kafka {
         }
     }
 
+    /// Deletes consumer group `group` and its committed offsets (a group
+    /// that does not exist is fine), so a reader without a checkpoint
+    /// starts where `start` says again.
+    pub fn delete_group(&self, group: &str) {
+        let admin: AdminClient<DefaultClientContext> = self.config().create().expect("admin");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let results = rt
+            .block_on(admin.delete_groups(&[group], &AdminOptions::new()))
+            .expect("delete_groups");
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
+                Err((g, code)) => panic!("deleting group {g}: {code}"),
+            }
+        }
+    }
+
     /// Initializes transactions of `transactional_id` with a producer of
     /// its own, then drops it: the broker fences every older producer of
     /// that id (their next transactional request fails), as another

@@ -110,3 +110,36 @@ pub fn publish_blocking(messages: &[Message]) {
         .expect("runtime")
         .block_on(publish(messages));
 }
+
+/// Starts persistent session `client_id` afresh (MQTT 5, clean start,
+/// kept an hour after the disconnect) subscribed to `filter` with QoS 1,
+/// and disconnects: QoS 1 messages published next are queued by the
+/// broker for the next client that resumes the session. What an earlier
+/// client left unacknowledged in it is gone.
+pub async fn fresh_session(client_id: &str, filter: &str) {
+    use rumqttc::v5::mqttbytes::v5::Packet;
+    use rumqttc::v5::Event;
+    let mut options = rumqttc::v5::MqttOptions::new(client_id, HOST, PORT);
+    options.set_keep_alive(Duration::from_secs(30));
+    options.set_clean_start(true);
+    options.set_session_expiry_interval(Some(3600));
+    let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 16);
+    client
+        .subscribe(filter, QoS::AtLeastOnce)
+        .await
+        .expect("queue a subscribe");
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::SubAck(_))) => break,
+            Ok(_) => {}
+            Err(e) => panic!(
+                "subscribing on the test MQTT broker {HOST}:{PORT} failed ({e}); start it with scripts/services"
+            ),
+        }
+    }
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        while eventloop.poll().await.is_ok() {}
+    })
+    .await;
+}

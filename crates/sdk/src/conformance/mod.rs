@@ -38,6 +38,10 @@
 //! # }
 //! ```
 //!
+//! A check whose promise cannot hold for a source (a live feed that
+//! nobody replays cannot continue after a restart) is waived with
+//! [`Kit::without`] and a reason, never skipped silently.
+//!
 //! [`Kit::bounded_memory`] measures the process's resident memory: run it
 //! in a test binary of its own (or under `cargo nextest`, one process per
 //! test) so other tests' allocations do not count.
@@ -71,6 +75,54 @@ impl Violation {
     }
 }
 
+/// A check of [`Kit::run_all`], by name: what [`Kit::without`] waives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Check {
+    /// [`Kit::checkpoint_round_trip`]
+    CheckpointRoundTrip,
+    /// [`Kit::restart_continues_exactly`]
+    RestartContinuesExactly,
+    /// [`Kit::resume_after_crash`]
+    ResumeAfterCrash,
+    /// [`Kit::cancel_safe_poll`]
+    CancelSafePoll,
+    /// [`Kit::malformed_input`]
+    MalformedInput,
+    /// [`Kit::no_side_effects`]
+    NoSideEffects,
+}
+
+impl Check {
+    /// Every check of [`Kit::run_all`], in the order it runs them.
+    pub const ALL: [Check; 6] = [
+        Check::CheckpointRoundTrip,
+        Check::RestartContinuesExactly,
+        Check::ResumeAfterCrash,
+        Check::CancelSafePoll,
+        Check::MalformedInput,
+        Check::NoSideEffects,
+    ];
+
+    /// The check's method name, as violations name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::CheckpointRoundTrip => "checkpoint_round_trip",
+            Check::RestartContinuesExactly => "restart_continues_exactly",
+            Check::ResumeAfterCrash => "resume_after_crash",
+            Check::CancelSafePoll => "cancel_safe_poll",
+            Check::MalformedInput => "malformed_input",
+            Check::NoSideEffects => "no_side_effects",
+        }
+    }
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 type Hook = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
 type Observe = Arc<dyn Fn() -> BoxFuture<'static, String> + Send + Sync>;
 type Identity = Arc<dyn Fn(&Record) -> String + Send + Sync>;
@@ -89,6 +141,7 @@ pub struct Kit {
     poll_timeout: Duration,
     memory_budget: u64,
     max_trials: usize,
+    waived: Vec<(Check, String)>,
 }
 
 impl std::fmt::Debug for Kit {
@@ -135,6 +188,7 @@ impl Kit {
             poll_timeout: Duration::from_secs(30),
             memory_budget: 16 << 20,
             max_trials: 8,
+            waived: Vec::new(),
         }
     }
 
@@ -206,17 +260,59 @@ impl Kit {
         self
     }
 
-    /// Every check; all violations, not only the first.
+    /// Leaves `check` out of [`Kit::run_all`] because its promise cannot
+    /// hold for this source, saying why: a live feed that nobody replays
+    /// has nothing a restart could continue from
+    /// ([`Check::RestartContinuesExactly`], [`Check::ResumeAfterCrash`]).
+    /// Not for a check the source merely fails: fix the source. The
+    /// waiver is explicit: [`Kit::assert_all`] prints each one with its
+    /// reason, [`Kit::waived`] lists them, and a waiver with an empty
+    /// reason is itself a violation. Calling the check's method directly
+    /// still runs it.
+    pub fn without(mut self, check: Check, why: impl Into<String>) -> Self {
+        self.waived.retain(|(c, _)| *c != check);
+        self.waived.push((check, why.into()));
+        self
+    }
+
+    /// The checks [`Kit::without`] left out, with the reasons given.
+    pub fn waived(&self) -> &[(Check, String)] {
+        &self.waived
+    }
+
+    fn waiver(&self, check: Check) -> Option<&str> {
+        self.waived
+            .iter()
+            .find(|(c, _)| *c == check)
+            .map(|(_, why)| why.as_str())
+    }
+
+    /// Every check not waived by [`Kit::without`]; all violations, not
+    /// only the first.
     pub async fn run_all(&self) -> Result<(), Vec<Violation>> {
-        let results = [
-            self.checkpoint_round_trip().await,
-            self.restart_continues_exactly().await,
-            self.resume_after_crash().await,
-            self.cancel_safe_poll().await,
-            self.malformed_input().await,
-            self.no_side_effects().await,
-        ];
-        let violations: Vec<Violation> = results.into_iter().filter_map(Result::err).collect();
+        let mut violations = Vec::new();
+        for check in Check::ALL {
+            if let Some(why) = self.waiver(check) {
+                if why.trim().is_empty() {
+                    violations.push(Violation::new(
+                        check.name(),
+                        "waived by `Kit::without` with an empty reason: say why the check cannot apply to this source",
+                    ));
+                }
+                continue;
+            }
+            let result = match check {
+                Check::CheckpointRoundTrip => self.checkpoint_round_trip().await,
+                Check::RestartContinuesExactly => self.restart_continues_exactly().await,
+                Check::ResumeAfterCrash => self.resume_after_crash().await,
+                Check::CancelSafePoll => self.cancel_safe_poll().await,
+                Check::MalformedInput => self.malformed_input().await,
+                Check::NoSideEffects => self.no_side_effects().await,
+            };
+            if let Err(v) = result {
+                violations.push(v);
+            }
+        }
         if violations.is_empty() {
             Ok(())
         } else {
@@ -224,10 +320,17 @@ impl Kit {
         }
     }
 
-    /// [`Kit::run_all`], panicking with every violation (for `#[tokio::test]`).
+    /// [`Kit::run_all`], panicking with every violation (for `#[tokio::test]`),
+    /// after printing each waived check and its reason to stderr.
     /// [`Kit::bounded_memory`] is not part of it: call it in a test binary
     /// of its own.
     pub async fn assert_all(&self) {
+        for (check, why) in &self.waived {
+            eprintln!(
+                "conformance: `{check}` waived for source type `{}`: {why}",
+                self.source_type.name()
+            );
+        }
         if let Err(violations) = self.run_all().await {
             let lines: Vec<String> = violations.iter().map(|v| format!("- {v}")).collect();
             panic!(

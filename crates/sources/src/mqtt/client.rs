@@ -52,6 +52,18 @@ impl Client {
         }
     }
 
+    /// Queues an UNSUBSCRIBE from `filter`, a filter nobody subscribed
+    /// to (so it changes nothing). The broker handles a connection's
+    /// packets in order, so its UNSUBACK proves every acknowledgement
+    /// queued before it was received and processed, which a socket write
+    /// does not (a connection reset discards what the broker had not read).
+    pub fn barrier(&self, filter: &str) -> Result<(), String> {
+        match self {
+            Client::V4(c) => c.try_unsubscribe(filter).map_err(|e| e.to_string()),
+            Client::V5(c) => c.try_unsubscribe(filter).map_err(|e| e.to_string()),
+        }
+    }
+
     /// A clean DISCONNECT; the broker keeps a persistent session.
     pub async fn disconnect(&self) {
         let _ = match self {
@@ -61,14 +73,35 @@ impl Client {
     }
 }
 
-/// The generation of the current connection (see the module docs).
+/// The generation of the current connection (see the module docs), and
+/// how many UNSUBACKs the broker has sent (the barrier of
+/// [`Client::barrier`]).
 #[derive(Debug, Default)]
 pub(crate) struct Link {
     generation: AtomicU64,
     connected: AtomicBool,
+    unsubacks: AtomicU64,
+    /// Woken on an UNSUBACK or a connection change.
+    changed: tokio::sync::Notify,
 }
 
 impl Link {
+    /// UNSUBACKs received so far.
+    pub fn unsubacks(&self) -> u64 {
+        self.unsubacks.load(Ordering::Acquire)
+    }
+
+    fn unsuback(&self) {
+        self.unsubacks.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves on the next UNSUBACK or connection change after it was
+    /// created.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+
     pub fn current(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
@@ -80,7 +113,9 @@ impl Link {
 
     fn next(&self, connected: bool) -> u64 {
         self.connected.store(connected, Ordering::Release);
-        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.changed.notify_waiters();
+        generation
     }
 }
 
@@ -214,6 +249,10 @@ impl Driver {
                     self.suback(refused.map(|i| (i, "Failure".to_string())))
                         .await
                 }
+                Ok(E::Incoming(Packet::UnsubAck(_))) => {
+                    self.link.unsuback();
+                    Flow::Continue
+                }
                 Ok(_) => Flow::Continue,
                 Err(ConnectionError::ConnectionRefused(code)) => {
                     let permanent = !matches!(code, rumqttc::ConnectReturnCode::ServiceUnavailable);
@@ -257,6 +296,10 @@ impl Driver {
                             .then(|| (i, format!("{c:?}")))
                     });
                     self.suback(refused).await
+                }
+                Ok(E::Incoming(Packet::UnsubAck(_))) => {
+                    self.link.unsuback();
+                    Flow::Continue
                 }
                 Ok(_) => Flow::Continue,
                 Err(ConnectionError::ConnectionRefused(code)) => {

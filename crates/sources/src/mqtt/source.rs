@@ -43,7 +43,8 @@ impl MqttSource {
     }
 }
 
-/// How long a poll waits for a first message before reporting `Idle`.
+/// How long `committed` waits for the broker to confirm its acknowledgements.
+const ACK_FLUSH_WAIT: Duration = Duration::from_secs(5);
 
 #[async_trait]
 impl Source for MqttSource {
@@ -102,14 +103,18 @@ impl Source for MqttSource {
         let (tx, rx) = mpsc::channel(self.settings.batch_size.saturating_mul(2).max(16));
         let link = Arc::new(Link::default());
         let (client, task) = client::start(self.settings.clone(), link.clone(), tx)?;
+        let reader = crate::push::generated_id();
         Ok(Box::new(MqttReader {
             rx,
             _task: AbortOnDropHandle::new(task),
             client,
             link,
-            reader: crate::push::generated_id(),
+            // The reader id is a UUID: no `+`, `#` or `/` a client id may hold.
+            barrier_filter: format!("tributary/ack-barrier/{reader}"),
+            reader,
             delivered: 0,
             pending: VecDeque::new(),
+            early: VecDeque::new(),
             batch_size: self.settings.batch_size,
             failed: None,
         }))
@@ -123,20 +128,68 @@ pub struct MqttReader {
     client: Client,
     link: Arc<Link>,
     reader: String,
+    /// What [`Client::barrier`] unsubscribes from: no one's subscription.
+    barrier_filter: String,
     delivered: u64,
     /// QoS 1/2 messages handed over and not yet acknowledged: (number,
     /// connection generation, the PUBLISH), in arrival order, which is the
     /// order MQTT requires acknowledgements in.
     pending: VecDeque<(u64, u64, Delivery)>,
+    /// Events taken from `rx` while `committed` waited; polled first.
+    early: VecDeque<Event>,
     batch_size: usize,
     failed: Option<ConnectorError>,
+}
+
+impl MqttReader {
+    /// Returns once the broker has received the acknowledgements queued
+    /// before (an UNSUBACK after them: [`Client::barrier`]), not when they
+    /// are merely queued or written: a crash after the commit would
+    /// otherwise lose them, and the broker would deliver committed
+    /// messages again. The driver runs the connection only between two
+    /// events, and it waits while our channel is full, so messages are
+    /// taken from the channel meanwhile (up to two batches; the next polls
+    /// hand them over first). Gives up when the connection changes (the
+    /// broker re-sends what was not acknowledged on it: a duplicate at
+    /// worst) or after a while.
+    async fn wait_acks_received(&mut self, generation: u64) {
+        let target = self.link.unsubacks() + 1;
+        if let Err(e) = self.client.barrier(&self.barrier_filter) {
+            warn!(error = %e, "mqtt: could not queue the acknowledgements' barrier");
+            return;
+        }
+        let link = self.link.clone();
+        let deadline = tokio::time::Instant::now() + ACK_FLUSH_WAIT;
+        let room = self.batch_size.saturating_mul(2).max(16);
+        loop {
+            let changed = link.changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if link.unsubacks() >= target || link.current() != generation {
+                return;
+            }
+            tokio::select! {
+                _ = &mut changed => {}
+                event = self.rx.recv(), if self.early.len() < room => match event {
+                    Some(event) => self.early.push_back(event),
+                    // The driver ended; the next poll says why.
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    warn!("mqtt: the broker did not confirm the acknowledgements within {ACK_FLUSH_WAIT:?}; it may deliver committed messages again");
+                    return;
+                }
+            }
+        }
+    }
 }
 
 #[async_trait]
 impl StreamReader for MqttReader {
     async fn poll(&mut self) -> Result<Poll, ConnectorError> {
         let (delivered, pending) = (&mut self.delivered, &mut self.pending);
-        let drained = push::drain(
+        let drained = push::drain_buffered(
+            &mut self.early,
             &mut self.rx,
             self.batch_size,
             &mut self.failed,
@@ -171,6 +224,7 @@ impl StreamReader for MqttReader {
             return Ok(());
         }
         let current = self.link.current();
+        let mut queued = 0;
         while let Some((n, generation, _)) = self.pending.front() {
             if *n > cp.delivered {
                 break;
@@ -182,11 +236,15 @@ impl StreamReader for MqttReader {
             if stale {
                 continue;
             }
-            if let Err(e) = self.client.ack(&delivery) {
+            match self.client.ack(&delivery) {
+                Ok(()) => queued += 1,
                 // The broker re-sends what was not acknowledged: a duplicate
                 // at worst, never a loss.
-                warn!(error = %e, "mqtt: could not queue an acknowledgement");
+                Err(e) => warn!(error = %e, "mqtt: could not queue an acknowledgement"),
             }
+        }
+        if queued > 0 {
+            self.wait_acks_received(current).await;
         }
         Ok(())
     }

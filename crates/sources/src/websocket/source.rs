@@ -147,4 +147,13 @@ impl StreamReader for WsReader {
         batch.bad_records = bad;
         Ok(Poll::Batch(batch))
     }
+
+    /// `poll` only awaits the connection task's channel (`push::drain`),
+    /// so dropping it loses nothing: the runtime may interrupt a quiet
+    /// feed's poll to deliver a commit, and keeps this reader (and its
+    /// connection) instead of reopening one, which for a server without a
+    /// resume point would start live and miss what this one received.
+    fn commits_interrupt_poll(&self) -> bool {
+        true
+    }
 }

@@ -96,6 +96,8 @@ struct State {
     next_live: u64,
     drops_left: Vec<u64>,
     hang_left: Option<u64>,
+    /// Bumped by [`WsSim::rewind`]: connections from before it stop sending.
+    epoch: u64,
 }
 
 /// A running simulator; serves until dropped with its tokio runtime.
@@ -138,6 +140,14 @@ impl WsSim {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Forgets what it sent: a connection that asks for no resume point
+    /// gets the feed from seq 1 again (a server replaying for a new client).
+    pub fn rewind(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.next_live = 1;
+        s.epoch += 1;
     }
 
     /// Every connection so far, in order of arrival.
@@ -193,10 +203,10 @@ fn query_param(request: &Request, name: &str) -> Option<String> {
 // The handshake callback's error type is tungstenite's, not ours to shrink.
 #[allow(clippy::result_large_err)]
 async fn serve_connection(tcp: TcpStream, config: Arc<WsSimConfig>, state: Arc<Mutex<State>>) {
-    let index = {
+    let (index, epoch) = {
         let mut s = state.lock().unwrap();
         s.connections.push(ConnectionLog::default());
-        s.connections.len() - 1
+        (s.connections.len() - 1, s.epoch)
     };
     let log_state = state.clone();
     let auth = config.auth.clone();
@@ -287,6 +297,10 @@ async fn serve_connection(tcp: TcpStream, config: Arc<WsSimConfig>, state: Arc<M
         unflushed += 1;
         let (drop_now, hang_now) = {
             let mut s = state.lock().unwrap();
+            if s.epoch != epoch {
+                // Rewound: this connection's client is gone.
+                return;
+            }
             s.connections[index].sent += 1;
             s.next_live = s.next_live.max(seq + 1);
             let drop_now = s.drops_left.contains(&seq);
