@@ -284,7 +284,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             batch_size: 1000,
-            channel_capacity: 16,
+            channel_capacity: 4,
             flush_records: 50_000,
             flush_interval: Duration::from_secs(1),
             poll_interval: Duration::from_millis(500),

@@ -7,7 +7,7 @@
 use super::config::{Format, StreamSettings};
 use super::csv_records::{BadRaw, CsvFormat, CsvRecords, Next};
 use crate::http::raw_page::{field_names, project_kept, record_text, TextProblem};
-use crate::object_text::{write_str, ObjectFields};
+use crate::object_text::{write_utf8_str, ObjectFields};
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -820,20 +820,24 @@ fn read_csv(
                 &scratch.headerless
             }
         };
-        // Every field is checked first, in column order, so the error
-        // names the first bad one whatever the output order.
-        if let Some((i, e)) =
-            (0..n).find_map(|i| std::str::from_utf8(field(i)).err().map(|e| (i, e)))
-        {
-            out.bad.push(bad(format!(
-                "invalid UTF-8 in field `{}`: {e}",
-                fields.name(i)
-            )));
-            continue;
+        // The record's bytes are checked once: every field is a part of
+        // them cut at ASCII quotes and delimiters, so all are UTF-8 when
+        // they are. Only a bad record's fields are checked one by one, in
+        // column order, so the error names the first bad one.
+        if std::str::from_utf8(reader.raw()).is_err() {
+            if let Some((i, e)) =
+                (0..n).find_map(|i| std::str::from_utf8(field(i)).err().map(|e| (i, e)))
+            {
+                out.bad.push(bad(format!(
+                    "invalid UTF-8 in field `{}`: {e}",
+                    fields.name(i)
+                )));
+                continue;
+            }
         }
         let text = fields.write::<std::convert::Infallible>(&mut scratch.buf, |i, buf| {
             // Checked above.
-            write_str(std::str::from_utf8(field(i)).unwrap_or_default(), buf);
+            write_utf8_str(field(i), buf);
             Ok(())
         });
         let text = match text {
