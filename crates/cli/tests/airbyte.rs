@@ -388,6 +388,67 @@ fn a_source_that_crashes_hangs_and_prints_garbage_loses_nothing() {
     );
 }
 
+/// `catalog = FILE` stands in for `discover` (as a saved connection's
+/// catalog does in Airbyte): `run` and `discover` never start it, and the
+/// file's streams are what is read.
+#[test]
+fn a_catalog_file_replaces_discover() {
+    let ws = Workspace::new(env!("CARGO_BIN_EXE_tributary"));
+    let cfg = fake(&ws, "ok\n");
+    let catalog = ws.write(
+        "catalog.json",
+        &json!({"type": "CATALOG", "catalog": {"streams": [{
+            "name": "items", "json_schema": {"type": "object"},
+            "supported_sync_modes": ["full_refresh", "incremental"],
+            "source_defined_cursor": true, "default_cursor_field": ["id"],
+            "source_defined_primary_key": [["id"]]}]}})
+        .to_string(),
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "silence_timeout = \"2s\"\n",
+        &format!(
+            "silence_timeout = \"2s\"\ncatalog = \"{}\"\nenv = {{ FAKE_NO_DISCOVER = \"1\" }}\n",
+            catalog.display()
+        ),
+    );
+    std::fs::write(&cfg, &text).unwrap();
+    let o = ws.run(&["discover", &cfg]);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("items"), "{}", stdout(&o));
+    let o = ws.run_for(&["run", "--once", &cfg], SLOW);
+    assert_exit(&o, 0);
+    assert_eq!(
+        ids(&ws.output("out", "fake.items")),
+        (1..=60).collect::<Vec<_>>()
+    );
+    // The same connector without the file runs `discover`, which fails.
+    std::fs::write(
+        &cfg,
+        text.replace(&format!("catalog = \"{}\"\n", catalog.display()), ""),
+    )
+    .unwrap();
+    let o = ws.run(&["discover", &cfg]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("discover was run although a catalog file was given"),
+        "{}",
+        stderr(&o)
+    );
+    // A catalog file that is not there is a config error naming the key.
+    std::fs::write(
+        &cfg,
+        text.replace(&catalog.display().to_string(), "/nonexistent/catalog.json"),
+    )
+    .unwrap();
+    let o = ws.run(&["check", &cfg]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("catalog") && stderr(&o).contains("does not exist"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// A source that prints records and dies before its next STATE, every
 /// time: its re-read records are no progress, the retries run out and the
 /// run fails with its last stderr, the committed state unchanged.

@@ -23,6 +23,9 @@ pub struct AirbyteConfig {
     /// A declarative manifest (YAML) for `source-declarative-manifest`,
     /// passed as `--manifest-path`.
     pub manifest: Option<PathBuf>,
+    /// A catalog file to use instead of running `discover` (what `discover`
+    /// printed: its CATALOG message, or the message's `catalog` object).
+    pub catalog: Option<PathBuf>,
     /// The streams to read; unset: every stream the catalog offers.
     pub streams: Option<Vec<String>>,
     /// The sync mode of streams without their own: unset, incremental
@@ -80,6 +83,7 @@ pub(crate) struct Settings {
     /// The connector's config as JSON; holds resolved secrets, never logged.
     pub config: Value,
     pub manifest: Option<PathBuf>,
+    pub catalog: Option<PathBuf>,
     pub streams: Option<Vec<String>>,
     pub sync_mode: Option<SyncMode>,
     pub sync: BTreeMap<String, StreamSync>,
@@ -99,15 +103,17 @@ pub(crate) fn resolve(
         cfg.silence_timeout,
         "airbyte",
     )?;
-    let manifest = cfg.manifest.map(|p| section.resolve_path(&p));
-    if let Some(p) = &manifest {
-        if !p.is_file() {
-            return Err(section.error(
-                "manifest",
-                format!("manifest file `{}` does not exist", p.display()),
-            ));
+    let existing = |key: &str, what: &str, path: Option<PathBuf>| {
+        let path = path.map(|p| section.resolve_path(&p));
+        match &path {
+            Some(p) if !p.is_file() => {
+                Err(section.error(key, format!("{what} file `{}` does not exist", p.display())))
+            }
+            _ => Ok(path),
         }
-    }
+    };
+    let manifest = existing("manifest", "manifest", cfg.manifest)?;
+    let catalog = existing("catalog", "catalog", cfg.catalog)?;
     if cfg.streams.as_ref().is_some_and(Vec::is_empty) {
         return Err(section.error(
             "streams",
@@ -118,6 +124,7 @@ pub(crate) fn resolve(
         command,
         config: config_json(&cfg.config),
         manifest,
+        catalog,
         streams: cfg.streams,
         sync_mode: cfg.sync_mode,
         sync: cfg.sync,

@@ -114,16 +114,35 @@ impl AirbyteSource {
         Ok(entries)
     }
 
+    /// The catalog file's (`catalog`), else what `discover` sends.
     async fn discover_catalog(&self) -> Result<Vec<Value>, ConnectorError> {
         let label = &self.settings.command.label;
-        let msgs = self.messages("discover").await?;
-        let catalog = msgs
-            .into_iter()
-            .find(|m| m.get("type").and_then(Value::as_str) == Some("CATALOG"))
-            .ok_or_else(|| {
-                ConnectorError::fatal(format!("{label}: `discover` sent no CATALOG message"))
-            })?;
-        match catalog.pointer("/catalog/streams") {
+        let catalog = match &self.settings.catalog {
+            Some(path) => {
+                let shown = path.display();
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConnectorError::from_io(&format!("reading catalog `{shown}`"), &e)
+                })?;
+                let file: Value = serde_json::from_str(&text).map_err(|e| {
+                    ConnectorError::config(format!("catalog `{shown}` is not JSON: {e}"))
+                })?;
+                // The message, or its `catalog` object alone.
+                match file.get("catalog") {
+                    Some(inner) => inner.clone(),
+                    None => file,
+                }
+            }
+            None => self
+                .messages("discover")
+                .await?
+                .into_iter()
+                .find(|m| m.get("type").and_then(Value::as_str) == Some("CATALOG"))
+                .and_then(|m| m.get("catalog").cloned())
+                .ok_or_else(|| {
+                    ConnectorError::fatal(format!("{label}: `discover` sent no CATALOG message"))
+                })?,
+        };
+        match catalog.pointer("/streams") {
             Some(Value::Array(a)) => Ok(a.clone()),
             _ => Err(ConnectorError::fatal(format!(
                 "{label}: its CATALOG has no `streams` array"
