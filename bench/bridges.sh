@@ -32,6 +32,7 @@ COUNT="${COUNT:-50000}"
 SCHEMA=bench_singer
 PSQL=(psql -h 127.0.0.1 -U postgres -X -q -v ON_ERROR_STOP=1 test)
 WORK="${BENCH_DIR:-$(mktemp -d /tmp/tributary-bridges-bench.XXXXXX)}"
+mkdir -p "$WORK"
 echo "work dir: $WORK" >&2
 
 have=-1
