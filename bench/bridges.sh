@@ -68,6 +68,17 @@ check_records() { # what expected got
 }
 lines_in() { cat "$1"/* 2>/dev/null | wc -l; }
 
+# ours NAME RECORDS STATE TOML WHAT: one tributary run from empty output and
+# state, its records checked, and the wall time it adds to this round's
+# baseline ($base).
+ours() {
+  local name=$1 n=$2 state=$3 toml=$4 what=$5
+  rm -rf "$WORK/out" "$WORK/$state.state"
+  measure "$name" "$n" "$BIN" run --once "$WORK/$toml.toml"
+  check_records "$what" "$n" "$(lines_in "$WORK/out")"
+  printf "|   added wall time: %+.1f%% |\n" "$(echo "($(cat "$WORK/last.txt") / $base - 1) * 100" | bc -l)"
+}
+
 # --- Singer ------------------------------------------------------------
 cat > "$WORK/tap.json" <<JSON
 {"host": "127.0.0.1", "port": 5432, "user": "postgres", "password": "postgres", "database": "test", "filter_schemas": ["$SCHEMA"]}
@@ -112,18 +123,10 @@ for round in $(seq 1 "$ROUNDS"); do
     "'$TOOLS/tap-postgres/bin/tap-postgres' --config '$WORK/tap.json' --catalog '$WORK/catalog.json' 2>/dev/null | '$TOOLS/target-jsonl/bin/target-jsonl' --config '$WORK/target.json'"
   check_records target-jsonl "$ROWS" "$(lines_in "$WORK/jsonl")"
   base=$(cat "$WORK/last.txt")
-  rm -rf "$WORK/out" "$WORK/singer.state"
-  measure "tributary singer tap-postgres -> file (round $round)" "$ROWS" "$BIN" run --once "$WORK/singer.toml"
-  check_records "tributary singer" "$ROWS" "$(lines_in "$WORK/out")"
-  ours=$(cat "$WORK/last.txt")
-  printf "|   added wall time: %+.1f%% |\n" "$(echo "($ours / $base - 1) * 100" | bc -l)"
+  ours "tributary singer tap-postgres -> file (round $round)" "$ROWS" singer singer "tributary singer"
   # The same with the baseline's catalog file (`catalog =`, as a Meltano
   # project's properties file is used): one Python start, as the baseline.
-  rm -rf "$WORK/out" "$WORK/singer.state"
-  measure "tributary singer, catalog file (round $round)" "$ROWS" "$BIN" run --once "$WORK/singer_catalog.toml"
-  check_records "tributary singer (catalog)" "$ROWS" "$(lines_in "$WORK/out")"
-  ours=$(cat "$WORK/last.txt")
-  printf "|   added wall time: %+.1f%% |\n" "$(echo "($ours / $base - 1) * 100" | bc -l)"
+  ours "tributary singer, catalog file (round $round)" "$ROWS" singer singer_catalog "tributary singer (catalog)"
 done
 
 # --- Airbyte -----------------------------------------------------------
@@ -158,14 +161,6 @@ for round in $(seq 1 "$ROUNDS"); do
     "'$TOOLS/source-faker/bin/source-faker' read --config '$WORK/faker.json' --catalog '$WORK/faker_catalog.json' > '$WORK/faker.jsonl' 2>/dev/null"
   check_records "source-faker read" "$COUNT" "$(grep -c '"type": *"RECORD"' "$WORK/faker.jsonl")"
   base=$(cat "$WORK/last.txt")
-  rm -rf "$WORK/out" "$WORK/airbyte.state"
-  measure "tributary airbyte source-faker -> file (round $round)" "$COUNT" "$BIN" run --once "$WORK/airbyte.toml"
-  check_records "tributary airbyte" "$COUNT" "$(lines_in "$WORK/out")"
-  ours=$(cat "$WORK/last.txt")
-  printf "|   added wall time: %+.1f%% |\n" "$(echo "($ours / $base - 1) * 100" | bc -l)"
-  rm -rf "$WORK/out" "$WORK/airbyte.state"
-  measure "tributary airbyte, catalog file (round $round)" "$COUNT" "$BIN" run --once "$WORK/airbyte_catalog.toml"
-  check_records "tributary airbyte (catalog)" "$COUNT" "$(lines_in "$WORK/out")"
-  ours=$(cat "$WORK/last.txt")
-  printf "|   added wall time: %+.1f%% |\n" "$(echo "($ours / $base - 1) * 100" | bc -l)"
+  ours "tributary airbyte source-faker -> file (round $round)" "$COUNT" airbyte airbyte "tributary airbyte"
+  ours "tributary airbyte, catalog file (round $round)" "$COUNT" airbyte airbyte_catalog "tributary airbyte (catalog)"
 done
