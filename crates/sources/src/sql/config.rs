@@ -41,6 +41,11 @@ pub struct SqlSourceConfig {
     /// How long to wait for the next row of a query; default 5m.
     #[serde(default = "default_query_timeout", deserialize_with = "de_duration")]
     pub query_timeout: Duration,
+    /// PostgreSQL: read pages with `COPY (SELECT …) TO STDOUT (FORMAT
+    /// binary)` (default), or with prepared statements when `false` (for
+    /// a proxy that refuses `COPY`).
+    #[serde(default = "default_copy")]
+    pub copy: bool,
     /// Tables to read in full-refresh mode with their catalog primary key,
     /// one stream each (named after the table).
     #[serde(default)]
@@ -59,6 +64,9 @@ fn default_max_connections() -> u32 {
 }
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(30)
+}
+fn default_copy() -> bool {
+    true
 }
 fn default_query_timeout() -> Duration {
     Duration::from_secs(300)
@@ -140,6 +148,8 @@ pub struct Settings {
     pub max_connections: u32,
     pub connect_timeout: Duration,
     pub query_timeout: Duration,
+    /// PostgreSQL pages are read with `COPY` (see `pg_copy`).
+    pub copy: bool,
     pub fetch_size: usize,
     pub batch_size: usize,
 }
@@ -231,6 +241,7 @@ pub fn resolve(
         max_connections: cfg.max_connections,
         connect_timeout: cfg.connect_timeout,
         query_timeout: cfg.query_timeout,
+        copy: cfg.copy,
         fetch_size: cfg.fetch_size.unwrap_or(DEFAULT_FETCH_SIZE),
         batch_size: default_batch_size.max(1),
     });

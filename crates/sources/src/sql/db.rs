@@ -58,6 +58,55 @@ impl Conn {
     }
 }
 
+/// The connection a stream's pages are read on: given back to the pool by
+/// [`ReadConn::release`] after the last page; closed instead when a
+/// PostgreSQL `COPY` on it was left unfinished (a run cut short, an
+/// error, a timeout), since sqlx cannot resume one and the pool's test on
+/// return would not notice the data still queued.
+pub struct ReadConn {
+    conn: Option<Conn>,
+    copy_finished: bool,
+}
+
+impl ReadConn {
+    pub fn new(conn: Conn) -> Self {
+        ReadConn {
+            conn: Some(conn),
+            copy_finished: true,
+        }
+    }
+
+    pub async fn release(mut self) {
+        if let Some(conn) = self.conn.take() {
+            if self.copy_finished {
+                conn.release().await;
+            } else {
+                close_on_drop(conn);
+            }
+        }
+    }
+}
+
+impl Drop for ReadConn {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if self.copy_finished {
+                drop(conn); // back to the pool (tested on a task of its own)
+            } else {
+                close_on_drop(conn);
+            }
+        }
+    }
+}
+
+fn close_on_drop(conn: Conn) {
+    match conn {
+        Conn::Pg(mut c) => c.close_on_drop(),
+        Conn::My(mut c) => c.close_on_drop(),
+        Conn::Lite(mut c) => c.close_on_drop(),
+    }
+}
+
 /// Per-column decoders of a statement, for the pool's database.
 #[derive(Debug, Clone)]
 pub enum Columns {
@@ -609,7 +658,7 @@ impl Db {
     /// beyond what the driver buffers from the socket.
     pub fn rows<'a>(
         &'a self,
-        conn: &'a mut Conn,
+        conn: &'a mut ReadConn,
         st: &'a Statement,
         columns: &'a Columns,
         shape: &'a Shape,
@@ -617,8 +666,20 @@ impl Db {
         let fail = |e: ConnectorError| futures::stream::once(async move { Err(e) }).boxed();
         let err =
             move |e: sqlx::Error| self.error(&format!("reading stream `{}`", shape.stream), e);
-        match (conn, columns) {
-            (Conn::Pg(c), Columns::Pg(cols)) => {
+        let ReadConn {
+            conn,
+            copy_finished,
+        } = conn;
+        let Some(conn) = conn.as_mut() else {
+            return fail(ConnectorError::fatal(
+                "internal error: a released connection",
+            ));
+        };
+        match (conn, columns, st.copy) {
+            (Conn::Pg(c), Columns::Pg(cols), true) => {
+                super::pg_copy::rows(c, &st.sql, cols, shape, copy_finished, err)
+            }
+            (Conn::Pg(c), Columns::Pg(cols), false) => {
                 let mut args = PgArguments::default();
                 for b in &st.binds {
                     if let Err(e) = bind_pg(&mut args, b) {
@@ -631,7 +692,7 @@ impl Db {
                     .map(move |r| decode_row(&r.map_err(err)?, cols, shape, &mut buf))
                     .boxed()
             }
-            (Conn::My(c), Columns::My(cols)) => {
+            (Conn::My(c), Columns::My(cols), _) => {
                 let mut args = MySqlArguments::default();
                 for b in &st.binds {
                     if let Err(e) = bind_my(&mut args, b) {
@@ -644,7 +705,7 @@ impl Db {
                     .map(move |r| decode_row(&r.map_err(err)?, cols, shape, &mut buf))
                     .boxed()
             }
-            (Conn::Lite(c), Columns::Lite(cols)) => {
+            (Conn::Lite(c), Columns::Lite(cols), _) => {
                 let mut args = SqliteArguments::default();
                 for b in &st.binds {
                     if let Err(e) = bind_lite(&mut args, b) {

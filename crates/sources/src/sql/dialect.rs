@@ -68,6 +68,10 @@ pub struct Statement {
     pub dialect: Dialect,
     pub sql: String,
     pub binds: Vec<BindValue>,
+    /// PostgreSQL: the statement is run inside `COPY … TO STDOUT`, which
+    /// takes no parameters: values are written into its text as typed
+    /// literals instead of bound.
+    pub copy: bool,
 }
 
 impl Statement {
@@ -77,6 +81,7 @@ impl Statement {
             dialect,
             sql: String::new(),
             binds: Vec::new(),
+            copy: false,
         }
     }
 
@@ -90,10 +95,14 @@ impl Statement {
     /// PostgreSQL keyset values travel as text and are cast to the column's
     /// type, so any key type compares exactly and index scans still apply.
     pub fn param(&mut self, value: BindValue, cast: Option<&str>) -> &mut Self {
-        self.binds.push(value);
-        let placeholder = match self.dialect {
-            Dialect::Postgres => format!("${}", self.binds.len()),
-            Dialect::MySql | Dialect::Sqlite => "?".to_string(),
+        let placeholder = if self.copy && self.dialect == Dialect::Postgres {
+            pg_literal(&value)
+        } else {
+            self.binds.push(value);
+            match self.dialect {
+                Dialect::Postgres => format!("${}", self.binds.len()),
+                Dialect::MySql | Dialect::Sqlite => "?".to_string(),
+            }
         };
         match cast {
             Some(t) => {
@@ -107,6 +116,31 @@ impl Statement {
         }
         self
     }
+}
+
+/// A PostgreSQL literal of exactly the type [`BindValue`] binds as (see
+/// `bind_pg`), so that a comparison means the same inline as bound. Text
+/// is an escape string (`E'…'`), whose meaning does not depend on
+/// `standard_conforming_strings`.
+fn pg_literal(v: &BindValue) -> String {
+    let (text, ty) = match v {
+        BindValue::Bool(b) => (b.to_string(), "bool"),
+        BindValue::Int(i) => (i.to_string(), "int8"),
+        BindValue::UInt(u) => match i64::try_from(*u) {
+            Ok(i) => (i.to_string(), "int8"),
+            Err(_) => (u.to_string(), "text"),
+        },
+        BindValue::Float(f) if f.is_infinite() => (
+            if *f > 0.0 { "Infinity" } else { "-Infinity" }.into(),
+            "float8",
+        ),
+        BindValue::Float(f) => (f.to_string(), "float8"),
+        BindValue::Text(s) => (s.clone(), "text"),
+        BindValue::Date(d) => (d.format("%Y-%m-%d").to_string(), "date"),
+        BindValue::DateTime(t) => (t.format("%Y-%m-%d %H:%M:%S%.f").to_string(), "timestamp"),
+    };
+    let escaped = text.replace('\\', "\\\\").replace('\'', "''");
+    format!("CAST(E'{escaped}' AS {ty})")
 }
 
 #[cfg(test)]
@@ -125,5 +159,22 @@ mod tests {
         s.push("a = ").param(BindValue::Int(1), None);
         assert_eq!(s.sql, "a = ?");
         assert_eq!(s.binds, vec![BindValue::Int(1)]);
+    }
+
+    #[test]
+    fn inline_values_are_typed_literals_that_quotes_cannot_escape() {
+        let mut s = Statement::new(Dialect::Postgres);
+        s.copy = true;
+        s.push("a > ")
+            .param(BindValue::Text(r"it's \ a".into()), Some("timestamptz"))
+            .push(" AND b = ")
+            .param(BindValue::Int(-7), None)
+            .push(" AND c = ")
+            .param(BindValue::Float(f64::NEG_INFINITY), None);
+        assert_eq!(
+            s.sql,
+            r"a > CAST(CAST(E'it''s \\ a' AS text) AS timestamptz) AND b = CAST(E'-7' AS int8) AND c = CAST(E'-Infinity' AS float8)"
+        );
+        assert!(s.binds.is_empty());
     }
 }

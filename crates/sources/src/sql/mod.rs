@@ -50,6 +50,7 @@ mod ident;
 mod mysql;
 mod params;
 mod pg;
+mod pg_copy;
 mod plan;
 mod reader;
 mod row;

@@ -58,6 +58,9 @@ pub struct Plan {
     pub spec: StreamSpec,
     pub fetch_size: usize,
     pub batch_size: usize,
+    /// PostgreSQL, no parameters of the query's own: pages are read with
+    /// `COPY` ([`super::pg_copy`]).
+    copy: bool,
 }
 
 fn config_error(stream: &str, message: impl std::fmt::Display) -> ConnectorError {
@@ -383,6 +386,7 @@ impl Plan {
             },
             zone: settings.zone,
         });
+        let copy = settings.copy && dialect == Dialect::Postgres && user_binds.is_empty();
         Ok(Plan {
             dialect,
             keyset_sql: keyset.iter().map(|k| q(k)).collect(),
@@ -396,6 +400,7 @@ impl Plan {
             spec,
             fetch_size: def.fetch_size,
             batch_size: def.batch_size,
+            copy,
         })
     }
 
@@ -419,6 +424,7 @@ impl Plan {
             dialect: self.dialect,
             sql: self.select.clone(),
             binds: self.user_binds.clone(),
+            copy: self.copy,
         };
         let mut first = true;
         let mut and = |st: &mut Statement| {
@@ -478,6 +484,9 @@ impl Plan {
         }
         if let Some(n) = limit {
             st.push(&format!(" LIMIT {n}"));
+        }
+        if st.copy {
+            st.sql = super::pg_copy::copy_statement(&st.sql);
         }
         Ok(st)
     }

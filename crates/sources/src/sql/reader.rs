@@ -6,7 +6,7 @@
 //! two, so the next rows are fetched while the sink writes the previous
 //! batch, and memory is bounded by a few batches whatever the table's size.
 
-use super::db::Db;
+use super::db::{Db, ReadConn};
 use super::plan::Plan;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -186,10 +186,11 @@ impl Run {
         // First the repeated hour again (paged on its own position, the
         // checkpoints keeping the run's start), then on from the start.
         // One connection for every page (see `Conn`).
-        let mut conn = self
-            .db
-            .acquire(&format!("reading stream `{}`", plan.spec.name))
-            .await?;
+        let mut conn = ReadConn::new(
+            self.db
+                .acquire(&format!("reading stream `{}`", plan.spec.name))
+                .await?,
+        );
         let mut reread = self.reread();
         let mut page_after: Option<Vec<Value>> = match reread {
             Some(_) => None,

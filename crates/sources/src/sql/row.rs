@@ -13,6 +13,7 @@
 use super::dialect::BindValue;
 use super::mysql::MyDecoder;
 use super::pg::PgColumn;
+use super::pg_copy::CopyRow;
 use super::sqlite::{LiteDecl, Stored};
 use super::value::{self, TimeValue, Zone};
 use crate::object_text::ObjectFields;
@@ -99,40 +100,31 @@ impl KeyCodec {
     }
 }
 
-/// Decodes the cells of one database's rows.
-pub trait RowDecoder {
-    type Row;
+/// Decodes the cells of one database's rows (`Row`: the driver's row, or
+/// a row of PostgreSQL's binary `COPY` output).
+pub trait RowDecoder<Row> {
     /// The JSON value of cell `i`.
-    fn decode(&self, row: &Self::Row, i: usize, zone: &Zone) -> Result<Value, String>;
+    fn decode(&self, row: &Row, i: usize, zone: &Zone) -> Result<Value, String>;
     /// Appends the JSON text of cell `i` to `out`, exactly what
     /// [`RowDecoder::decode`] gives, serialized; nothing on error. The
     /// default goes through the value; decoders override it for the
     /// common types to skip that.
-    fn write(
-        &self,
-        row: &Self::Row,
-        i: usize,
-        zone: &Zone,
-        out: &mut BytesMut,
-    ) -> Result<(), String> {
+    fn write(&self, row: &Row, i: usize, zone: &Zone, out: &mut BytesMut) -> Result<(), String> {
         let v = self.decode(row, i, zone)?;
         write_value(&v, out);
         Ok(())
     }
     /// The checkpoint form of cell `i` of a keyset column; `decoded` is
     /// what [`RowDecoder::decode`] returned for it.
-    fn key(&self, row: &Self::Row, i: usize, zone: &Zone, decoded: &Value)
-        -> Result<Value, String>;
+    fn key(&self, row: &Row, i: usize, zone: &Zone, decoded: &Value) -> Result<Value, String>;
     /// The instant cell `i` stands for (SQLite's cursor, compared with the
     /// lag bound in Rust because SQLite has no time type to compare in SQL).
-    fn instant(&self, _row: &Self::Row, _i: usize, _zone: &Zone) -> Result<DateTime<Utc>, String> {
+    fn instant(&self, _row: &Row, _i: usize, _zone: &Zone) -> Result<DateTime<Utc>, String> {
         Err("only SQLite cursors are compared in Rust".into())
     }
 }
 
-impl RowDecoder for PgColumn {
-    type Row = PgRow;
-
+impl RowDecoder<PgRow> for PgColumn {
     fn decode(&self, row: &PgRow, i: usize, zone: &Zone) -> Result<Value, String> {
         let raw = row.try_get_raw(i).map_err(|e| e.to_string())?;
         if raw.is_null() {
@@ -175,9 +167,39 @@ impl RowDecoder for PgColumn {
     }
 }
 
-impl RowDecoder for MyDecoder {
-    type Row = MySqlRow;
+impl RowDecoder<CopyRow> for PgColumn {
+    fn decode(&self, row: &CopyRow, i: usize, zone: &Zone) -> Result<Value, String> {
+        match row.cell(i)? {
+            None => Ok(Value::Null),
+            Some(bytes) => self.decoder.decode(bytes, zone),
+        }
+    }
 
+    fn write(
+        &self,
+        row: &CopyRow,
+        i: usize,
+        zone: &Zone,
+        out: &mut BytesMut,
+    ) -> Result<(), String> {
+        match row.cell(i)? {
+            None => {
+                out.extend_from_slice(b"null");
+                Ok(())
+            }
+            Some(bytes) => self.decoder.write(bytes, zone, out),
+        }
+    }
+
+    fn key(&self, row: &CopyRow, i: usize, zone: &Zone, decoded: &Value) -> Result<Value, String> {
+        match row.cell(i)? {
+            None => Ok(decoded.clone()),
+            Some(bytes) => self.decoder.key(bytes, zone, decoded),
+        }
+    }
+}
+
+impl RowDecoder<MySqlRow> for MyDecoder {
     fn decode(&self, row: &MySqlRow, i: usize, zone: &Zone) -> Result<Value, String> {
         MyDecoder::decode(*self, row, i, zone)
     }
@@ -193,9 +215,7 @@ impl RowDecoder for MyDecoder {
     }
 }
 
-impl RowDecoder for LiteDecl {
-    type Row = SqliteRow;
-
+impl RowDecoder<SqliteRow> for LiteDecl {
     fn decode(&self, row: &SqliteRow, i: usize, zone: &Zone) -> Result<Value, String> {
         LiteDecl::decode(*self, row, i, zone)
     }
@@ -304,7 +324,7 @@ pub struct DecodedRow {
     pub instant: Option<DateTime<Utc>>,
 }
 
-fn col_value<D: RowDecoder>(col: &D, row: &D::Row, i: usize, zone: &Zone) -> Option<Value> {
+fn col_value<R, D: RowDecoder<R>>(col: &D, row: &R, i: usize, zone: &Zone) -> Option<Value> {
     col.decode(row, i, zone).ok()
 }
 
@@ -315,8 +335,8 @@ pub(super) fn write_value(v: &Value, out: &mut BytesMut) {
 }
 
 /// Decodes one row; its text is written into `buf` and split off.
-pub fn decode_row<D: RowDecoder>(
-    row: &D::Row,
+pub fn decode_row<R, D: RowDecoder<R>>(
+    row: &R,
     columns: &[D],
     shape: &Shape,
     buf: &mut BytesMut,

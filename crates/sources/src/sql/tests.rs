@@ -143,6 +143,20 @@ async fn postgres_types_round_trip() {
     );
     let r = read(&src, "s", None).await.unwrap();
     assert!(r.bad.is_empty(), "{:?}", r.bad);
+    // Pages are read with COPY by default; prepared statements (`copy =
+    // false`) give the same text and checkpoints.
+    let prepared = source(
+        PG_URL,
+        &format!(
+            "timezone = \"Europe/Paris\"\ncopy = false\n[source.streams.s]\ntable = \"{t}\"\n"
+        ),
+        100,
+    );
+    let p = read(&prepared, "s", None).await.unwrap();
+    let texts =
+        |r: &Read| -> Vec<String> { r.records.iter().map(|r| r.value.to_json_string()).collect() };
+    assert_eq!(texts(&p), texts(&r));
+    assert_eq!(p.checkpoints, r.checkpoints);
     let v = r.values();
     assert_eq!(
         v[0],
@@ -201,6 +215,52 @@ async fn postgres_types_round_trip() {
         assert_eq!(schema["properties"][column]["x-sql-type"], ty, "{column}");
     }
     db.execute(format!("DROP TABLE {t}; DROP TYPE {mood}").as_str())
+        .await
+        .unwrap();
+}
+
+/// PostgreSQL pages are read with `COPY`; a run cut short in the middle of
+/// one (its reader dropped) closes that connection, so the next run on the
+/// same pool finds it in order and reads every row.
+#[tokio::test]
+async fn postgres_pages_are_copied_and_a_copy_cut_short_closes_its_connection() {
+    let db = pg().await;
+    let t = unique("pg_copy");
+    db.execute(
+        format!(
+            "DROP TABLE IF EXISTS {t};
+             CREATE TABLE {t} (id int8 PRIMARY KEY, note text);
+             INSERT INTO {t} SELECT i, repeat('x', 200) FROM generate_series(1, 20000) i;"
+        )
+        .as_str(),
+    )
+    .await
+    .unwrap();
+    let src = source(
+        PG_URL,
+        &format!("fetch_size = 10000\nmax_connections = 1\n[source.streams.s]\ntable = \"{t}\"\n"),
+        100,
+    );
+    let mut reader = src.open(&StreamSpec::new("s"), None).await.unwrap();
+    let Poll::Batch(first) = reader.poll().await.unwrap() else {
+        panic!("expected a batch");
+    };
+    assert_eq!(first.records.len(), 100);
+    drop(reader); // mid-COPY: most of the page is still on its way
+    let r = read(&src, "s", None).await.unwrap();
+    assert_eq!(r.ids("id"), (1..=20000).collect::<Vec<i64>>());
+    assert!(r.bad.is_empty());
+    // The pooled connection's last statement was the last page's COPY.
+    let copies: Vec<String> =
+        sqlx::query_scalar("SELECT query FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT %'")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    let last_page = format!(
+        "FROM \"public\".\"{t}\" WHERE \"id\" > CAST(CAST(E'20000' AS text) AS int8) ORDER BY \"id\" LIMIT 10000) TO STDOUT (FORMAT binary)"
+    );
+    assert!(copies.iter().any(|q| q.ends_with(&last_page)), "{copies:?}");
+    db.execute(format!("DROP TABLE {t}").as_str())
         .await
         .unwrap();
 }
