@@ -183,6 +183,7 @@ impl Run {
         let mut after = self.after.clone();
         let mut records: Vec<Record> = Vec::with_capacity(batch_size);
         let mut bad: Vec<BadRecord> = Vec::new();
+        let mut handed_over = self.start.clone();
         // First the repeated hour again (paged on its own position, the
         // checkpoints keeping the run's start), then on from the start.
         // One connection for every page (see `Conn`).
@@ -277,6 +278,7 @@ impl Run {
                         checkpoint: Checkpoint::from_state(&cp),
                         load_mode,
                     };
+                    handed_over = cp;
                     if tx.send(Ok(Poll::Batch(batch))).await.is_err() {
                         return Ok(()); // the reader is gone
                     }
@@ -297,8 +299,12 @@ impl Run {
             }
         }
         conn.release().await;
+        // Compared with the last checkpoint handed over, not the run's
+        // start: a pass whose rows filled its last batch exactly would
+        // otherwise end on that batch's "in progress" checkpoint, and the
+        // next run would only finish it instead of reading the table again.
         let last = self.checkpoint(&after, true);
-        if !records.is_empty() || !bad.is_empty() || last != self.start {
+        if !records.is_empty() || !bad.is_empty() || last != handed_over {
             let batch = Batch {
                 records,
                 bad_records: bad,

@@ -711,6 +711,11 @@ async fn full_refresh_pages_by_primary_key_and_resumes_a_cut_pass() {
     let again = read(&src, "f", r.last()).await.unwrap();
     assert_eq!(again.records.len(), 30);
     assert!(again.modes.iter().all(|m| *m == LoadMode::Initial));
+    // Its rows filled its last batch exactly: it still ends finished, so
+    // the pass after it reads the table again too.
+    assert_eq!(again.last(), r.last());
+    let third = read(&src, "f", again.last()).await.unwrap();
+    assert_eq!(third.records.len(), 30);
     db.execute(format!("DROP TABLE {t}").as_str())
         .await
         .unwrap();
