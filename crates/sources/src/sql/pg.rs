@@ -337,12 +337,16 @@ fn write_numeric(b: &[u8], out: &mut BytesMut) -> Result<(), String> {
     let weight = i16::from_be_bytes([b[2], b[3]]) as i64;
     let sign = u16::from_be_bytes([b[4], b[5]]);
     let dscale = u16::from_be_bytes([b[6], b[7]]) as usize;
-    match sign {
-        0xC000 => return Ok(out.extend_from_slice(b"NaN")),
-        0xD000 => return Ok(out.extend_from_slice(b"Infinity")),
-        0xF000 => return Ok(out.extend_from_slice(b"-Infinity")),
-        0x0000 | 0x4000 => {}
+    let special: &[u8] = match sign {
+        0xC000 => b"NaN",
+        0xD000 => b"Infinity",
+        0xF000 => b"-Infinity",
+        0x0000 | 0x4000 => b"",
         other => return Err(format!("unknown numeric sign {other:#x}")),
+    };
+    if !special.is_empty() {
+        out.extend_from_slice(special);
+        return Ok(());
     }
     if b.len() != 8 + 2 * ndigits {
         return Err("numeric length does not match its digit count".into());
