@@ -665,75 +665,111 @@ fn read_lines(
         let Body::Lines(reader) = &mut file.body else {
             return Ok(FileStatus::Done);
         };
+        let line = LineAt {
+            file_key: &file.key,
+            handle: &file.handle,
+            number: pos.line + 1,
+            offset: pos.offset,
+        };
+        // The common case: the whole line, within the cap, is in the read
+        // buffer, and is taken from there (copying each line out first and
+        // searching it with `read_until` was a tenth of the reader's time).
+        let available = reader.fill_buf()?;
+        if let Some(end) =
+            memchr::memchr(b'\n', available).filter(|end| *end <= stream.max_record_bytes)
+        {
+            take_line(stream, key_fields, &line, &available[..=end], None, out);
+            reader.consume(end + 1);
+            pos.offset += end as u64 + 1;
+            pos.line += 1;
+            continue;
+        }
         buf.clear();
         let (n, too_long) = read_line_capped(reader, buf, stream.max_record_bytes)?;
         if n == 0 {
             return Ok(FileStatus::Done);
         }
-        let line_no = pos.line + 1;
-        let bom = if pos.offset == 0 && buf.starts_with(BOM) {
-            BOM.len()
-        } else {
-            0
-        };
-        let start = pos.offset + bom as u64;
+        take_line(stream, key_fields, &line, buf, too_long, out);
         pos.offset += n as u64;
         pos.line += 1;
-        let mut line: &[u8] = &buf[bom..];
-        if let Some(len) = too_long {
-            let len = len - bom as u64;
-            // Whole in the dead letter: copied from the file, not held.
-            out.bad.push(BadRecord {
-                location: format!("{}:{line_no}", file.key),
-                error: format!(
-                    "line longer than max_record_bytes ({} bytes): {len} bytes",
-                    stream.max_record_bytes
-                ),
-                raw: span(&file.handle, start, len),
-            });
-            continue;
-        }
-        line = strip_cr(line.strip_suffix(b"\n").unwrap_or(line));
-        let bad = |error: String| BadRecord {
-            location: format!("{}:{line_no}", file.key),
-            error,
-            raw: lossy(line),
-        };
-        match stream.format {
-            Format::Ndjson => {
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                match raw_record(stream, key_fields, line) {
-                    Some(Ok(r)) => {
-                        out.records.push(r);
-                        continue;
-                    }
-                    Some(Err(error)) => {
-                        out.bad.push(bad(error));
-                        continue;
-                    }
-                    None => {}
-                }
-                // The slow path also words the error of a line that is no object.
-                match serde_json::from_slice::<Value>(line) {
-                    Ok(v @ Value::Object(_)) => out.records.push(record(stream, v)),
-                    Ok(v) => out.bad.push(bad(format!(
-                        "expected a JSON object, found {}",
-                        json_kind(&v)
-                    ))),
-                    Err(e) => out.bad.push(bad(e.to_string())),
-                }
+    }
+}
+
+/// Where a line starts, for its record or bad record.
+struct LineAt<'a> {
+    file_key: &'a str,
+    handle: &'a Arc<File>,
+    /// 1-based.
+    number: u64,
+    offset: u64,
+}
+
+/// One line read (with its `\n`, if it has one) to a record or bad record.
+/// `too_long`: the line ran past `max_record_bytes` and `read` holds only
+/// its start; this is its whole length.
+fn take_line(
+    stream: &StreamSettings,
+    key_fields: &[&'static str],
+    at: &LineAt<'_>,
+    read: &[u8],
+    too_long: Option<u64>,
+    out: &mut Output,
+) {
+    let bom = if at.offset == 0 && read.starts_with(BOM) {
+        BOM.len()
+    } else {
+        0
+    };
+    let start = at.offset + bom as u64;
+    let line_no = at.number;
+    let mut line: &[u8] = &read[bom..];
+    if let Some(len) = too_long {
+        let len = len - bom as u64;
+        // Whole in the dead letter: copied from the file, not held.
+        out.bad.push(BadRecord {
+            location: format!("{}:{line_no}", at.file_key),
+            error: format!(
+                "line longer than max_record_bytes ({} bytes): {len} bytes",
+                stream.max_record_bytes
+            ),
+            raw: span(at.handle, start, len),
+        });
+        return;
+    }
+    line = strip_cr(line.strip_suffix(b"\n").unwrap_or(line));
+    let bad = |error: String| BadRecord {
+        location: format!("{}:{line_no}", at.file_key),
+        error,
+        raw: lossy(line),
+    };
+    match stream.format {
+        Format::Ndjson => {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                return;
             }
-            _ => match std::str::from_utf8(line) {
-                Ok(s) => {
-                    let mut m = Map::with_capacity(1);
-                    m.insert("line".to_string(), Value::String(s.to_string()));
-                    out.records.push(record(stream, Value::Object(m)));
-                }
-                Err(e) => out.bad.push(bad(format!("invalid UTF-8: {e}"))),
-            },
+            match raw_record(stream, key_fields, line) {
+                Some(Ok(r)) => return out.records.push(r),
+                Some(Err(error)) => return out.bad.push(bad(error)),
+                None => {}
+            }
+            // The slow path also words the error of a line that is no object.
+            match serde_json::from_slice::<Value>(line) {
+                Ok(v @ Value::Object(_)) => out.records.push(record(stream, v)),
+                Ok(v) => out.bad.push(bad(format!(
+                    "expected a JSON object, found {}",
+                    json_kind(&v)
+                ))),
+                Err(e) => out.bad.push(bad(e.to_string())),
+            }
         }
+        _ => match std::str::from_utf8(line) {
+            Ok(s) => {
+                let mut m = Map::with_capacity(1);
+                m.insert("line".to_string(), Value::String(s.to_string()));
+                out.records.push(record(stream, Value::Object(m)));
+            }
+            Err(e) => out.bad.push(bad(format!("invalid UTF-8: {e}"))),
+        },
     }
 }
 

@@ -17,25 +17,13 @@
 //! This scan does the same checks at a fraction of the cost, because it has
 //! nothing to build: it only needs to know where each record ends.
 
+use crate::object_text::string_stop;
+
 /// Containers open at once beyond which a checked scan gives up: they are
 /// tracked in one 128-bit word, and below serde_json's limit for building
 /// a value (128), so everything outside the records that the scan accepts
 /// serde_json parses. A deeper page is left to serde_json.
 const MAX_DEPTH: usize = 120;
-
-/// Bytes a checked string scan stops at: the closing quote, an escape, and
-/// the control characters JSON does not allow raw inside a string.
-static STRING_STOPS: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        table[b] = true;
-        b += 1;
-    }
-    table[b'"' as usize] = true;
-    table[b'\\' as usize] = true;
-    table
-};
 
 #[inline(always)]
 pub(super) fn skip_whitespace(text: &[u8], at: usize) -> usize {
@@ -210,36 +198,6 @@ fn checked_string_end(text: &[u8], at: usize, notes: &mut Notes) -> Option<usize
     }
 }
 
-/// The first byte from `at` on that a string scan must look at: a quote, a
-/// backslash or a control character (`text.len()` if none). Eight bytes at
-/// a time, as one word: runs of ordinary bytes are most of a page, and most
-/// strings are names and short values.
-fn string_stop(text: &[u8], mut at: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    while let Some(word) = text.get(at..at + 8) {
-        let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
-        // Each term flags its first matching byte exactly (bytes after it
-        // may be flagged falsely, which the lowest set bit ignores): bytes
-        // below 0x20, then bytes equal to `"` and to `\`.
-        let below_space = word.wrapping_sub(ONES * 0x20) & !word;
-        let quote = word ^ (ONES * u64::from(b'"'));
-        let backslash = word ^ (ONES * u64::from(b'\\'));
-        let flagged = (below_space
-            | (quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash))
-            & HIGH;
-        if flagged != 0 {
-            return at + (flagged.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
-    }
-    while at < text.len() && !STRING_STOPS[text[at] as usize] {
-        at += 1;
-    }
-    at
-}
-
 /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`; what follows
 /// is checked by the caller, as after any value. A number beyond a
 /// double's range is noted (only numbers with an exponent or hundreds of
@@ -400,6 +358,7 @@ pub(super) fn mutations<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::object_text::STRING_STOPS;
     use serde::de::IgnoredAny;
 
     /// The whole text is one valid value, by the checked scan.
