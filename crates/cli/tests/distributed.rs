@@ -350,7 +350,10 @@ fn kill_9_of_one_of_three_workers_moves_its_connectors_and_loses_nothing() {
     let c = Cluster::new();
     let workers: Vec<AdminProcess> = (0..3).map(|_| c.worker()).collect();
     let ids: Vec<String> = workers.iter().map(id).collect();
-    let load = Load::deploy(&c, 8000, 400);
+    // 40 s of generator output: a loaded machine has taken 20 s to start
+    // all six, and a connector that finished before the kill could not be
+    // seen running after it.
+    let load = Load::deploy(&c, 8000, 200);
     let feed = load.feed(&c, Duration::from_millis(250));
     let (_, before) = wait_running(&workers[0], &load.names(), &[], Duration::from_secs(60));
     // Spread over the three by the cooperative-sticky assignor.
