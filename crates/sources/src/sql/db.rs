@@ -45,6 +45,15 @@ pub enum Conn {
 }
 
 impl Conn {
+    /// Closes the connection when it is dropped instead of pooling it.
+    fn close_on_drop(&mut self) {
+        match self {
+            Conn::Pg(c) => c.close_on_drop(),
+            Conn::My(c) => c.close_on_drop(),
+            Conn::Lite(c) => c.close_on_drop(),
+        }
+    }
+
     /// Tests the connection and puts it back in the pool, now rather than
     /// on a task, so the next statement finds it idle. A connection that
     /// fails the test is closed, as on drop.
@@ -76,12 +85,12 @@ impl ReadConn {
         }
     }
 
+    /// Gives the connection back to the pool; one whose `COPY` did not
+    /// finish is closed by the drop instead.
     pub async fn release(mut self) {
-        if let Some(conn) = self.conn.take() {
-            if self.copy_finished {
+        if self.copy_finished {
+            if let Some(conn) = self.conn.take() {
                 conn.release().await;
-            } else {
-                close_on_drop(conn);
             }
         }
     }
@@ -89,21 +98,11 @@ impl ReadConn {
 
 impl Drop for ReadConn {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            if self.copy_finished {
-                drop(conn); // back to the pool (tested on a task of its own)
-            } else {
-                close_on_drop(conn);
+        if !self.copy_finished {
+            if let Some(conn) = &mut self.conn {
+                conn.close_on_drop();
             }
         }
-    }
-}
-
-fn close_on_drop(conn: Conn) {
-    match conn {
-        Conn::Pg(mut c) => c.close_on_drop(),
-        Conn::My(mut c) => c.close_on_drop(),
-        Conn::Lite(mut c) => c.close_on_drop(),
     }
 }
 

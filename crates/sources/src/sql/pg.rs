@@ -323,7 +323,7 @@ pub fn numeric(b: &[u8]) -> Result<String, String> {
     let mut out = BytesMut::new();
     write_numeric(b, &mut out)?;
     // Only ASCII digits, signs and points are written.
-    String::from_utf8(out.to_vec()).map_err(|e| e.to_string())
+    String::from_utf8(Vec::from(out)).map_err(|e| e.to_string())
 }
 
 /// [`numeric`], appended to `out` (nothing on error), its digits written

@@ -10,8 +10,8 @@
 //! of the data as it arrives, into one reused cell table.
 //!
 //! `COPY` takes no parameters: the page's keyset values are written into
-//! the statement as literals ([`super::dialect::Statement`]'s inline
-//! mode), and a query with parameters of its own keeps the prepared path.
+//! the statement as typed literals ([`super::dialect::Statement::copy`]),
+//! and a query with parameters of its own keeps the prepared path.
 //! A `COPY` left unread leaves its connection mid-protocol, which sqlx
 //! cannot resume: such a connection is closed, never pooled
 //! ([`super::db::ReadConn`]).
@@ -207,7 +207,7 @@ pub fn rows<'a>(
         if s.failed {
             return None;
         }
-        let item = loop {
+        let item = 'read: loop {
             match s.parser.next() {
                 Ok(Parsed::Row) => break decode_row(&s.parser.row, columns, shape, &mut s.buf),
                 Ok(Parsed::NeedMore) => match s.chunks.next().await {
@@ -220,19 +220,14 @@ pub fn rows<'a>(
                     while let Some(chunk) = s.chunks.next().await {
                         match chunk {
                             Ok(chunk) => s.parser.push(chunk),
-                            Err(e) => {
-                                s.failed = true;
-                                return Some((Err(e), s));
-                            }
+                            Err(e) => break 'read Err(e),
                         }
                     }
-                    if s.parser.has_trailing_data() {
-                        *s.finished = true;
-                        s.failed = true;
-                        return Some((Err(bad("data after the trailer".into())), s));
-                    }
                     *s.finished = true;
-                    return None;
+                    if !s.parser.has_trailing_data() {
+                        return None;
+                    }
+                    break Err(bad("data after the trailer".into()));
                 }
                 Err(e) => break Err(bad(e)),
             }
